@@ -1,0 +1,243 @@
+"""The ``mlupdated`` command line: the contract of DESIGN.md, one sub-command each.
+
+Exit codes: 0 ok, 1 some inputs failed, 2 usage or configuration error (and any
+other error we raise on purpose). Errors print one line naming the file and the
+reason; ``--debug`` adds the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import __version__
+from .errors import MlupdatedError
+
+EXIT_OK = 0
+EXIT_INPUT_FAILED = 1
+EXIT_USAGE = 2
+
+DEFAULT_MODEL_NAME = "CatDogUpdatable.mlmodel"
+WORKSPACE_ENV = "MLUPDATED_WORKSPACE"
+
+
+# --- model and workspace resolution ------------------------------------------------
+
+
+def bundled_model_path() -> Path:
+    """The default model that ships inside the package."""
+    return Path(__file__).resolve().parent / "models" / DEFAULT_MODEL_NAME
+
+
+def find_workspace(start: Path | None = None) -> Path | None:
+    """The workspace containing ``start`` (default: the current directory), if any."""
+    here = (start or Path.cwd()).resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / "config.toml").is_file() and (candidate / "models").is_dir():
+            return candidate
+    return None
+
+
+def default_workspace() -> Path:
+    """``$MLUPDATED_WORKSPACE``, else ``~/mlupdated``."""
+    env = os.environ.get(WORKSPACE_ENV)
+    return Path(env).expanduser() if env else Path.home() / "mlupdated"
+
+
+def resolve_model(args: argparse.Namespace) -> Path:
+    """--model, else the workspace's current model, else the bundled default."""
+    if getattr(args, "model", None):
+        return Path(args.model)
+    workspace = Path(args.workspace) if getattr(args, "workspace", None) else find_workspace()
+    if workspace is not None:
+        return workspace / "models" / "current.mlmodel"
+    return bundled_model_path()
+
+
+# --- sub-commands ---------------------------------------------------------------------
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from .engine.predictor import run_predict_command
+
+    return run_predict_command(
+        resolve_model(args), [Path(p) for p in args.images], as_json=args.json
+    )
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from .coreml.describe import run_inspect_command
+
+    return run_inspect_command(resolve_model(args), as_json=args.json)
+
+
+def _cmd_update(args: argparse.Namespace) -> int:
+    from .train.command import run_update_command
+
+    return run_update_command(args)
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    from .service.workspace import run_init_command
+
+    return run_init_command(args)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .service.app import run_daemon_command
+
+    return run_daemon_command(args)
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from .service.status import run_status_command
+
+    return run_status_command(args)
+
+
+def _cmd_rollback(args: argparse.Namespace) -> int:
+    from .service.store import run_rollback_command
+
+    return run_rollback_command(args)
+
+
+def _cmd_control(args: argparse.Namespace) -> int:
+    from .service.control import run_control_command
+
+    return run_control_command(args)
+
+
+def _cmd_service(args: argparse.Namespace) -> int:
+    from .service.install import run_service_command
+
+    return run_service_command(args)
+
+
+# --- parser ---------------------------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that exits 2 with one line on a usage error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        raise SystemExit(f"mlupdated: error: {message}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="mlupdated",
+        description="Keep a Core ML image classifier personal to its owner.",
+    )
+    parser.add_argument("--version", action="version", version=f"mlupdated {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    def workspace_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--workspace",
+            metavar="DIR",
+            help=f"workspace directory (default: ${WORKSPACE_ENV}, else ~/mlupdated)",
+        )
+
+    p = sub.add_parser("predict", help="classify images")
+    p.add_argument("--model", metavar="PATH", help="model to use (default: see README)")
+    workspace_option(p)
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("inspect", help="describe a model and check it for updates")
+    p.add_argument("--model", metavar="PATH")
+    workspace_option(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_inspect)
+
+    p = sub.add_parser("update", help="run the Core ML update task on a folder of labels")
+    p.add_argument("--model", metavar="PATH", help="updatable model (default: the bundled one)")
+    p.add_argument("--data", metavar="DIR", required=True, help="folder of <Label>/ subfolders")
+    p.add_argument("--out", metavar="PATH", required=True, help="where to write the new model")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--learning-rate", type=float)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--momentum", type=float)
+    p.add_argument("--beta1", type=float)
+    p.add_argument("--beta2", type=float)
+    p.add_argument("--eps", type=float)
+    p.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--cache-dir", metavar="DIR", help="feature cache (default: user cache)")
+    p.add_argument("--json", action="store_true", help="one JSON object per progress event")
+    p.set_defaults(func=_cmd_update)
+
+    p = sub.add_parser("init", help="create a workspace")
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("--model", metavar="PATH", help="initial model (default: the bundled one)")
+    p.set_defaults(func=_cmd_init)
+
+    p = sub.add_parser("run", help="run the daemon in the foreground")
+    workspace_option(p)
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("status", help="show the daemon's state")
+    workspace_option(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_status)
+
+    p = sub.add_parser("rollback", help="make an earlier model version current")
+    workspace_option(p)
+    p.add_argument("--to", type=int, metavar="VERSION", help="version (default: the previous)")
+    p.set_defaults(func=_cmd_rollback)
+
+    for name, text in (
+        ("update-now", "ask the running daemon to update now"),
+        ("pause", "pause scheduled updates"),
+        ("resume", "resume scheduled updates"),
+    ):
+        p = sub.add_parser(name, help=text)
+        workspace_option(p)
+        p.set_defaults(func=_cmd_control, action=name)
+
+    p = sub.add_parser("service", help="install or remove the system service")
+    p.add_argument("action", choices=["install", "uninstall", "print"])
+    scope = p.add_mutually_exclusive_group()
+    scope.add_argument("--user", dest="scope", action="store_const", const="user")
+    scope.add_argument("--system", dest="scope", action="store_const", const="system")
+    workspace_option(p)
+    p.set_defaults(func=_cmd_service, scope=None)
+
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        if isinstance(exc.code, str):
+            print(exc.code, file=sys.stderr)
+            return EXIT_USAGE
+        return int(exc.code or 0)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130
+    except MlupdatedError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"mlupdated: error: {exc}", file=sys.stderr)
+        # An error that stops a command before it could do its job is a usage or
+        # configuration failure; per-input failures are reported by the command itself
+        # and give exit 1.
+        return EXIT_USAGE
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,27 @@
+"""Layer converters: importing each module fills the registry (see ``engine.registry``)."""
+
+from __future__ import annotations
+
+from . import (  # noqa: F401
+    activation,
+    arithmetic,
+    batchnorm,
+    clip,
+    concat,
+    constant,
+    convolution,
+    crop,
+    inner_product,
+    l2normalize,
+    lrn,
+    matmul,
+    padding,
+    pooling,
+    reduce,
+    reshape,
+    scale_bias,
+    slice_split,
+    softmax,
+    unary,
+    upsample,
+)

@@ -1,0 +1,3 @@
+"""Converters for the matmul layer family."""
+
+from __future__ import annotations

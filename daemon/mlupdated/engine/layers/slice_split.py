@@ -1,0 +1,3 @@
+"""Converters for the slice split layer family."""
+
+from __future__ import annotations

@@ -1,0 +1,50 @@
+"""Logging: structlog, one JSON object per line on stderr, or a human format on a terminal.
+
+Services (systemd's journal, launchd's log files) collect stderr; a person at a
+terminal reads the console renderer. Every module logs through ``get_logger``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import structlog
+
+_configured = False
+
+
+def configure_logging(*, json: bool | None = None, level: int = logging.INFO) -> None:
+    """Set up structlog once. ``json=None`` picks JSON unless stderr is a terminal."""
+    global _configured
+    if json is None:
+        json = not sys.stderr.isatty()
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if json
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+    _configured = True
+
+
+def get_logger(name: str | None = None, **context: Any) -> Any:
+    """A structlog logger bound to ``component=name`` and ``context``."""
+    if not _configured:
+        configure_logging()
+    log = structlog.get_logger()
+    if name:
+        log = log.bind(component=name)
+    return log.bind(**context) if context else log
