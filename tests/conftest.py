@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
-# Tests never use a user's real cache or workspace.
-os.environ.setdefault("MLUPDATED_CACHE_DIR", os.path.join(os.getcwd(), ".pytest_cache", "mlupdated"))
+# Tests never touch a user's real cache: one throw-away cache for the whole session
+# (a test that needs an empty cache sets MLUPDATED_CACHE_DIR itself).
+os.environ["MLUPDATED_CACHE_DIR"] = tempfile.mkdtemp(prefix="mlupdated-test-cache-")
