@@ -1,0 +1,360 @@
+"""When to update: the trigger rules, on APScheduler 3, on the monotonic clock.
+
+Rule (DESIGN.md "The daemon"): at least ``min_batch`` pending corrections, then either
+``quiet_seconds`` without a new drop or ``max_wait_seconds`` since the oldest pending
+one. Besides: an optional cron schedule (at its times, update if anything is pending),
+``update-now`` (update if anything is pending, whatever the rules, the pause or the
+back-off say), ``pause``/``resume``, and a doubling back-off after a failed or rejected
+run. One update at a time.
+
+Time is measured with ``time.monotonic`` from drops this process saw, so a wall-clock
+jump (a day back, years forward, a laptop waking up) neither stalls the queue nor
+starts a storm: at most one catch-up run, coalesced. Only the cron schedule follows
+the wall clock, because that is what a cron expression means.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+
+from ..errors import ConfigError
+
+TICK_SECONDS = 0.5
+# A tick or cron firing that is late by more than this (the machine slept) is folded
+# into the next one instead of being run late; coalescing keeps it to one run.
+TICK_GRACE_SECONDS = 30
+CRON_GRACE_SECONDS = 3600
+
+OUTCOMES_THAT_BACK_OFF = ("failed", "rejected")
+
+
+@dataclass(frozen=True)
+class TriggerRules:
+    """The part of ``config.update`` the scheduler reads."""
+
+    min_batch: int = 10
+    quiet_seconds: float = 30.0
+    max_wait_seconds: float = 3600.0
+    cron: str | None = None
+    retry_backoff_seconds: float = 60.0
+    max_backoff_seconds: float = 3600.0
+
+    @classmethod
+    def from_config(cls, update: Any) -> TriggerRules:
+        """Take the fields of a ``config.update`` section."""
+        return cls(
+            min_batch=update.min_batch,
+            quiet_seconds=update.quiet_seconds,
+            max_wait_seconds=update.max_wait_seconds,
+            cron=update.cron,
+            retry_backoff_seconds=update.retry_backoff_seconds,
+            max_backoff_seconds=update.max_backoff_seconds,
+        )
+
+
+def due_reason(
+    rules: TriggerRules,
+    *,
+    pending: int,
+    since_last_drop: float | None,
+    since_oldest: float | None,
+) -> str | None:
+    """Why an update is due by the batch rules now, or None when it is not.
+
+    ``since_*`` are seconds on the monotonic clock; None means "no such drop seen".
+    """
+    if pending < rules.min_batch or pending <= 0:
+        return None
+    if since_last_drop is None or since_last_drop >= rules.quiet_seconds:
+        return "quiet"
+    if since_oldest is not None and since_oldest >= rules.max_wait_seconds:
+        return "max_wait"
+    return None
+
+
+def parse_cron(expression: str) -> CronTrigger:
+    """A crontab expression (5 fields) as a trigger; ``ConfigError`` naming the key."""
+    try:
+        return CronTrigger.from_crontab(expression)
+    except ValueError as exc:
+        raise ConfigError(
+            f"invalid cron expression {expression!r}: {exc}", key="update.cron"
+        ) from exc
+
+
+class UpdateScheduler:
+    """Decides when to run ``run_update(reason) -> outcome`` and runs it, one at a time.
+
+    ``pending_count()`` is asked on each tick (it must be cheap and thread-safe);
+    ``run_update`` runs in the scheduler's worker thread and returns the run outcome
+    (``promoted``, ``rejected``, ``failed``, ``abandoned`` or ``nothing``).
+    """
+
+    def __init__(
+        self,
+        rules: TriggerRules,
+        *,
+        pending_count: Callable[[], int],
+        run_update: Callable[[str], str],
+        log: Any,
+        paused: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._rules = rules
+        self._pending_count = pending_count
+        self._run_update = run_update
+        self._log = log
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._paused = paused
+        self._forced: str | None = None
+        self._running = False
+        self._last_drop: float | None = None
+        self._oldest: float | None = None
+        self._backoff_until: float | None = None
+        self._backoff_seconds = 0.0
+        self._last_pending = 0
+        self._aps: BackgroundScheduler | None = None
+        self._cron_trigger = parse_cron(rules.cron) if rules.cron else None
+
+    # --- inputs -------------------------------------------------------------------------
+
+    def note_drop(self) -> None:
+        """A correction was added or relabelled just now."""
+        with self._lock:
+            now = self._clock()
+            self._last_drop = now
+            if self._oldest is None:
+                self._oldest = now
+
+    def prime(self, *, pending: int, oldest_age: float | None) -> None:
+        """At start-up: corrections already pending, the oldest ``oldest_age`` s old.
+
+        The wall-clock age is clamped to ``[0, max_wait]``: a clock moved back cannot make
+        it negative, a clock moved forward can cause one catch-up run, not several.
+        """
+        with self._lock:
+            if pending <= 0:
+                return
+            now = self._clock()
+            age = min(max(oldest_age or 0.0, 0.0), self._rules.max_wait_seconds)
+            self._oldest = now - age
+            # Quiet is counted from start-up: files found by the start-up sweep are
+            # drops too, and a user may still be copying.
+            self._last_drop = now
+
+    def request_update(self, reason: str = "update-now") -> None:
+        """Run an update at the next tick if anything is pending (``update-now``)."""
+        with self._lock:
+            self._forced = reason
+
+    def pause(self) -> None:
+        """Stop starting scheduled updates (a running one finishes)."""
+        with self._lock:
+            self._paused = True
+
+    def resume(self) -> None:
+        """Start scheduled updates again."""
+        with self._lock:
+            self._paused = False
+
+    def reconfigure(self, rules: TriggerRules) -> None:
+        """Apply new rules (SIGHUP); a bad cron raises ``ConfigError`` and changes nothing."""
+        trigger = parse_cron(rules.cron) if rules.cron else None
+        with self._lock:
+            self._rules = rules
+            self._cron_trigger = trigger
+            if self._aps is not None:
+                self._schedule_cron()
+
+    # --- state --------------------------------------------------------------------------
+
+    @property
+    def paused(self) -> bool:
+        """True while paused."""
+        return self._paused
+
+    @property
+    def running(self) -> bool:
+        """True while an update runs."""
+        return self._running
+
+    @property
+    def rules(self) -> TriggerRules:
+        """The rules in force."""
+        return self._rules
+
+    def next_trigger(self) -> dict[str, Any]:
+        """What the scheduler waits for, and when it expects to start (for status)."""
+        with self._lock:
+            now = self._clock()
+            pending = self._last_pending
+            info: dict[str, Any] = {"pending": pending, "min_batch": self._rules.min_batch}
+            if self._running:
+                return {**info, "state": "running", "due_in_seconds": None}
+            if self._forced:
+                return {**info, "state": "requested", "due_in_seconds": 0.0}
+            if self._paused:
+                return {**info, "state": "paused", "due_in_seconds": None}
+            if self._backoff_until is not None and now < self._backoff_until:
+                wait = self._backoff_until - now
+                return {**info, "state": "backing_off", "due_in_seconds": round(wait, 1)}
+            cron_next = None
+            if self._aps is not None and self._aps.get_job("cron") is not None:
+                job = self._aps.get_job("cron")
+                cron_next = job.next_run_time.isoformat() if job.next_run_time else None
+            info["cron_next"] = cron_next
+            if pending < self._rules.min_batch:
+                return {**info, "state": "waiting_for_corrections", "due_in_seconds": None}
+            candidates = []
+            if self._last_drop is not None:
+                candidates.append(self._last_drop + self._rules.quiet_seconds - now)
+            if self._oldest is not None:
+                candidates.append(self._oldest + self._rules.max_wait_seconds - now)
+            due = max(min(candidates), 0.0) if candidates else 0.0
+            return {**info, "state": "waiting_for_quiet", "due_in_seconds": round(due, 1)}
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the background scheduler (the tick and, if configured, the cron job)."""
+        _quiet_apscheduler_logging(self._log)
+        aps = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(max_workers=3)},
+            job_defaults={
+                "max_instances": 1,
+                "coalesce": True,
+                "misfire_grace_time": TICK_GRACE_SECONDS,
+            },
+            timezone="UTC",
+        )
+        aps.add_job(self.tick, "interval", seconds=TICK_SECONDS, id="tick")
+        self._aps = aps
+        self._schedule_cron()
+        aps.start()
+
+    def shutdown(self) -> None:
+        """Stop ticking; does not wait for a running update (the app decides that)."""
+        if self._aps is not None:
+            self._aps.shutdown(wait=False)
+            self._aps = None
+
+    def _schedule_cron(self) -> None:
+        assert self._aps is not None  # only called once started
+        if self._aps.get_job("cron") is not None:
+            self._aps.remove_job("cron")
+        if self._cron_trigger is not None:
+            self._aps.add_job(
+                self._cron_fired,
+                self._cron_trigger,
+                id="cron",
+                misfire_grace_time=CRON_GRACE_SECONDS,
+            )
+
+    def _cron_fired(self) -> None:
+        self.request_update("cron")
+
+    # --- the decision ---------------------------------------------------------------------
+
+    def tick(self) -> str | None:
+        """Decide once; start an update when due. Returns the reason it started, or None."""
+        try:
+            pending = self._pending_count()
+        except Exception as exc:  # a locked or broken database must not kill the timer
+            self._log.warning("cannot count pending corrections", error=str(exc))
+            return None
+        with self._lock:
+            self._last_pending = pending
+            if self._running:
+                return None
+            now = self._clock()
+            reason: str | None = None
+            if self._forced is not None:
+                if pending > 0:
+                    reason = self._forced
+                else:
+                    self._log.info("update requested, nothing pending", trigger=self._forced)
+                self._forced = None
+            elif self._paused:
+                return None
+            elif self._backoff_until is not None and now < self._backoff_until:
+                return None
+            else:
+                reason = due_reason(
+                    self._rules,
+                    pending=pending,
+                    since_last_drop=None if self._last_drop is None else now - self._last_drop,
+                    since_oldest=None if self._oldest is None else now - self._oldest,
+                )
+            if reason is None:
+                return None
+            self._running = True
+            started = now
+        self._run(reason, started)
+        return reason
+
+    def _run(self, reason: str, started: float) -> None:
+        outcome = "failed"
+        try:
+            outcome = self._run_update(reason)
+        except Exception:
+            self._log.exception("update job crashed in the daemon", trigger=reason)
+        finally:
+            with self._lock:
+                self._running = False
+                self._after_run(outcome, started)
+
+    def _after_run(self, outcome: str, started: float) -> None:
+        now = self._clock()
+        if outcome in OUTCOMES_THAT_BACK_OFF:
+            rules = self._rules
+            if self._backoff_seconds <= 0:
+                self._backoff_seconds = rules.retry_backoff_seconds
+            else:
+                self._backoff_seconds = min(self._backoff_seconds * 2, rules.max_backoff_seconds)
+            self._backoff_until = now + self._backoff_seconds
+            self._log.info(
+                "next attempt after back-off", outcome=outcome, seconds=self._backoff_seconds
+            )
+            return
+        if outcome == "promoted":
+            self._backoff_seconds = 0.0
+            self._backoff_until = None
+            # Whatever is still pending arrived during the run (or was held aside): its
+            # age counts from the run's start at the latest.
+            try:
+                still = self._pending_count()
+            except Exception:
+                still = 0
+            self._oldest = started if still > 0 else None
+
+
+class _ToStructlog(logging.Handler):
+    """Carries APScheduler's stdlib log records into our structured log."""
+
+    def __init__(self, log: Any) -> None:
+        super().__init__(level=logging.WARNING)
+        self._log = log
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._log.warning("scheduler: " + record.getMessage())
+        except Exception:
+            self.handleError(record)
+
+
+def _quiet_apscheduler_logging(log: Any) -> None:
+    logger = logging.getLogger("apscheduler")
+    logger.setLevel(logging.WARNING)
+    logger.propagate = False
+    if not any(isinstance(h, _ToStructlog) for h in logger.handlers):
+        logger.addHandler(_ToStructlog(log))

@@ -1,0 +1,77 @@
+"""The workspace lock: one holder, a clear refusal, freed when the holder dies."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from mlupdated.errors import AlreadyRunningError
+from mlupdated.service.lock import WorkspaceLock, lock_holder, read_pid
+
+_HOLD = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from mlupdated.service.lock import WorkspaceLock
+    lock = WorkspaceLock(Path(sys.argv[1]))
+    lock.acquire()
+    print("held", flush=True)
+    time.sleep(60)
+    """
+)
+
+
+def _hold_in_child(path: Path) -> subprocess.Popen[str]:
+    child = subprocess.Popen(
+        [sys.executable, "-c", _HOLD, str(path)], stdout=subprocess.PIPE, text=True
+    )
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "held"
+    return child
+
+
+def test_acquire_writes_pid_and_release_frees(tmp_path: Path) -> None:
+    path = tmp_path / "mlupdated.lock"
+    lock = WorkspaceLock(path)
+    lock.acquire()
+    assert read_pid(path) == os.getpid()
+    assert lock_holder(path) == os.getpid()
+    lock.release()
+    assert lock_holder(path) is None
+    assert not lock.held
+
+
+def test_second_holder_is_refused_with_the_pid(tmp_path: Path) -> None:
+    path = tmp_path / "mlupdated.lock"
+    child = _hold_in_child(path)
+    try:
+        with pytest.raises(AlreadyRunningError) as info:
+            WorkspaceLock(path).acquire()
+        assert f"already running (pid {child.pid})" in str(info.value)
+        assert lock_holder(path) == child.pid
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_kill_9_frees_the_lock(tmp_path: Path) -> None:
+    path = tmp_path / "mlupdated.lock"
+    child = _hold_in_child(path)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    # The stale pid is still in the file, but nobody holds the lock.
+    assert read_pid(path) == child.pid
+    assert lock_holder(path) is None
+    with WorkspaceLock(path) as lock:
+        assert lock.held
+        assert read_pid(path) == os.getpid()
+
+
+def test_no_lock_file_means_nobody(tmp_path: Path) -> None:
+    assert lock_holder(tmp_path / "absent.lock") is None
+    assert read_pid(tmp_path / "absent.lock") is None
