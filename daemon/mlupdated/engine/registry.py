@@ -161,5 +161,48 @@ class ConvertContext:
             op_type, inputs, outputs, name=self.fresh(f"{base}/{op_type}"), **attrs
         )
 
+    # -- the graph so far (filled by the compiler) -------------------------------------
+    def begin_graph(self, inputs: list[onnx.ValueInfoProto], nodes: list[onnx.NodeProto]) -> None:
+        """Start the graph with its inputs (and the nodes that adapt them)."""
+        self.graph_inputs = list(inputs)
+        self.graph_nodes: list[onnx.NodeProto] = []
+        self.extend_graph(nodes)
+
+    def extend_graph(self, nodes: list[onnx.NodeProto]) -> None:
+        """Append the nodes a converter returned."""
+        self.graph_nodes.extend(nodes)
+        self._shapes_valid = False
+
+    def static_shape(self, blob: str) -> list[int | None]:
+        """The shape of a blob already produced, by ONNX shape inference over the graph
+        so far; ``None`` for a dimension that is not known at compile time (the batch).
+
+        Converters that need a spatial size (Core ML's "same" and "includeLastPixel"
+        padding rules) use it; everything else stays shape-agnostic.
+        """
+        if not getattr(self, "_shapes_valid", False):
+            graph = helper.make_graph(
+                self.graph_nodes, "partial", self.graph_inputs, [], initializer=self.initializers
+            )
+            model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", self.opset)])
+            model.ir_version = 8
+            inferred = onnx.shape_inference.infer_shapes(model)
+            shapes: dict[str, list[int | None]] = {}
+            for info in list(inferred.graph.value_info) + list(inferred.graph.input):
+                if info.type.tensor_type.HasField("shape"):
+                    shapes[info.name] = [
+                        d.dim_value if d.HasField("dim_value") else None
+                        for d in info.type.tensor_type.shape.dim
+                    ]
+            self._shapes = shapes
+            self._shapes_valid = True
+        try:
+            return list(self._shapes[blob])
+        except KeyError:
+            layer = getattr(self.layer, "name", None)
+            raise InvalidModelError(
+                f"the shape of blob {blob!r} cannot be inferred at compile time", layer=layer
+            ) from None
+
 
 FLOAT = TensorProto.FLOAT

@@ -1,3 +1,89 @@
-"""Converters for the arithmetic layer family."""
+"""Converters for element-wise arithmetic: the classic ``add``, ``multiply``,
+``average``, ``max``, ``min`` (N inputs; ``alpha`` when there is one), and the ND
+broadcastable ones (``addBroadcastable``, ``subtractBroadcastable``...)."""
 
 from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import onnx
+
+from ..registry import ConvertContext, converts
+from ._common import check_io, invalid
+
+_BROADCASTABLE = {
+    "addBroadcastable": "Add",
+    "subtractBroadcastable": "Sub",
+    "multiplyBroadcastable": "Mul",
+    "divideBroadcastable": "Div",
+    "maxBroadcastable": "Max",
+    "minBroadcastable": "Min",
+    "powBroadcastable": "Pow",
+}
+
+
+def _out_rank(layer: Any, ctx: ConvertContext) -> None:
+    ctx.set_rank(layer.output[0], max(ctx.rank(b) for b in layer.input))
+
+
+def _fold(ctx: ConvertContext, op: str, inputs: list[str], out: str) -> list[onnx.NodeProto]:
+    """A chain of binary ops (``Add``/``Mul`` broadcast pairwise, as Core ML does)."""
+    nodes = []
+    acc = inputs[0]
+    for i, blob in enumerate(inputs[1:], start=1):
+        target = out if i == len(inputs) - 1 else ctx.fresh(op.lower())
+        nodes.append(ctx.node(op, [acc, blob], [target]))
+        acc = target
+    return nodes
+
+
+@converts("add", "multiply")
+def convert_add_multiply(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
+    check_io(layer, inputs=(1, None))
+    kind = layer.WhichOneof("layer")
+    op = "Add" if kind == "add" else "Mul"
+    alpha = layer.add.alpha if kind == "add" else layer.multiply.alpha
+    _out_rank(layer, ctx)
+    inputs = list(layer.input)
+    if len(inputs) == 1:
+        # One input: the scalar alpha is added / multiplied in.
+        return [
+            ctx.node(op, [inputs[0], ctx.const(np.float32(alpha), hint="alpha")], [layer.output[0]])
+        ]
+    return _fold(ctx, op, inputs, layer.output[0])
+
+
+@converts("average")
+def convert_average(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
+    check_io(layer, inputs=(1, None))
+    _out_rank(layer, ctx)
+    inputs = list(layer.input)
+    if len(inputs) == 1:
+        return [ctx.node("Identity", inputs, [layer.output[0]])]
+    total = ctx.fresh("sum")
+    nodes = _fold(ctx, "Add", inputs, total)
+    scale = ctx.const(np.float32(1.0 / len(inputs)), hint="inv_count")
+    nodes.append(ctx.node("Mul", [total, scale], [layer.output[0]]))
+    return nodes
+
+
+@converts("max", "min")
+def convert_max_min(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
+    check_io(layer, inputs=(1, None))
+    _out_rank(layer, ctx)
+    op = "Max" if layer.WhichOneof("layer") == "max" else "Min"
+    # ONNX Max/Min take any number of inputs and broadcast them all together.
+    return [ctx.node(op, list(layer.input), [layer.output[0]])]
+
+
+@converts(*_BROADCASTABLE)
+def convert_broadcastable(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
+    check_io(layer, inputs=2)
+    kind = layer.WhichOneof("layer")
+    a, b = layer.input
+    ranks = (ctx.rank(a), ctx.rank(b))
+    if min(ranks) < 1:
+        raise invalid(layer, "inputs must have rank >= 1")
+    _out_rank(layer, ctx)
+    return [ctx.node(_BROADCASTABLE[kind], [a, b], [layer.output[0]])]

@@ -1,3 +1,68 @@
-"""Converters for the batchnorm layer family."""
+"""Converter for ``batchnorm``: inference statistics (``computeMeanVar`` false),
+instance normalization, and batch statistics computed from the input."""
 
 from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import onnx
+
+from ..registry import ConvertContext, converts
+from ._common import channel_axis, check_io, invalid, per_channel_shape
+
+
+def _channel_values(layer: Any, params: Any, channels: int, what: str) -> np.ndarray:
+    from ...coreml.weights import decode_weights
+
+    values = decode_weights(params, count=channels, layer=layer.name)
+    if values.size != channels:
+        raise invalid(layer, f"{what} has {values.size} values for {channels} channels")
+    return values.astype(np.float32)
+
+
+@converts("batchnorm")
+def convert_batchnorm(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
+    check_io(layer)
+    p = layer.batchnorm
+    x, y = layer.input[0], layer.output[0]
+    rank = ctx.rank(x)
+    if rank < 2:
+        raise invalid(layer, f"input must have rank >= 2 (has {rank})")
+    if channel_axis(rank) != 1:
+        raise invalid(layer, f"a rank-{rank} input is not supported")
+    channels = int(p.channels)
+    gamma = _channel_values(layer, p.gamma, channels, "gamma")
+    beta = _channel_values(layer, p.beta, channels, "beta")
+    ctx.set_rank(y, rank)
+    eps = float(p.epsilon)
+    if not p.computeMeanVar:
+        mean = _channel_values(layer, p.mean, channels, "mean")
+        var = _channel_values(layer, p.variance, channels, "variance")
+        names = [
+            ctx.const(v, hint=h)
+            for v, h in ((gamma, "gamma"), (beta, "beta"), (mean, "mean"), (var, "var"))
+        ]
+        return [ctx.node("BatchNormalization", [x, *names], [y], epsilon=eps)]
+    if p.instanceNormalization:
+        if rank < 3:
+            raise invalid(layer, "instance normalization needs spatial axes")
+        scale, bias = ctx.const(gamma, hint="gamma"), ctx.const(beta, hint="beta")
+        return [ctx.node("InstanceNormalization", [x, scale, bias], [y], epsilon=eps)]
+    # Statistics of this input: per channel over the batch and spatial axes.
+    axes = [a for a in range(rank) if a != 1]
+    mean, centred, sq, var, var_eps, std, normed, scaled = (
+        ctx.fresh(h) for h in ("mean", "centred", "sq", "var", "var_eps", "std", "norm", "scaled")
+    )
+    shape = per_channel_shape(channels, rank)
+    return [
+        ctx.node("ReduceMean", [x], [mean], axes=axes, keepdims=1),
+        ctx.node("Sub", [x, mean], [centred]),
+        ctx.node("Mul", [centred, centred], [sq]),
+        ctx.node("ReduceMean", [sq], [var], axes=axes, keepdims=1),
+        ctx.node("Add", [var, ctx.const(np.float32(eps), hint="eps")], [var_eps]),
+        ctx.node("Sqrt", [var_eps], [std]),
+        ctx.node("Div", [centred, std], [normed]),
+        ctx.node("Mul", [normed, ctx.const(gamma.reshape(shape), hint="gamma")], [scaled]),
+        ctx.node("Add", [scaled, ctx.const(beta.reshape(shape), hint="beta")], [y]),
+    ]

@@ -1,3 +1,149 @@
-"""Converters for the convolution layer family."""
+"""Converter for ``convolution`` (grouped, depthwise, dilated; valid, same and
+explicit padding) and its deconvolution form (``isDeconvolution``, ``outputShape``).
+
+Core ML's "same" padding keeps ``ceil(H / stride)`` outputs; the odd pixel of padding
+goes to the bottom/right (``BOTTOM_RIGHT_HEAVY``, the default) or to the top/left
+(``TOP_LEFT_HEAVY``). Pads are computed here from the static input size, so the graph
+does not depend on how a runtime reads ``auto_pad``.
+"""
 
 from __future__ import annotations
+
+import math
+from typing import Any
+
+import onnx
+
+from ..registry import ConvertContext, converts
+from ._common import check_io, invalid, unsupported
+
+# SamePadding.asymmetryMode values.
+BOTTOM_RIGHT_HEAVY, TOP_LEFT_HEAVY = 0, 1
+
+
+def pair(values: Any, default: int) -> tuple[int, int]:
+    """A (height, width) pair from a repeated field (empty = default)."""
+    v = [int(x) for x in values]
+    if not v:
+        return default, default
+    if len(v) != 2:
+        raise ValueError(f"expected 2 values (height, width), got {v}")
+    return v[0], v[1]
+
+
+def border_pads(valid: Any) -> tuple[int, int, int, int]:
+    """(top, left, bottom, right) from ``ValidPadding.paddingAmounts``."""
+    amounts = list(valid.paddingAmounts.borderAmounts)
+    if not amounts:
+        return 0, 0, 0, 0
+    if len(amounts) != 2:
+        raise ValueError("paddingAmounts needs two border amounts (height, width)")
+    h, w = amounts
+    return int(h.startEdgeSize), int(w.startEdgeSize), int(h.endEdgeSize), int(w.endEdgeSize)
+
+
+def same_pads(size: int, kernel: int, stride: int, dilation: int, mode: int) -> tuple[int, int]:
+    """(start, end) pads of Core ML's "same" rule along one axis."""
+    out = math.ceil(size / stride)
+    effective = (kernel - 1) * dilation + 1
+    total = max((out - 1) * stride + effective - size, 0)
+    small, big = total // 2, total - total // 2
+    return (big, small) if mode == TOP_LEFT_HEAVY else (small, big)
+
+
+def spatial_size(layer: Any, ctx: ConvertContext, blob: str) -> tuple[int, int]:
+    shape = ctx.static_shape(blob)
+    if len(shape) != 4 or shape[2] is None or shape[3] is None:
+        raise invalid(layer, f"needs a [N, C, H, W] input of known size, got {shape}")
+    return int(shape[2]), int(shape[3])
+
+
+@converts("convolution")
+def convert_convolution(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
+    check_io(layer, inputs=(1, 2))
+    if len(layer.input) == 2:
+        raise unsupported(layer, "weights given as a second input")
+    p = layer.convolution
+    x, y = layer.input[0], layer.output[0]
+    if ctx.rank(x) != 4:
+        raise invalid(layer, f"input must be [N, C, H, W] (rank {ctx.rank(x)})")
+    c_out, k_ch = int(p.outputChannels), int(p.kernelChannels)
+    groups = int(p.nGroups) or 1
+    kh, kw = pair(p.kernelSize, 3)
+    sh, sw = pair(p.stride, 1)
+    dh, dw = pair(p.dilationFactor, 1)
+    if min(c_out, k_ch, kh, kw, sh, sw, dh, dw) <= 0:
+        raise invalid(layer, "channels, kernel, stride and dilation must be positive")
+    if p.isDeconvolution:
+        if c_out % groups:
+            raise invalid(layer, f"outputChannels {c_out} not divisible by nGroups {groups}")
+        w_shape = (k_ch, c_out // groups, kh, kw)
+    else:
+        w_shape = (c_out, k_ch, kh, kw)
+    weights = ctx.weights(p.weights, w_shape, hint=f"{layer.name}/W")
+    inputs = [x, weights]
+    if p.hasBias:
+        inputs.append(ctx.weights(p.bias, (c_out,), hint=f"{layer.name}/b"))
+    ctx.set_rank(y, 4)
+    attrs: dict[str, Any] = dict(
+        kernel_shape=[kh, kw], strides=[sh, sw], dilations=[dh, dw], group=groups
+    )
+    if p.isDeconvolution:
+        return [_deconvolution(layer, ctx, p, inputs, attrs)]
+    padding = p.WhichOneof("ConvolutionPaddingType")
+    if padding == "same":
+        h, w = spatial_size(layer, ctx, x)
+        mode = p.same.asymmetryMode
+        top, bottom = same_pads(h, kh, sh, dh, mode)
+        left, right = same_pads(w, kw, sw, dw, mode)
+    else:
+        top, left, bottom, right = border_pads(p.valid)
+    return [ctx.node("Conv", inputs, [y], pads=[top, left, bottom, right], **attrs)]
+
+
+def _deconvolution(
+    layer: Any, ctx: ConvertContext, p: Any, inputs: list[str], attrs: dict[str, Any]
+) -> onnx.NodeProto:
+    x, y = layer.input[0], layer.output[0]
+    h, w = spatial_size(layer, ctx, x)
+    (kh, kw), (sh, sw), (dh, dw) = attrs["kernel_shape"], attrs["strides"], attrs["dilations"]
+    full_h = (h - 1) * sh + (kh - 1) * dh + 1
+    full_w = (w - 1) * sw + (kw - 1) * dw + 1
+    padding = p.WhichOneof("ConvolutionPaddingType")
+    if padding == "same":
+        natural_h, natural_w = h * sh, w * sw
+        mode = p.same.asymmetryMode
+        crop_h, crop_w = max(full_h - natural_h, 0), max(full_w - natural_w, 0)
+        split = (
+            (lambda t: (t - t // 2, t // 2))
+            if mode == TOP_LEFT_HEAVY
+            else (lambda t: (t // 2, t - t // 2))
+        )
+        top, bottom = split(crop_h)
+        left, right = split(crop_w)
+    else:
+        top, left, bottom, right = border_pads(p.valid)
+    natural_h = full_h - top - bottom
+    natural_w = full_w - left - right
+    extra_h = extra_w = 0
+    if len(p.outputShape):
+        if len(p.outputShape) != 2:
+            raise invalid(layer, "outputShape needs (height, width)")
+        want_h, want_w = (int(v) for v in p.outputShape)
+        extra_h, extra_w = want_h - natural_h, want_w - natural_w
+        if extra_h < 0 or extra_w < 0:
+            # A smaller output crops the end (Core ML's deconvolution with outputShape).
+            bottom += max(-extra_h, 0)
+            right += max(-extra_w, 0)
+            extra_h, extra_w = max(extra_h, 0), max(extra_w, 0)
+    return ctx.node(
+        "ConvTranspose",
+        inputs,
+        [y],
+        pads=[top, left, bottom, right],
+        output_padding=[extra_h, extra_w],
+        **attrs,
+    )
+
+
+__all__ = ["convert_convolution", "pair", "border_pads", "same_pads", "spatial_size"]

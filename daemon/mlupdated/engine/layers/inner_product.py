@@ -1,3 +1,63 @@
-"""Converters for the inner product layer family."""
+"""Converter for ``innerProduct``: ``[N, C]`` → ``[N, Cout]``, and the classic
+``[N, C, 1, 1]`` → ``[N, Cout, 1, 1]``."""
 
 from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import onnx
+
+from ..registry import ConvertContext, converts
+from ._common import check_io, invalid, unsupported
+
+
+@converts("innerProduct")
+def convert_inner_product(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
+    check_io(layer)
+    p = layer.innerProduct
+    if p.int8DynamicQuantize:
+        raise unsupported(layer, "int8DynamicQuantize")
+    x, y = layer.input[0], layer.output[0]
+    rank = ctx.rank(x)
+    c_in, c_out = int(p.inputChannels), int(p.outputChannels)
+    if c_in <= 0 or c_out <= 0:
+        raise invalid(layer, "inputChannels and outputChannels must be positive")
+    weights = ctx.weights(p.weights, (c_out, c_in), hint=f"{layer.name}/W")
+    gemm_inputs = [weights]
+    if p.hasBias:
+        gemm_inputs.append(ctx.weights(p.bias, (c_out,), hint=f"{layer.name}/b"))
+    else:
+        gemm_inputs.append(ctx.const(np.zeros(c_out, dtype=np.float32), hint="zero_bias"))
+    ctx.set_rank(y, rank)
+    if rank == 2:
+        return [ctx.node("Gemm", [x, *gemm_inputs], [y], transB=1)]
+    if rank == 4:
+        # [N, C, 1, 1]: Core ML requires H = W = 1 here.
+        flat, out2d = ctx.fresh("flat"), ctx.fresh("gemm")
+        axes = ctx.int64s([2, 3], hint="axes")
+        return [
+            ctx.node("Flatten", [x], [flat], axis=1),
+            ctx.node("Gemm", [flat, *gemm_inputs], [out2d], transB=1),
+            ctx.node("Unsqueeze", [out2d, axes], [y]),
+        ]
+    if rank >= 3:
+        # ND inputs: the product runs over the last axis, as batchedMatMul does.
+        w_t = ctx.const(
+            np.ascontiguousarray(
+                _decoded(layer, ctx, p.weights, c_out * c_in).reshape(c_out, c_in).T
+            ),
+            hint="W_t",
+        )
+        prod = ctx.fresh("matmul")
+        return [
+            ctx.node("MatMul", [x, w_t], [prod]),
+            ctx.node("Add", [prod, gemm_inputs[1]], [y]),
+        ]
+    raise invalid(layer, f"input rank {rank} is not supported")
+
+
+def _decoded(layer: Any, ctx: ConvertContext, params: Any, count: int) -> np.ndarray:
+    from ...coreml.weights import decode_weights
+
+    return decode_weights(params, count=count, layer=layer.name).astype(np.float32)

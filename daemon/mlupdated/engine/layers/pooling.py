@@ -1,3 +1,81 @@
-"""Converters for the pooling layer family."""
+"""Converter for ``pooling``: MAX, AVERAGE and L2, global or windowed, with Core ML's
+three padding rules (valid with explicit amounts, same, includeLastPixel).
+
+Output sizes follow Core ML exactly; every rule is turned into explicit begin/end
+pads computed from the static input size, so the runtime's ceil-mode and auto-pad
+conventions never come into play.
+"""
 
 from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import onnx
+
+from ..registry import ConvertContext, converts
+from ._common import check_io, invalid
+from .convolution import border_pads, pair, same_pads, spatial_size
+
+# PoolingLayerParams.PoolingType values.
+MAX, AVERAGE, L2 = 0, 1, 2
+_GLOBAL_OPS = {MAX: "GlobalMaxPool", AVERAGE: "GlobalAveragePool", L2: "GlobalLpPool"}
+
+
+def include_last_pixel_pads(size: int, kernel: int, stride: int, pad: int) -> tuple[int, int]:
+    """(start, end) pads that give Core ML's includeLastPixel output size in floor mode."""
+    out = math.ceil((size + 2 * pad - kernel) / stride) + 1
+    if pad > 0 and (out - 1) * stride >= size + pad:
+        out -= 1
+    end = max((out - 1) * stride + kernel - size - pad, 0)
+    return pad, end
+
+
+@converts("pooling")
+def convert_pooling(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
+    check_io(layer)
+    p = layer.pooling
+    x, y = layer.input[0], layer.output[0]
+    if ctx.rank(x) != 4:
+        raise invalid(layer, f"input must be [N, C, H, W] (rank {ctx.rank(x)})")
+    if p.type not in _GLOBAL_OPS:
+        raise invalid(layer, f"pooling type {p.type} is not known")
+    ctx.set_rank(y, 4)
+    if p.globalPooling:
+        attrs = {"p": 2} if p.type == L2 else {}
+        return [ctx.node(_GLOBAL_OPS[p.type], [x], [y], **attrs)]
+    kh, kw = pair(p.kernelSize, 3)
+    sh, sw = pair(p.stride, 1)
+    if min(kh, kw, sh, sw) <= 0:
+        raise invalid(layer, "kernel and stride must be positive")
+    padding = p.WhichOneof("PoolingPaddingType")
+    h, w = spatial_size(layer, ctx, x)
+    if padding == "same":
+        mode = p.same.asymmetryMode
+        top, bottom = same_pads(h, kh, sh, 1, mode)
+        left, right = same_pads(w, kw, sw, 1, mode)
+    elif padding == "includeLastPixel":
+        ph, pw = pair(p.includeLastPixel.paddingAmounts, 0)
+        top, bottom = include_last_pixel_pads(h, kh, sh, ph)
+        left, right = include_last_pixel_pads(w, kw, sw, pw)
+    else:
+        top, left, bottom, right = border_pads(p.valid)
+    if h + top + bottom < kh or w + left + right < kw:
+        raise invalid(layer, f"kernel {kh}x{kw} is larger than the padded {h}x{w} input")
+    attrs = dict(kernel_shape=[kh, kw], strides=[sh, sw], pads=[top, left, bottom, right])
+    if p.type == MAX:
+        return [ctx.node("MaxPool", [x], [y], **attrs)]
+    if p.type == AVERAGE:
+        include = 0 if p.avgPoolExcludePadding else 1
+        return [ctx.node("AveragePool", [x], [y], count_include_pad=include, **attrs)]
+    # L2: sqrt of the sum of squares over the window (padding adds zeros).
+    if any((top, left, bottom, right)):
+        padded = ctx.fresh("padded")
+        pads = ctx.int64s([0, 0, top, left, 0, 0, bottom, right], hint="pads")
+        attrs["pads"] = [0, 0, 0, 0]
+        return [
+            ctx.node("Pad", [x, pads, ctx.const(np.float32(0), hint="zero")], [padded]),
+            ctx.node("LpPool", [padded], [y], p=2, **attrs),
+        ]
+    return [ctx.node("LpPool", [x], [y], p=2, **attrs)]

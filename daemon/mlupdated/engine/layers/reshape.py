@@ -1,3 +1,177 @@
-"""Converters for the reshape layer family."""
+"""Converters for the reshape family: ``flatten``, ``flattenTo2D``, ``reshape``,
+``reshapeStatic``, ``rankPreservingReshape``, ``reshapeLike``, ``permute``,
+``transpose``, ``squeeze``, ``expandDims`` and ``copy`` — with the rank bookkeeping.
+
+ND target shapes carry the batch at axis 0 (coremltools writes a 1 there); the
+compiled graph copies the real batch into that place instead, so a graph compiled
+from a batch-1 spec runs any batch size.
+"""
 
 from __future__ import annotations
+
+from typing import Any
+
+import onnx
+
+from ..registry import ConvertContext, converts
+from ._common import check_io, invalid, nd_axis, same_rank_output
+
+# FlattenLayerParams.FlattenOrder / ReshapeLayerParams.ReshapeOrder values.
+CHANNEL_FIRST, CHANNEL_LAST = 0, 1
+_NCHW_TO_NHWC = [0, 2, 3, 1]
+_NHWC_TO_NCHW = [0, 3, 1, 2]
+
+
+def _batch_shape(layer: Any, target: list[int]) -> list[int]:
+    """A Core ML ND target shape with its batch axis replaced by "copy the input's"."""
+    if not target:
+        raise invalid(layer, "targetShape is empty")
+    if len(target) == 1:
+        return target
+    return [0, *target[1:]]
+
+
+@converts("flatten")
+def convert_flatten(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
+    check_io(layer)
+    x, y = layer.input[0], layer.output[0]
+    rank = ctx.rank(x)
+    ctx.set_rank(y, 4)
+    flat = ctx.fresh("flat")
+    source = x
+    nodes = []
+    if layer.flatten.mode == CHANNEL_LAST and rank == 4:
+        source = ctx.fresh("nhwc")
+        nodes.append(ctx.node("Transpose", [x], [source], perm=_NCHW_TO_NHWC))
+    nodes += [
+        ctx.node("Flatten", [source], [flat], axis=1),
+        ctx.node("Unsqueeze", [flat, ctx.int64s([2, 3], hint="axes")], [y]),
+    ]
+    return nodes
+
+
+@converts("flattenTo2D")
+def convert_flatten_to_2d(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
+    check_io(layer)
+    x, y = layer.input[0], layer.output[0]
+    rank = ctx.rank(x)
+    axis = int(layer.flattenTo2D.axis)
+    axis = axis + rank if axis < 0 else axis
+    if not 0 <= axis <= rank:
+        raise invalid(layer, f"axis {layer.flattenTo2D.axis} is outside a rank-{rank} input")
+    ctx.set_rank(y, 2)
+    return [ctx.node("Flatten", [x], [y], axis=axis)]
+
+
+@converts("reshape")
+def convert_reshape(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
+    check_io(layer)
+    p = layer.reshape
+    x, y = layer.input[0], layer.output[0]
+    target = [int(v) for v in p.targetShape]
+    if len(target) == 4:
+        if target[0] != 1:
+            raise invalid(layer, "a sequence axis other than 1 in targetShape is not supported")
+        target = target[1:]
+    if len(target) != 3:
+        raise invalid(layer, f"targetShape {list(p.targetShape)} must be [C, H, W] or [1, C, H, W]")
+    ctx.set_rank(y, 4)
+    if p.mode != CHANNEL_LAST:
+        return [ctx.node("Reshape", [x, ctx.int64s([0, *target], hint="shape")], [y])]
+    # Channel-last: reshape the HWC-ordered data, then bring channels back first.
+    c, h, w = target
+    source, nhwc = x, ctx.fresh("nhwc_out")
+    nodes = []
+    if ctx.rank(x) == 4:
+        source = ctx.fresh("nhwc_in")
+        nodes.append(ctx.node("Transpose", [x], [source], perm=_NCHW_TO_NHWC))
+    nodes += [
+        ctx.node("Reshape", [source, ctx.int64s([0, h, w, c], hint="shape")], [nhwc]),
+        ctx.node("Transpose", [nhwc], [y], perm=_NHWC_TO_NCHW),
+    ]
+    return nodes
+
+
+@converts("reshapeStatic", "rankPreservingReshape")
+def convert_reshape_static(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
+    check_io(layer, inputs=(1, 2) if layer.WhichOneof("layer") == "rankPreservingReshape" else 1)
+    params = getattr(layer, layer.WhichOneof("layer"))
+    x, y = layer.input[0], layer.output[0]
+    target = [int(v) for v in params.targetShape]
+    if layer.WhichOneof("layer") == "rankPreservingReshape" and len(target) != ctx.rank(x):
+        raise invalid(layer, "rankPreservingReshape must keep the rank")
+    ctx.set_rank(y, len(target))
+    shape = ctx.int64s(_batch_shape(layer, target), hint="shape")
+    return [ctx.node("Reshape", [x, shape], [y])]
+
+
+@converts("reshapeLike")
+def convert_reshape_like(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
+    check_io(layer, inputs=2)
+    x, ref = layer.input
+    y = layer.output[0]
+    shape = ctx.fresh("shape")
+    ctx.set_rank(y, ctx.rank(ref))
+    return [ctx.node("Shape", [ref], [shape]), ctx.node("Reshape", [x, shape], [y])]
+
+
+@converts("permute")
+def convert_permute(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
+    check_io(layer)
+    axes = [int(a) for a in layer.permute.axis]
+    if sorted(axes) != [0, 1, 2, 3] or axes[0] != 0:
+        raise invalid(layer, f"axis {axes} must permute (C, H, W) with the sequence axis first")
+    if ctx.rank(layer.input[0]) != 4:
+        raise invalid(layer, "input must be [N, C, H, W]")
+    ctx.set_rank(layer.output[0], 4)
+    return [ctx.node("Transpose", [layer.input[0]], [layer.output[0]], perm=axes)]
+
+
+@converts("transpose")
+def convert_transpose(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
+    check_io(layer)
+    rank = ctx.rank(layer.input[0])
+    axes = [int(a) for a in layer.transpose.axes]
+    if sorted(axes) != list(range(rank)):
+        raise invalid(layer, f"axes {axes} are not a permutation of a rank-{rank} input")
+    same_rank_output(layer, ctx)
+    return [ctx.node("Transpose", [layer.input[0]], [layer.output[0]], perm=axes)]
+
+
+@converts("squeeze")
+def convert_squeeze(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
+    check_io(layer)
+    x, y = layer.input[0], layer.output[0]
+    rank = ctx.rank(x)
+    if layer.squeeze.squeezeAll:
+        shape = ctx.static_shape(x)
+        # The batch axis is never squeezed away, whatever its size in the spec.
+        axes = [a for a in range(1, rank) if shape[a] == 1]
+    else:
+        axes = sorted({nd_axis(layer, int(a), rank) for a in layer.squeeze.axes})
+    if 0 in axes:
+        raise invalid(layer, "squeezing the batch axis is not supported")
+    ctx.set_rank(y, rank - len(axes))
+    if not axes:
+        return [ctx.node("Identity", [x], [y])]
+    return [ctx.node("Squeeze", [x, ctx.int64s(axes, hint="axes")], [y])]
+
+
+@converts("expandDims")
+def convert_expand_dims(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
+    check_io(layer)
+    x, y = layer.input[0], layer.output[0]
+    rank = ctx.rank(x)
+    out_rank = rank + len(layer.expandDims.axes)
+    axes = sorted({nd_axis(layer, int(a), out_rank) for a in layer.expandDims.axes})
+    if not axes:
+        raise invalid(layer, "axes is empty")
+    ctx.set_rank(y, out_rank)
+    return [ctx.node("Unsqueeze", [x, ctx.int64s(axes, hint="axes")], [y])]
+
+
+@converts("copy")
+def convert_copy(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
+    check_io(layer)
+    same_rank_output(layer, ctx)
+    return [ctx.node("Identity", [layer.input[0]], [layer.output[0]])]

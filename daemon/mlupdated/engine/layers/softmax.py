@@ -1,3 +1,27 @@
-"""Converters for the softmax layer family."""
+"""Converters for ``softmax`` (classic: over channels) and ``softmaxND`` (any axis)."""
 
 from __future__ import annotations
+
+from typing import Any
+
+import onnx
+
+from ..registry import ConvertContext, converts
+from ._common import channel_axis, check_io, nd_axis, same_rank_output
+
+
+@converts("softmax")
+def convert_softmax(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
+    check_io(layer)
+    rank = ctx.rank(layer.input[0])
+    same_rank_output(layer, ctx)
+    return [ctx.node("Softmax", [layer.input[0]], [layer.output[0]], axis=channel_axis(rank))]
+
+
+@converts("softmaxND")
+def convert_softmax_nd(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
+    check_io(layer)
+    rank = ctx.rank(layer.input[0])
+    axis = nd_axis(layer, int(layer.softmaxND.axis), rank)
+    same_rank_output(layer, ctx)
+    return [ctx.node("Softmax", [layer.input[0]], [layer.output[0]], axis=axis)]

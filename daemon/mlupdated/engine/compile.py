@@ -1,0 +1,270 @@
+"""Compile a Core ML neural network spec into one ONNX graph.
+
+The graph takes the model's inputs with the batch as axis 0: an image input is a
+float32 ``[N, C, H, W]`` tensor of raw 0..255 values in the model's colour space
+(what ``coreml.images.image_to_tensor`` returns, stacked); a multi-array input is
+``[N, *shape]`` (with ``EXACT_ARRAY_MAPPING`` the spec's leading axis is the batch, so
+the input is the spec's shape with axis 0 left free). The network's preprocessing
+(scaler or mean image) comes first, then the layers, each converted by its family's
+converter from the registry. Everything that can be refused is refused here, before
+anything runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from ..errors import InvalidModelError, MlupdatedError, UnsupportedModelError
+from .registry import FLOAT, ConvertContext, converter_for
+
+OPSET = 17
+IR_VERSION = 8  # the IR that opset 17 shipped with; every onnxruntime >= 1.13 reads it
+BATCH_DIM = "N"
+NEURAL_NETWORK_KINDS = ("neuralNetwork", "neuralNetworkClassifier", "neuralNetworkRegressor")
+
+# NeuralNetwork.arrayInputShapeMapping values.
+_EXACT_ARRAY_MAPPING = 1
+# ImageFeatureType.ColorSpace values.
+_GRAYSCALE, _RGB, _BGR = 10, 20, 30
+
+
+def network_of(spec: Any) -> Any:
+    """The NeuralNetwork(Classifier/Regressor) message of a spec, or UnsupportedModelError."""
+    kind = spec.WhichOneof("Type")
+    if kind not in NEURAL_NETWORK_KINDS:
+        raise UnsupportedModelError(f"model type {kind!r} is not a neural network")
+    return getattr(spec, kind)
+
+
+def probabilities_blob(spec: Any) -> str | None:
+    """For a classifier, the blob holding the class probabilities (else None)."""
+    if spec.WhichOneof("Type") != "neuralNetworkClassifier":
+        return None
+    nn = spec.neuralNetworkClassifier
+    if nn.labelProbabilityLayerName:
+        return nn.labelProbabilityLayerName
+    if not nn.layers:
+        raise InvalidModelError("classifier has no layers")
+    return nn.layers[-1].output[0]
+
+
+def default_outputs(spec: Any, *, stop_before: int | None = None) -> list[str]:
+    """The blobs a compiled graph returns when no ``outputs`` are asked for.
+
+    The whole network: the model's output features that layers produce (for a
+    classifier, the probabilities blob). A prefix (``stop_before``): the blobs made
+    by the prefix that later layers read, in order of first use.
+    """
+    nn = network_of(spec)
+    layers = list(nn.layers)
+    if stop_before is not None and stop_before < len(layers):
+        made = {out for layer in layers[:stop_before] for out in layer.output}
+        frontier: list[str] = []
+        for layer in layers[stop_before:]:
+            for blob in layer.input:
+                if blob in made and blob not in frontier:
+                    frontier.append(blob)
+        return frontier
+    made = {out for layer in layers for out in layer.output}
+    prob = probabilities_blob(spec)
+    if prob is not None:
+        return [prob]
+    wanted = [out.name for out in spec.description.output if out.name in made]
+    if not wanted:
+        raise InvalidModelError("no layer produces any of the model's outputs")
+    return wanted
+
+
+def _image_dims(feature: Any) -> tuple[int, int | str, int | str]:
+    image = feature.type.imageType
+    channels = 1 if image.colorSpace == _GRAYSCALE else 3
+    height: int | str = int(image.height) if image.height else f"{feature.name}_H"
+    width: int | str = int(image.width) if image.width else f"{feature.name}_W"
+    return channels, height, width
+
+
+def _add_inputs(
+    spec: Any, nn: Any, ctx: ConvertContext, batch: int | str
+) -> tuple[list[onnx.ValueInfoProto], list[onnx.NodeProto]]:
+    """Graph inputs plus the nodes that bring them to the engine's layout."""
+    inputs: list[onnx.ValueInfoProto] = []
+    nodes: list[onnx.NodeProto] = []
+    for feature in spec.description.input:
+        kind = feature.type.WhichOneof("Type")
+        name = feature.name
+        ctx.reserve(name)
+        if kind == "imageType":
+            c, h, w = _image_dims(feature)
+            inputs.append(helper.make_tensor_value_info(name, FLOAT, [batch, c, h, w]))
+            ctx.set_rank(name, 4)
+        elif kind == "multiArrayType":
+            shape = [int(d) for d in feature.type.multiArrayType.shape]
+            if nn.arrayInputShapeMapping == _EXACT_ARRAY_MAPPING:
+                dims: list[int | str] = [batch, *shape[1:]] if shape else [batch]
+                inputs.append(helper.make_tensor_value_info(name, FLOAT, dims))
+                ctx.set_rank(name, len(dims))
+            else:
+                # Rank-5 mapping: [C] means [C, 1, 1], [C, H, W] is itself.
+                if len(shape) not in (1, 3):
+                    raise InvalidModelError(
+                        f"input {name!r} has shape {shape}; a rank-5-mapped network takes "
+                        "[C] or [C, H, W]"
+                    )
+                raw = name if len(shape) == 3 else f"{name}__raw"
+                inputs.append(helper.make_tensor_value_info(raw, FLOAT, [batch, *shape]))
+                if len(shape) == 1:
+                    ctx.reserve(raw)
+                    axes = ctx.int64s([2, 3], hint="axes")
+                    nodes.append(ctx.node("Unsqueeze", [raw, axes], [name]))
+                ctx.set_rank(name, 4)
+        elif kind is None:
+            raise InvalidModelError(f"input {name!r} has no type")
+        else:
+            # Other feature types (strings, dictionaries) never feed a neural network.
+            continue
+    return inputs, nodes
+
+
+def _preprocessing(spec: Any, nn: Any, ctx: ConvertContext) -> tuple[list, dict[str, str]]:
+    """Nodes for the scaler / mean-image steps; returns them and input → blob renames."""
+    nodes: list[onnx.NodeProto] = []
+    renames: dict[str, str] = {}
+    image_inputs = {f.name: f for f in spec.description.input if f.type.HasField("imageType")}
+    for pre in nn.preprocessing:
+        name = pre.featureName
+        if not name:
+            if len(image_inputs) != 1:
+                raise InvalidModelError("preprocessing without featureName needs one image input")
+            name = next(iter(image_inputs))
+        if name not in image_inputs:
+            raise InvalidModelError(f"preprocessing names {name!r}, which is not an image input")
+        source = renames.get(name, name)
+        target = ctx.fresh(f"{name}__pre")
+        c, h, w = _image_dims(image_inputs[name])
+        which = pre.WhichOneof("preprocessor")
+        if which == "scaler":
+            s = pre.scaler
+            if c == 1:
+                bias = [s.grayBias]
+            elif image_inputs[name].type.imageType.colorSpace == _BGR:
+                bias = [s.blueBias, s.greenBias, s.redBias]
+            else:
+                bias = [s.redBias, s.greenBias, s.blueBias]
+            # channelScale = 0 is proto3's unset default and means 1 (no scaling).
+            scale = s.channelScale if s.channelScale != 0 else 1.0
+            scaled = ctx.fresh(f"{name}__scaled")
+            nodes.append(
+                ctx.node("Mul", [source, ctx.const(np.float32(scale), hint="scale")], [scaled])
+            )
+            bias_arr = np.asarray(bias, dtype=np.float32).reshape(1, c, 1, 1)
+            nodes.append(ctx.node("Add", [scaled, ctx.const(bias_arr, hint="bias")], [target]))
+        elif which == "meanImage":
+            mean = np.asarray(pre.meanImage.meanImage, dtype=np.float32)
+            if not isinstance(h, int) or not isinstance(w, int) or mean.size != c * h * w:
+                raise InvalidModelError(
+                    f"mean image of {name!r} has {mean.size} values, expected C*H*W"
+                )
+            mean = mean.reshape(1, c, h, w)
+            nodes.append(ctx.node("Sub", [source, ctx.const(mean, hint="mean")], [target]))
+        else:
+            continue
+        renames[name] = target
+        ctx.set_rank(target, 4)
+    return nodes, renames
+
+
+def compile_network(
+    spec: Any,
+    *,
+    stop_before: int | None = None,
+    outputs: Sequence[str] | None = None,
+    batch: int | None = None,
+) -> onnx.ModelProto:
+    """Compile a neural network spec (plain, classifier or regressor) to ONNX.
+
+    ``stop_before`` keeps only layers ``[0, stop_before)``; ``outputs`` names the blobs
+    the graph returns (default: see :func:`default_outputs`); ``batch`` fixes the batch
+    size (default: a free dimension). Raises ``UnsupportedLayerError`` for a layer
+    without converter and ``InvalidModelError`` (naming the layer) for shape or
+    structure problems.
+    """
+    nn = network_of(spec)
+    layers = list(nn.layers)
+    if stop_before is not None and not 0 <= stop_before <= len(layers):
+        raise InvalidModelError(f"stop_before={stop_before} outside 0..{len(layers)}")
+    selected = layers if stop_before is None else layers[:stop_before]
+    # Refuse unsupported layers first, all of the network, so a model is never half-run.
+    converters = [converter_for(layer) for layer in layers]
+    wanted = (
+        list(outputs) if outputs is not None else default_outputs(spec, stop_before=stop_before)
+    )
+
+    ctx = ConvertContext(opset=OPSET)
+    batch_dim: int | str = batch if batch is not None else BATCH_DIM
+    graph_inputs, nodes = _add_inputs(spec, nn, ctx, batch_dim)
+    ctx.begin_graph(graph_inputs, nodes)
+    pre_nodes, renames = _preprocessing(spec, nn, ctx)
+    ctx.extend_graph(pre_nodes)
+
+    for layer, convert in zip(selected, converters, strict=False):
+        ctx.layer = layer
+        for blob in layer.output:
+            ctx.reserve(blob)
+        # Layers read the preprocessed input under the input's own name.
+        original = list(layer.input)
+        if renames and any(b in renames for b in original):
+            del layer.input[:]
+            layer.input.extend(renames.get(b, b) for b in original)
+        try:
+            new_nodes = convert(layer, ctx)
+        except MlupdatedError:
+            raise
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+            raise InvalidModelError(
+                f"layer {layer.name!r} ({layer.WhichOneof('layer')}) cannot be compiled: {exc}",
+                layer=layer.name,
+            ) from exc
+        finally:
+            if renames and list(layer.input) != original:
+                del layer.input[:]
+                layer.input.extend(original)
+        ctx.extend_graph(new_nodes)
+        for blob in layer.output:
+            if not ctx.has_blob(blob):
+                raise InvalidModelError(
+                    f"layer {layer.name!r} did not produce its output {blob!r}", layer=layer.name
+                )
+    ctx.layer = None
+
+    graph_outputs = []
+    for blob in wanted:
+        source = renames.get(blob, blob)
+        if not ctx.has_blob(source):
+            raise InvalidModelError(f"output {blob!r} is not produced by the compiled layers")
+        if source != blob:
+            ctx.extend_graph([ctx.node("Identity", [source], [f"{blob}__out"])])
+            ctx.set_rank(f"{blob}__out", ctx.rank(source))
+            source = f"{blob}__out"
+        graph_outputs.append(
+            helper.make_tensor_value_info(source, FLOAT, [None] * ctx.rank(source))
+        )
+
+    graph = helper.make_graph(
+        ctx.graph_nodes, "mlupdated", graph_inputs, graph_outputs, initializer=ctx.initializers
+    )
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", OPSET)],
+        producer_name="mlupdated",
+        ir_version=IR_VERSION,
+    )
+    try:
+        onnx.checker.check_model(model)
+    except onnx.checker.ValidationError as exc:
+        raise InvalidModelError(f"compiled graph is invalid: {exc}") from exc
+    return model

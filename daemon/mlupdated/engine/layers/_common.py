@@ -1,0 +1,65 @@
+"""Small helpers shared by the layer converters (inputs/outputs checks, axes)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...errors import InvalidModelError, UnsupportedLayerError
+from ..registry import ConvertContext
+
+
+def layer_type(layer: Any) -> str:
+    return str(layer.WhichOneof("layer"))
+
+
+def invalid(layer: Any, message: str) -> InvalidModelError:
+    """An InvalidModelError naming the layer and its type."""
+    return InvalidModelError(
+        f"layer {layer.name!r} ({layer_type(layer)}): {message}", layer=layer.name
+    )
+
+
+def unsupported(layer: Any, feature: str) -> UnsupportedLayerError:
+    """An UnsupportedLayerError for a parameter value the engine does not run."""
+    return UnsupportedLayerError(
+        f"layer {layer.name!r} ({layer_type(layer)}) uses {feature}, which mlupdated cannot run",
+        layer=layer.name,
+        layer_type=layer_type(layer),
+    )
+
+
+def check_io(layer: Any, *, inputs: int | tuple[int, int | None] = 1, outputs: int = 1) -> None:
+    """Check the number of inputs (exact, or a (min, max) range) and outputs."""
+    lo, hi = (inputs, inputs) if isinstance(inputs, int) else inputs
+    n = len(layer.input)
+    if n < lo or (hi is not None and n > hi):
+        want = str(lo) if lo == hi else f"{lo}..{hi if hi is not None else ''}"
+        raise invalid(layer, f"takes {want} input(s), has {n}")
+    if len(layer.output) != outputs:
+        raise invalid(layer, f"produces {outputs} output(s), has {len(layer.output)}")
+
+
+def channel_axis(rank: int) -> int:
+    """The channel axis of a blob for classic (rank-3 Core ML) layers: ``[N, C, H, W]``
+    has it at 1; a rank-2 ``[N, C]`` blob (after an ND flatten) too."""
+    return rank - 3 if rank >= 4 else 1
+
+
+def nd_axis(layer: Any, axis: int, rank: int) -> int:
+    """A Core ML ND axis (negative counts from the end) as a non-negative ONNX axis."""
+    resolved = axis + rank if axis < 0 else axis
+    if not 0 <= resolved < rank:
+        raise invalid(layer, f"axis {axis} is outside a rank-{rank} input")
+    return resolved
+
+
+def per_channel_shape(count: int, rank: int) -> tuple[int, ...]:
+    """A broadcastable shape for ``count`` per-channel values against a classic blob."""
+    if rank >= 4:
+        return (count, 1, 1)
+    return (count,)
+
+
+def same_rank_output(layer: Any, ctx: ConvertContext, source: str | None = None) -> None:
+    """Give the layer's (single) output the rank of its (first) input."""
+    ctx.set_rank(layer.output[0], ctx.rank(source or layer.input[0]))

@@ -1,0 +1,137 @@
+"""Run compiled graphs with onnxruntime, and cache compiled graphs on disk.
+
+Compiling a large network takes a moment; the ONNX bytes are kept under the cache
+directory, keyed by a hash of everything that decides them (spec bytes, cut point,
+outputs, engine version), so the next start of the daemon skips compilation. A cache
+file that does not parse is ignored and rewritten.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import onnx
+
+from ..errors import EngineError
+from ..fsutil import atomic_write_bytes
+from ..logs import get_logger
+from ..paths import cache_dir
+from .compile import OPSET, compile_network
+
+# Bump when a converter's output changes: it invalidates every cached graph.
+ENGINE_VERSION = "1"
+CACHE_SUBDIR = "graphs"
+# onnxruntime severities: 0 verbose .. 3 error, 4 fatal. Warnings (e.g. about unused
+# initializers) are not the user's business.
+_LOG_SEVERITY = 3
+
+_log = get_logger(__name__)
+
+# Counts compilations done by load_session (tests check that the cache is used).
+compile_count = 0
+
+
+def _quiet_ort() -> Any:
+    import onnxruntime as ort
+
+    ort.set_default_logger_severity(_LOG_SEVERITY)
+    return ort
+
+
+class Session:
+    """An onnxruntime session over a compiled graph (CPU)."""
+
+    def __init__(self, model: onnx.ModelProto | bytes, *, threads: int = 0) -> None:
+        ort = _quiet_ort()
+        data = model if isinstance(model, bytes) else model.SerializeToString()
+        options = ort.SessionOptions()
+        options.log_severity_level = _LOG_SEVERITY
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self._session = ort.InferenceSession(
+                data, sess_options=options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises its own untyped errors
+            raise EngineError(f"onnxruntime cannot load the compiled network: {exc}") from exc
+        self.input_names = [i.name for i in self._session.get_inputs()]
+        self.output_names = [o.name for o in self._session.get_outputs()]
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the graph; ``feeds`` maps input names to batched float32 arrays."""
+        missing = [name for name in self.input_names if name not in feeds]
+        if missing:
+            raise EngineError(f"missing input(s): {', '.join(missing)}")
+        arrays = {
+            name: np.ascontiguousarray(feeds[name], dtype=np.float32) for name in self.input_names
+        }
+        try:
+            results = self._session.run(self.output_names, arrays)
+        except Exception as exc:
+            raise EngineError(f"onnxruntime failed: {exc}") from exc
+        return dict(zip(self.output_names, results, strict=True))
+
+
+def cache_key(
+    spec: Any, *, stop_before: int | None, outputs: Sequence[str] | None, batch: int | None = None
+) -> str:
+    """The hash that names a compiled graph in the cache."""
+    digest = hashlib.sha256()
+    header = {
+        "engine": ENGINE_VERSION,
+        "opset": OPSET,
+        "onnx": onnx.__version__,
+        "stop_before": stop_before,
+        "outputs": list(outputs) if outputs is not None else None,
+        "batch": batch,
+    }
+    digest.update(json.dumps(header, sort_keys=True).encode())
+    digest.update(spec.SerializeToString(deterministic=True))
+    return digest.hexdigest()
+
+
+def compile_cached(
+    spec: Any,
+    *,
+    stop_before: int | None = None,
+    outputs: Sequence[str] | None = None,
+    cache: bool = True,
+) -> bytes:
+    """The compiled graph's bytes, from the cache when present and readable."""
+    global compile_count
+    path = None
+    if cache:
+        key = cache_key(spec, stop_before=stop_before, outputs=outputs)
+        path = cache_dir(CACHE_SUBDIR) / f"{key}.onnx"
+        try:
+            data = path.read_bytes()
+            onnx.load_model_from_string(data)  # a corrupt file must not reach onnxruntime
+            return data
+        except FileNotFoundError:
+            pass
+        except Exception as exc:  # noqa: BLE001 - any damage means: rebuild it
+            _log.warning("graph cache entry unreadable, rebuilding", path=str(path), error=str(exc))
+    model = compile_network(spec, stop_before=stop_before, outputs=outputs)
+    compile_count += 1
+    data = model.SerializeToString()
+    if path is not None:
+        try:
+            atomic_write_bytes(path, data)
+        except Exception as exc:  # noqa: BLE001 - a cache that cannot be written costs time only
+            _log.warning("graph cache not written", path=str(path), error=str(exc))
+    return data
+
+
+def load_session(
+    spec: Any,
+    *,
+    stop_before: int | None = None,
+    outputs: Sequence[str] | None = None,
+    cache: bool = True,
+) -> Session:
+    """Compile (or take from the cache) and load a session for ``spec``."""
+    return Session(compile_cached(spec, stop_before=stop_before, outputs=outputs, cache=cache))
