@@ -18,7 +18,6 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-
 from mlupdated.coreml import proto  # noqa: F401  (silences coremltools before importing it)
 from mlupdated.engine.compile import compile_network
 from mlupdated.engine.runtime import Session
