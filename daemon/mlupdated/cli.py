@@ -84,6 +84,9 @@ def _cmd_update(args: argparse.Namespace) -> int:
 def _cmd_init(args: argparse.Namespace) -> int:
     from .service.workspace import run_init_command
 
+    # service/ must not import cli: resolve the default model here.
+    if not args.model:
+        args.model = str(bundled_model_path())
     return run_init_command(args)
 
 

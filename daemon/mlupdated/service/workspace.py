@@ -1,0 +1,317 @@
+"""The workspace: one directory that holds a daemon's config, folders, models and state.
+
+::
+
+    DIR/
+      config.toml              every setting, commented
+      inbox/                   photos to classify
+      corrections/<Label>/     one folder per class label: drop = "this is <Label>"
+      models/current.mlmodel   the live model
+      models/versions/         every model made, NNNN.mlmodel
+      models/manifest.json
+      state/                   the SQLite queue, locks, cache
+      predictions.jsonl        inbox predictions, one JSON object per line
+
+``init_workspace`` is idempotent: it creates what is missing and never overwrites.
+A directory is "the same workspace" when its version 1 is byte-identical to the model
+given; anything else that would be overwritten makes it refuse with ``WorkspaceError``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import ModelError, ModelNotFoundError, WorkspaceError
+from ..fsutil import atomic_write_bytes
+from .config import CONFIG_NAME, DEFAULT_CONFIG_TEXT
+from .store import ModelStore, model_parses, sha256_bytes, version_filename
+
+WORKSPACE_ENV = "MLUPDATED_WORKSPACE"
+DB_NAME = "mlupdated.db"
+LOCK_NAME = "mlupdated.lock"
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Paths of one workspace (nothing is created by looking at them)."""
+
+    root: Path
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / CONFIG_NAME
+
+    @property
+    def inbox(self) -> Path:
+        return self.root / "inbox"
+
+    @property
+    def corrections(self) -> Path:
+        return self.root / "corrections"
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def current_model(self) -> Path:
+        return self.models / "current.mlmodel"
+
+    @property
+    def versions(self) -> Path:
+        return self.models / "versions"
+
+    @property
+    def manifest(self) -> Path:
+        return self.models / "manifest.json"
+
+    @property
+    def state(self) -> Path:
+        return self.root / "state"
+
+    @property
+    def db_path(self) -> Path:
+        return self.state / DB_NAME
+
+    @property
+    def lock_path(self) -> Path:
+        return self.state / LOCK_NAME
+
+    @property
+    def predictions_log(self) -> Path:
+        return self.root / "predictions.jsonl"
+
+    @property
+    def cache(self) -> Path:
+        return self.state / "cache"
+
+    def relative(self, path: str | os.PathLike[str]) -> str:
+        """``path`` relative to the root, with forward slashes (how the queue names files)."""
+        return Path(os.path.relpath(os.path.abspath(path), self.root)).as_posix()
+
+    def is_workspace(self) -> bool:
+        """True when the root looks like a workspace (config and manifest present)."""
+        return self.config_path.is_file() and self.manifest.is_file()
+
+
+def model_labels(model_path: str | os.PathLike[str]) -> list[str]:
+    """The class labels of a model, as folder names (int64 labels as decimal text)."""
+    from ..coreml.spec import class_labels, load_spec
+
+    return [str(label) for label in class_labels(load_spec(model_path))]
+
+
+def _read_model(model_path: Path) -> bytes:
+    try:
+        data = model_path.read_bytes()
+    except FileNotFoundError:
+        raise ModelNotFoundError("model file not found", path=model_path) from None
+    except OSError as exc:
+        raise ModelNotFoundError(f"cannot read the model: {exc.strerror}", path=model_path) from exc
+    if not model_parses(data):
+        from ..errors import ModelParseError
+
+        raise ModelParseError("not a Core ML model (protobuf parse failed)", path=model_path)
+    return data
+
+
+def _check_label_name(label: str, model_path: Path) -> None:
+    if not label or label in (".", "..") or "/" in label or "\0" in label or label.startswith("."):
+        raise WorkspaceError(f"class label {label!r} cannot be a folder name", path=model_path)
+
+
+def init_workspace(
+    root: str | os.PathLike[str], *, model_path: str | os.PathLike[str]
+) -> Workspace:
+    """Create (or complete) a workspace at ``root`` around ``model_path``; see the module doc."""
+    ws = Workspace(Path(root).expanduser().absolute())
+    created, _ = _init(ws, Path(model_path))
+    del created
+    return ws
+
+
+def _init(ws: Workspace, model_path: Path) -> tuple[list[Path], Workspace]:
+    model_bytes = _read_model(model_path)
+    try:
+        labels = model_labels(model_path)
+    except ModelError:
+        raise
+    if not labels:
+        raise WorkspaceError("the model is not a classifier (no class labels)", path=model_path)
+    for label in labels:
+        _check_label_name(label, model_path)
+    model_sha = sha256_bytes(model_bytes)
+    root = ws.root
+    if root.exists() and not root.is_dir():
+        raise WorkspaceError("exists and is not a directory", path=root)
+    _refuse_foreign(ws, model_sha)
+
+    created: list[Path] = []
+
+    def make_dir(path: Path) -> None:
+        if path.is_dir():
+            return
+        if path.exists() or path.is_symlink():
+            raise WorkspaceError("exists and is not a directory", path=path)
+        path.mkdir(parents=True, mode=0o755)
+        created.append(path)
+
+    try:
+        make_dir(root)
+        for directory in (ws.inbox, ws.corrections, ws.models, ws.versions, ws.state):
+            make_dir(directory)
+        for label in labels:
+            make_dir(ws.corrections / label)
+        first = ws.versions / version_filename(1)
+        if not first.exists():
+            atomic_write_bytes(first, model_bytes)
+            created.append(first)
+        if not ws.manifest.exists():
+            store = ModelStore(ws)
+            data = {
+                "format": 1,
+                "current": None,
+                "versions": [
+                    {
+                        "version": 1,
+                        "parent": None,
+                        "time": _now(),
+                        "reason": "initial",
+                        "corrections": {"count": 0, "ids": []},
+                        "loss": None,
+                        "metrics": {},
+                        "gate": None,
+                        "promoted": False,
+                        "sha256": model_sha,
+                        "source": model_path.name,
+                    }
+                ],
+            }
+            store._write_manifest(data)
+            store.promote(1, reason="initial")
+            created.append(ws.manifest)
+            created.append(ws.current_model)
+        elif not ws.current_model.exists():
+            ModelStore(ws).recover()
+            created.append(ws.current_model)
+        if not ws.config_path.exists():
+            atomic_write_bytes(ws.config_path, DEFAULT_CONFIG_TEXT.encode("utf-8"))
+            created.append(ws.config_path)
+    except OSError as exc:
+        raise WorkspaceError(
+            f"cannot create the workspace: {exc.strerror or exc}",
+            path=getattr(exc, "filename", None) or root,
+        ) from exc
+    return created, ws
+
+
+def _now() -> str:
+    from .store import _now_iso
+
+    return _now_iso()
+
+
+def _refuse_foreign(ws: Workspace, model_sha: str) -> None:
+    """Raise unless ``ws.root`` is empty, absent, or this very workspace (maybe unfinished)."""
+    if not ws.root.is_dir():
+        return
+    first = ws.versions / version_filename(1)
+    if ws.manifest.exists():
+        try:
+            entry = ModelStore(ws).entry(1)
+        except Exception as exc:  # unreadable manifest: not ours to touch
+            raise WorkspaceError(
+                f"holds a workspace whose manifest cannot be read ({exc}); not touching it",
+                path=ws.root,
+            ) from None
+        if entry.get("sha256") != model_sha:
+            raise WorkspaceError(
+                "holds a different workspace (its version 1 is another model); "
+                "choose another directory",
+                path=ws.root,
+            )
+        return
+    if first.exists():
+        try:
+            same = sha256_bytes(first.read_bytes()) == model_sha
+        except OSError:
+            same = False
+        if not same:
+            raise WorkspaceError(
+                "holds a different workspace (models/versions/0001.mlmodel is another model)",
+                path=ws.root,
+            )
+        return
+    # No manifest and no version 1: anything we would write must not be there yet.
+    for path in (ws.config_path, ws.current_model, ws.manifest):
+        if path.exists() or path.is_symlink():
+            raise WorkspaceError(
+                f"holds an unrelated {path.relative_to(ws.root)} that init would overwrite",
+                path=ws.root,
+            )
+
+
+def open_workspace(
+    root: str | os.PathLike[str], *, create: bool, model_path: str | os.PathLike[str] | None
+) -> Workspace:
+    """The workspace at ``root``; created around ``model_path`` if absent and ``create``."""
+    ws = Workspace(Path(root).expanduser().absolute())
+    if ws.is_workspace():
+        ws.state.mkdir(parents=True, exist_ok=True)
+        for directory in (ws.inbox, ws.corrections):
+            if not directory.exists() and not directory.is_symlink():
+                directory.mkdir(parents=True, exist_ok=True)
+        return ws
+    if not create:
+        raise WorkspaceError("not a workspace (create it with: mlupdated init DIR)", path=ws.root)
+    if model_path is None:
+        raise WorkspaceError("not a workspace, and no model to create it with", path=ws.root)
+    return init_workspace(ws.root, model_path=model_path)
+
+
+def find_workspace(start: Path | None = None) -> Path | None:
+    """The workspace containing ``start`` (default: the current directory), if any."""
+    here = (start or Path.cwd()).absolute()
+    for candidate in (here, *here.parents):
+        if Workspace(candidate).is_workspace():
+            return candidate
+    return None
+
+
+def workspace_root_from_args(args: argparse.Namespace) -> Path:
+    """``--workspace``, else the workspace around the current directory, else
+    ``$MLUPDATED_WORKSPACE``, else ``~/mlupdated``."""
+    given = getattr(args, "workspace", None)
+    if given:
+        return Path(given).expanduser()
+    around = find_workspace()
+    if around is not None:
+        return around
+    env = os.environ.get(WORKSPACE_ENV)
+    return Path(env).expanduser() if env else Path.home() / "mlupdated"
+
+
+def run_init_command(args: argparse.Namespace) -> int:
+    """``mlupdated init DIR [--model PATH]`` (the CLI resolves the default model)."""
+    model = getattr(args, "model", None)
+    if not model:
+        raise WorkspaceError("no model given and no bundled model available")
+    ws = Workspace(Path(args.dir).expanduser().absolute())
+    created, _ = _init(ws, Path(model))
+    if not created:
+        print(f"{ws.root}: already a workspace; nothing to do")
+        return 0
+    print(f"{ws.root}: workspace ready")
+    for path in created:
+        shown = "." if path == ws.root else path.relative_to(ws.root).as_posix()
+        suffix = "/" if path.is_dir() else ""
+        print(f"  created {shown}{suffix}")
+    labels = ", ".join(sorted(p.name for p in ws.corrections.iterdir() if p.is_dir()))
+    print(
+        f"drop corrections into {ws.corrections}/<Label>/ (labels: {labels}); "
+        f"start with: mlupdated run --workspace {ws.root}"
+    )
+    return 0
