@@ -93,7 +93,7 @@ def _cmd_init(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from .service.app import run_daemon_command
 
-    return run_daemon_command(args)
+    return run_daemon_command(args, model_path=bundled_model_path())
 
 
 def _cmd_status(args: argparse.Namespace) -> int:

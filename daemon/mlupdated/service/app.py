@@ -1,0 +1,406 @@
+"""``mlupdated run``: the daemon's lifecycle, as a ladder.
+
+Start-up: logging, the workspace (created on first run), the lock (a second daemon
+exits 2 with "already running"), the store's crash recovery, the queue, interrupted
+runs (abandoned, their corrections still pending, and redone at once), the inbox, the
+intake (whose start-up sweep takes what arrived while we were down), the scheduler,
+then READY to systemd.
+
+Loop: wait on an event with a short timeout. Signal handlers only set flags and the
+event: SIGTERM/SIGINT stop, SIGHUP reloads the config (a bad one is logged and the old
+one kept), SIGUSR1 asks for an update now, SIGUSR2 re-reads the pause flag. Each turn
+also checks the intake's observer, pings systemd's watchdog and publishes
+``state/status.json``.
+
+Shut-down: STOPPING to systemd; stop the intake and the scheduler; wait up to
+``daemon.shutdown_timeout`` for a running update to finish, then stop its child (the
+run is abandoned; the model on disk is untouched until a swap, and a swap is never
+interrupted half-way because it is one ``os.replace``); close the queue; release the
+lock; exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, MlupdatedError
+from ..logs import configure_logging, get_logger
+from .control import is_paused
+from .lock import WorkspaceLock
+from .notify import Notifier
+from .scheduler import TriggerRules, UpdateScheduler
+from .status import write_daemon_status
+from .worker import UpdateRunner, remove_stale_candidates
+
+LOOP_SECONDS = 1.0
+STATUS_SECONDS = 2.0
+# After the child was told to stop, the run's bookkeeping needs a moment to finish.
+ABORT_GRACE_SECONDS = 10.0
+LOG_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
+
+
+def run_daemon_command(args: argparse.Namespace, *, model_path: Path) -> int:
+    """Run the daemon until SIGTERM/SIGINT; ``model_path`` seeds a new workspace.
+
+    The workspace is ``--workspace``, else the one around the current directory, else
+    ``$MLUPDATED_WORKSPACE``, else ``~/mlupdated``.
+    """
+    from .workspace import workspace_root_from_args
+
+    return Daemon(workspace_root_from_args(args), model_path=Path(model_path)).run()
+
+
+def _configure(config: Any) -> None:
+    fmt = config.daemon.log_format
+    configure_logging(
+        json=None if fmt == "auto" else fmt == "json",
+        level=LOG_LEVELS.get(config.daemon.log_level, logging.INFO),
+    )
+
+
+class Daemon:
+    """One daemon on one workspace."""
+
+    def __init__(self, root: Path, *, model_path: Path) -> None:
+        self.root = root
+        self.model_path = model_path
+        self.log = get_logger("daemon")
+        self._wake = threading.Event()
+        self._stop = False
+        self._reload = False
+        self._update_now = False
+        self._pause_changed = False
+        self.notifier = Notifier.from_environ()
+
+    # --- signals: flags only ---------------------------------------------------------------
+
+    def _on_stop(self, signum: int, frame: Any) -> None:
+        self._stop = True
+        self._wake.set()
+
+    def _on_reload(self, signum: int, frame: Any) -> None:
+        self._reload = True
+        self._wake.set()
+
+    def _on_update_now(self, signum: int, frame: Any) -> None:
+        self._update_now = True
+        self._wake.set()
+
+    def _on_pause_changed(self, signum: int, frame: Any) -> None:
+        self._pause_changed = True
+        self._wake.set()
+
+    def _install_signals(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
+        signal.signal(signal.SIGHUP, self._on_reload)
+        signal.signal(signal.SIGUSR1, self._on_update_now)
+        signal.signal(signal.SIGUSR2, self._on_pause_changed)
+
+    # --- the ladder ------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Start up, loop until told to stop, shut down; returns the exit code."""
+        from .config import load_config
+        from .workspace import open_workspace
+
+        # Signals that arrive during start-up are remembered, not fatal.
+        self._install_signals()
+        ws = open_workspace(self.root, create=True, model_path=self.model_path)
+        self.ws = ws
+        self.config = load_config(ws.config_path)
+        _configure(self.config)
+        self.log = get_logger("daemon", workspace=str(ws.root))
+        self.lock = WorkspaceLock(Path(ws.lock_path))
+        self.lock.acquire()
+        try:
+            self._start_up()
+            try:
+                self._loop()
+            finally:
+                self._shut_down()
+        finally:
+            self.lock.release()
+        self.log.info("stopped")
+        return 0
+
+    def _start_up(self) -> None:
+        from .intake import Intake
+        from .queue import Queue
+        from .store import ModelStore
+
+        ws, log = self.ws, self.log
+        log.info("starting", pid=os.getpid())
+        self.store = ModelStore(ws)
+        repaired = self.store.recover()
+        if repaired:
+            log.info("model store checked", **_loggable(repaired))
+        stale = remove_stale_candidates(Path(ws.state))
+        if stale:
+            log.info("removed leftovers of an interrupted run", files=[p.name for p in stale])
+        self.queue = Queue(ws.db_path)
+        redo = self._close_interrupted_runs()
+        self.runner = UpdateRunner(
+            workspace=ws,
+            queue=self.queue,
+            store=self.store,
+            config=lambda: self.config,
+            log=get_logger("update"),
+        )
+        self.scheduler = UpdateScheduler(
+            TriggerRules.from_config(self.config.update),
+            pending_count=lambda: sum(self.queue.pending_counts().values()),
+            run_update=self._run_update,
+            log=get_logger("scheduler"),
+            paused=is_paused(ws),
+        )
+        pending = sum(self.queue.pending_counts().values())
+        oldest = self.queue.oldest_pending_time()
+        self.scheduler.prime(
+            pending=pending, oldest_age=None if oldest is None else time.time() - oldest
+        )
+        if redo and pending:
+            log.info("redoing the interrupted update", pending=pending)
+            self.scheduler.request_update("redo interrupted run")
+        from .inbox import InboxClassifier
+
+        self.inbox = InboxClassifier(
+            workspace=ws, queue=self.queue, store=self.store, log=get_logger("inbox")
+        )
+        self.inbox.start()
+        self.intake = Intake(
+            ws,
+            self.config,
+            self.queue,
+            on_correction=self._on_correction,
+            on_inbox=self.inbox.submit,
+            log=get_logger("intake"),
+        )
+        self.intake.start()
+        self.scheduler.start()
+        self.notifier.ready(status="watching")
+        log.info(
+            "ready",
+            version=self.store.current_version(),
+            pending=pending,
+            paused=self.scheduler.paused,
+            min_batch=self.config.update.min_batch,
+        )
+
+    def _close_interrupted_runs(self) -> bool:
+        """Finish the runs a kill left open; True when one must be redone."""
+        redo = False
+        current = self.store.current_version()
+        for run in self.queue.interrupted_runs():
+            ids = list(run.get("corrections") or [])
+            entry = _entry_for(self.store, current)
+            # Killed after the swap but before the bookkeeping: the live model already
+            # learned these corrections; record that instead of training them twice.
+            if entry and entry.get("promoted") and _ids_of(entry) == sorted(ids) and ids:
+                self.queue.mark_trained(ids, current)
+                self.queue.finish_run(
+                    run["id"],
+                    outcome="promoted",
+                    version=current,
+                    loss=entry.get("loss"),
+                    metrics={},
+                    reason="completed at restart (killed after the swap)",
+                    duration=0.0,
+                )
+                self.log.warning(
+                    "interrupted run was already swapped in", run=run["id"], version=current
+                )
+                continue
+            self.queue.finish_run(
+                run["id"],
+                outcome="abandoned",
+                version=None,
+                loss=None,
+                metrics={},
+                reason="daemon stopped during the run",
+                duration=0.0,
+            )
+            self.log.warning(
+                "interrupted run abandoned; it will be redone", run=run["id"], corrections=len(ids)
+            )
+            redo = True
+        return redo
+
+    def _loop(self) -> None:
+        interval = LOOP_SECONDS
+        if self.notifier.watchdog_interval:
+            interval = min(interval, self.notifier.watchdog_interval)
+        next_status = 0.0
+        while not self._stop:
+            self._wake.wait(interval)
+            self._wake.clear()
+            if self._stop:
+                break
+            if self._reload:
+                self._reload = False
+                self._reload_config()
+            if self._update_now:
+                self._update_now = False
+                self.log.info("update requested")
+                self.scheduler.request_update()
+            if self._pause_changed:
+                self._pause_changed = False
+                self._apply_pause_flag()
+            self._check_intake()
+            self.notifier.watchdog()
+            now = time.monotonic()
+            if now >= next_status:
+                next_status = now + STATUS_SECONDS
+                self._publish_status()
+
+    def _shut_down(self) -> None:
+        log = self.log
+        self.notifier.stopping()
+        log.info("stopping")
+        for name in ("intake", "scheduler"):
+            part = getattr(self, name, None)
+            if part is None:
+                continue
+            try:
+                part.stop() if name == "intake" else part.shutdown()
+            except Exception:
+                log.exception(f"{name} did not stop cleanly")
+        scheduler = getattr(self, "scheduler", None)
+        if scheduler is not None and scheduler.running:
+            timeout = self.config.daemon.shutdown_timeout
+            log.info("waiting for the running update", timeout=timeout)
+            if not _wait_until(lambda: not scheduler.running, timeout):
+                log.warning("update still running at the shut-down timeout; abandoning it")
+                self.runner.abort()
+                _wait_until(lambda: not scheduler.running, ABORT_GRACE_SECONDS)
+        inbox = getattr(self, "inbox", None)
+        if inbox is not None:
+            inbox.stop()
+        try:
+            self._publish_status(running=False)
+        except Exception:
+            pass
+        queue = getattr(self, "queue", None)
+        if queue is not None:
+            queue.close()
+
+    # --- loop helpers ----------------------------------------------------------------------
+
+    def _run_update(self, reason: str) -> str:
+        self.notifier.status(f"updating ({reason})")
+        try:
+            return self.runner.run(reason)
+        finally:
+            self.notifier.status("watching")
+
+    def _on_correction(self, change: Any) -> None:
+        kind = getattr(change, "kind", change)
+        if kind in ("new", "relabelled"):
+            self.scheduler.note_drop()
+
+    def _reload_config(self) -> None:
+        from .config import load_config
+
+        self.notifier.reloading()
+        try:
+            new = load_config(self.ws.config_path)
+            self.scheduler.reconfigure(TriggerRules.from_config(new.update))
+        except ConfigError as exc:
+            self.log.error("config not reloaded; keeping the old one", error=str(exc))
+        else:
+            if new.intake != self.config.intake:
+                self.log.warning("intake settings change at the next restart")
+            self.config = new
+            _configure(new)
+            self.log.info(
+                "config reloaded",
+                min_batch=new.update.min_batch,
+                quiet_seconds=new.update.quiet_seconds,
+                policy=new.update.policy,
+            )
+        self.notifier.ready()
+
+    def _apply_pause_flag(self) -> None:
+        if is_paused(self.ws):
+            self.scheduler.pause()
+            self.log.info("paused")
+        else:
+            self.scheduler.resume()
+            self.log.info("resumed")
+
+    def _check_intake(self) -> None:
+        try:
+            alive = self.intake.is_alive()
+        except Exception:
+            alive = False
+        if alive:
+            return
+        self.log.warning("file watcher found dead; restarting it")
+        try:
+            self.intake.stop()
+        except Exception:
+            pass
+        try:
+            self.intake.start()
+        except MlupdatedError as exc:
+            self.log.error("file watcher did not restart", error=str(exc))
+
+    def _publish_status(self, *, running: bool = True) -> None:
+        try:
+            observer = self.intake.status()
+        except Exception as exc:
+            observer = {"error": str(exc)}
+        try:
+            write_daemon_status(
+                self.ws,
+                {
+                    "pid": os.getpid(),
+                    "running": running,
+                    "next_trigger": self.scheduler.next_trigger(),
+                    "paused": self.scheduler.paused,
+                    "observer": observer,
+                },
+            )
+        except MlupdatedError as exc:
+            self.log.warning("status not written", error=str(exc))
+
+
+def _wait_until(condition: Any, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def _entry_for(store: Any, version: int) -> dict[str, Any] | None:
+    for entry in store.manifest():
+        if entry.get("version") == version:
+            return entry
+    return None
+
+
+def _ids_of(entry: dict[str, Any]) -> list[int]:
+    corrections = entry.get("corrections")
+    if isinstance(corrections, dict):
+        corrections = corrections.get("ids")
+    return sorted(int(i) for i in corrections or [])
+
+
+def _loggable(data: Any) -> dict[str, Any]:
+    if isinstance(data, dict):
+        return {k: v for k, v in data.items() if v}
+    return {"result": str(data)}

@@ -1,0 +1,87 @@
+"""``mlupdated update-now | pause | resume``: talk to the running daemon by signals.
+
+The daemon's pid is in the workspace lock file, and only trusted while the lock is
+held (a pid alone may have been reused). ``update-now`` sends SIGUSR1. ``pause`` and
+``resume`` set or clear the flag file ``state/paused`` and send SIGUSR2 so the daemon
+re-reads it; the flag outlives restarts, so a paused daemon stays paused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import StoreError, WorkspaceError
+from ..fsutil import atomic_write_bytes
+from .lock import lock_holder
+
+PAUSE_FLAG = "paused"
+UPDATE_NOW_SIGNAL = signal.SIGUSR1
+PAUSE_CHANGED_SIGNAL = signal.SIGUSR2
+
+
+def pause_flag(workspace: Any) -> Path:
+    """The flag file whose presence means "scheduled updates are paused"."""
+    return Path(workspace.state) / PAUSE_FLAG
+
+
+def is_paused(workspace: Any) -> bool:
+    """True when the pause flag is set."""
+    return pause_flag(workspace).exists()
+
+
+def daemon_pid(workspace: Any) -> int | None:
+    """The pid of the daemon holding the workspace lock, or None."""
+    pid = lock_holder(Path(workspace.lock_path))
+    return pid if pid and pid > 0 else None
+
+
+def run_control_command(args: argparse.Namespace) -> int:
+    """Carry out ``args.action`` (``update-now``, ``pause``, ``resume``) on ``workspace``."""
+    from .workspace import Workspace, workspace_root_from_args
+
+    ws = Workspace(workspace_root_from_args(args).absolute())
+    if not Path(ws.state).is_dir():
+        raise WorkspaceError(
+            "not a workspace (no state/ folder); run 'mlupdated init'", path=ws.root
+        )
+    pid = daemon_pid(ws)
+    action = args.action
+    if action == "update-now":
+        if pid is None:
+            raise WorkspaceError("no daemon is running on this workspace", path=ws.root)
+        _signal(pid, UPDATE_NOW_SIGNAL)
+        print(f"update requested (daemon pid {pid})")
+        return 0
+    flag = pause_flag(ws)
+    if action == "pause":
+        atomic_write_bytes(flag, f"{time.time()}\n".encode())
+    elif action == "resume":
+        try:
+            flag.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise StoreError(f"cannot remove the pause flag: {exc.strerror}", path=flag) from exc
+    else:
+        raise WorkspaceError(f"unknown control action {action!r}")
+    word = "paused" if action == "pause" else "resumed"
+    if pid is None:
+        print(f"{word} (no daemon is running; it takes effect when one starts)")
+        return 0
+    _signal(pid, PAUSE_CHANGED_SIGNAL)
+    print(f"{word} (daemon pid {pid})")
+    return 0
+
+
+def _signal(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError as exc:
+        raise WorkspaceError(f"the daemon (pid {pid}) is gone") from exc
+    except PermissionError as exc:
+        raise WorkspaceError(f"not allowed to signal the daemon (pid {pid})") from exc

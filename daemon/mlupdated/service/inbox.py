@@ -1,0 +1,127 @@
+"""The inbox: classify new photos with the current model and keep the answer.
+
+Intake hands over each complete inbox file with its content hash; a worker thread
+classifies it with ``models/current.mlmodel`` and records the prediction in the
+database and as one JSON line in ``predictions.jsonl``. A content that already has a
+prediction (from any model version) is not classified again: a swap never silently
+changes an answer the owner may already have acted on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue as queue_module
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ..errors import MlupdatedError
+
+STOP = None
+
+
+class InboxClassifier:
+    """Classifies inbox files in a background thread (``submit`` never blocks)."""
+
+    def __init__(self, *, workspace: Any, queue: Any, store: Any, log: Any) -> None:
+        self._ws = workspace
+        self._queue = queue
+        self._store = store
+        self._log = log
+        self._items: queue_module.Queue[tuple[Path, str] | None] = queue_module.Queue()
+        self._thread: threading.Thread | None = None
+        self._predictor: Any = None
+        self._predictor_version: int | None = None
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        """Start the worker thread."""
+        self._thread = threading.Thread(target=self._loop, name="inbox", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Finish the file in hand and stop."""
+        if self._thread is None:
+            return
+        self._items.put(STOP)
+        self._thread.join(timeout)
+        self._thread = None
+
+    def submit(self, path: Path, sha256: str) -> None:
+        """Queue one complete inbox file (called from intake's thread)."""
+        self._items.put((Path(path), sha256))
+
+    def _loop(self) -> None:
+        while True:
+            item = self._items.get()
+            if item is STOP:
+                return
+            try:
+                self.classify(*item)
+            except Exception as exc:  # one bad file or a model problem must not stop the inbox
+                self._log.warning("inbox: not classified", path=str(item[0]), reason=str(exc))
+
+    def classify(self, path: Path, sha256: str) -> dict[str, Any] | None:
+        """Classify one file unless its content was classified before; return the record."""
+        if self._queue.prediction_for(sha256) is not None:
+            return None
+        version, predictor = self._current_predictor()
+        (result,) = predictor.predict_paths([path])
+        probabilities = getattr(result, "probabilities", None)
+        absolute = Path(path) if Path(path).is_absolute() else Path(self._ws.root) / path
+        relative = _relative(absolute, Path(self._ws.root))
+        if probabilities is None:
+            reason = str(getattr(result, "error", "unreadable"))
+            self._log.warning("inbox: not classified", path=relative, reason=reason)
+            self._queue.record_error("inbox", relative, reason)
+            return None
+        probs = {str(k): float(v) for k, v in probabilities.items()}
+        label = str(result.label)
+        self._queue.record_prediction(
+            path=relative, sha256=sha256, label=label, probabilities=probs, version=version
+        )
+        record = {
+            "path": relative,
+            "sha256": sha256,
+            "label": label,
+            "probabilities": probs,
+            "version": version,
+            "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        _append_line(Path(self._ws.predictions_log), json.dumps(record))
+        self._log.info("inbox: classified", path=relative, label=label, version=version)
+        return record
+
+    def _current_predictor(self) -> tuple[int, Any]:
+        from ..engine.predictor import Predictor
+
+        with self._lock:
+            version = self._store.current_version()
+            if self._predictor is None or version != self._predictor_version:
+                try:
+                    self._predictor = Predictor.from_path(Path(self._ws.current_model))
+                except MlupdatedError:
+                    self._predictor = None
+                    raise
+                self._predictor_version = version
+            return version, self._predictor
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def _append_line(path: Path, line: str) -> None:
+    # One write() of a short line on an O_APPEND descriptor: concurrent appenders and
+    # readers see whole lines; fsync so an acknowledged prediction survives a power cut.
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, (line + "\n").encode("utf-8"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,143 @@
+"""``mlupdated status``: what the workspace and its daemon are doing.
+
+Most answers come from the database and the model store, which any process may read.
+What only the running daemon knows (the next trigger, the observer's health) it writes
+to ``state/status.json`` every few seconds; ``status`` shows it while the daemon runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ..errors import WorkspaceError
+from ..fsutil import atomic_write_bytes
+from .control import daemon_pid, is_paused
+
+STATUS_FILE = "status.json"
+RECENT_ERRORS = 10
+
+
+def status_path(workspace: Any) -> Path:
+    """Where the daemon publishes its live state."""
+    return Path(workspace.state) / STATUS_FILE
+
+
+def write_daemon_status(workspace: Any, data: dict[str, Any]) -> None:
+    """Publish the daemon's live state (atomically, so readers never see half)."""
+    payload = {**data, "written": _iso(time.time())}
+    atomic_write_bytes(status_path(workspace), json.dumps(payload, default=str).encode())
+
+
+def read_daemon_status(workspace: Any) -> dict[str, Any] | None:
+    """The daemon's last published state, or None."""
+    try:
+        return json.loads(status_path(workspace).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def collect_status(workspace: Any) -> dict[str, Any]:
+    """Everything ``status`` reports, as one JSON-ready dict."""
+    from .queue import Queue
+    from .store import ModelStore
+
+    store = ModelStore(workspace)
+    queue = Queue(workspace.db_path)
+    try:
+        counts = queue.counts()
+        last_run = queue.last_run()
+        errors = queue.recent_errors(RECENT_ERRORS)
+        pending = queue.pending_counts()
+    finally:
+        queue.close()
+    pid = daemon_pid(workspace)
+    live = read_daemon_status(workspace) if pid is not None else None
+    return {
+        "workspace": str(workspace.root),
+        "version": store.current_version(),
+        "pending": pending,
+        "trained": int(counts.get("trained", 0)),
+        "rejected": int(counts.get("rejected", 0)),
+        "retracted": int(counts.get("retracted", 0)),
+        "last_run": _with_times(last_run),
+        "next_trigger": (live or {}).get("next_trigger"),
+        "paused": is_paused(workspace),
+        "daemon": {"running": pid is not None, "pid": pid},
+        "observer": (live or {}).get("observer"),
+        "recent_errors": [_with_times(e) for e in errors],
+    }
+
+
+def run_status_command(args: argparse.Namespace) -> int:
+    """Print the status of ``workspace`` (text, or one JSON object with ``--json``)."""
+    from .workspace import Workspace, workspace_root_from_args
+
+    ws = Workspace(workspace_root_from_args(args).absolute())
+    if not Path(ws.current_model).exists() or not Path(ws.state).is_dir():
+        raise WorkspaceError("not a workspace; run 'mlupdated init' first", path=ws.root)
+    data = collect_status(ws)
+    if getattr(args, "json", False):
+        print(json.dumps(data, default=str))
+    else:
+        print(render_text(data))
+    return 0
+
+
+def render_text(data: dict[str, Any]) -> str:
+    """The human form of :func:`collect_status`."""
+    daemon = data["daemon"]
+    lines = [
+        f"workspace: {data['workspace']}",
+        "daemon:    "
+        + (f"running (pid {daemon['pid']})" if daemon["running"] else "not running")
+        + (", paused" if data["paused"] else ""),
+        f"version:   {data['version']}",
+    ]
+    pending = data["pending"]
+    total = sum(pending.values())
+    per_label = ", ".join(f"{k} {v}" for k, v in sorted(pending.items()))
+    lines.append(f"pending:   {total}" + (f" ({per_label})" if per_label else ""))
+    lines.append(f"trained:   {data['trained']}, rejected: {data['rejected']}")
+    run = data["last_run"]
+    if run:
+        outcome = run.get("outcome") or "running"
+        detail = f"version {run['version']}" if run.get("version") else run.get("reason") or ""
+        loss = f", loss {run['loss']:.4g}" if isinstance(run.get("loss"), float) else ""
+        took = f", {run['duration']:.1f} s" if run.get("duration") is not None else ""
+        lines.append(f"last run:  {run.get('started_at')} {outcome} {detail}{loss}{took}")
+    trigger = data.get("next_trigger")
+    if trigger:
+        due = trigger.get("due_in_seconds")
+        lines.append(
+            f"next:      {trigger.get('state')}" + (f" (in {due:.0f} s)" if due is not None else "")
+        )
+    observer = data.get("observer")
+    if observer:
+        lines.append(f"observer:  {json.dumps(observer, default=str)}")
+    for error in data["recent_errors"]:
+        lines.append(
+            f"error:     {error.get('time_at')} {error.get('path')}: {error.get('reason')}"
+        )
+    return "\n".join(lines)
+
+
+def _iso(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, tz=timezone.utc).isoformat(timespec="seconds")
+
+
+def _with_times(row: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Add ISO-8601 forms beside the epoch seconds the database keeps."""
+    if row is None:
+        return None
+    out = dict(row)
+    for key in ("started", "finished", "time"):
+        if isinstance(out.get(key), int | float):
+            out[f"{key}_at"] = _iso(out[key])
+    return out
