@@ -1,3 +1,47 @@
-"""Converters for the l2normalize layer family."""
+"""Converter for ``l2normalize``: each example divided by the L2 norm of its C·H·W values.
+
+The proto puts epsilon inside the square root: ``x / sqrt(sum(x^2) + epsilon)``, which
+ONNX's ``LpNormalization`` (per axis, no epsilon) does not express, so it is spelled out.
+"""
 
 from __future__ import annotations
+
+from typing import Any
+
+import onnx
+
+from ...errors import InvalidModelError
+from ..registry import ConvertContext, converts
+from .reduce import reduce_node
+
+DEFAULT_EPSILON = 1e-6  # proto: "Defaults to 1e-6 if not set or set to 0"
+_AXES = (-3, -2, -1)
+_MIN_RANK = 4  # C, H, W after the batch axis
+
+
+@converts("l2normalize")
+def convert_l2normalize(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
+    """``y = x / sqrt(sum_{C,H,W} x^2 + epsilon)``, per example (and per leading index)."""
+    if len(layer.input) != 1 or len(layer.output) != 1:
+        raise InvalidModelError(
+            f"layer {layer.name!r} (l2normalize) needs 1 input and 1 output", layer=layer.name
+        )
+    source, target = layer.input[0], layer.output[0]
+    rank = ctx.rank(source)
+    if rank < _MIN_RANK:
+        raise InvalidModelError(
+            f"layer {layer.name!r} (l2normalize) needs an input of rank >= {_MIN_RANK} "
+            f"(batch, C, H, W), got rank {rank}",
+            layer=layer.name,
+        )
+    epsilon = layer.l2normalize.epsilon or DEFAULT_EPSILON
+    squares = ctx.fresh(f"{target}__sumsq")
+    shifted = ctx.fresh(f"{target}__shifted")
+    norm = ctx.fresh(f"{target}__norm")
+    ctx.set_rank(target, rank)
+    return [
+        reduce_node(ctx, "ReduceSumSquare", source, squares, _AXES, keepdims=True),
+        ctx.node("Add", [squares, ctx.const(epsilon, hint="epsilon", dtype="float32")], [shifted]),
+        ctx.node("Sqrt", [shifted], [norm]),
+        ctx.node("Div", [source, norm], [target]),
+    ]
