@@ -365,8 +365,8 @@ def remove_stale_candidates(state_dir: Path) -> list[Path]:
 # --- the child ----------------------------------------------------------------------------
 
 
-def _emit(kind: str, **fields: Any) -> None:
-    sys.stdout.write(json.dumps({"type": kind, **fields}, default=str) + "\n")
+def _emit(message_type: str, **fields: Any) -> None:
+    sys.stdout.write(json.dumps({"type": message_type, **fields}, default=str) + "\n")
     sys.stdout.flush()
 
 
@@ -400,14 +400,15 @@ def _child(job: dict[str, Any]) -> None:
         _emit("progress", event="trainingBegin", note="test hook: hanging")
         while True:
             time.sleep(3600)
-    from ..coreml.spec import load_spec, save_spec
     from ..errors import DivergedError
+
+    if fault == "diverge":
+        raise DivergedError("test hook: training diverged (non-finite loss)")
+    from ..coreml.spec import load_spec, save_spec
     from ..train.cache import FeatureCache
     from ..train.data import Example
     from ..train.task import run_update
 
-    if fault == "diverge":
-        raise DivergedError("test hook: training diverged (non-finite loss)")
     spec = load_spec(job["model"])
     examples = [Example(Path(p), label) for p, label in job["examples"]]
 
@@ -464,4 +465,11 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = 70
+    try:
+        code = main()
+    finally:
+        sys.stdout.flush()
+        # Leave without interpreter finalisation: the orphan watcher still blocks in a
+        # read of stdin, and finalising under it aborts the process.
+        os._exit(code)
