@@ -3,13 +3,16 @@
 Core ML and ONNX agree on the formula: ``x / (k + alpha/localSize * sum x_j^2)^beta``,
 both divide alpha by the window size. The window of channel ``c`` is
 ``[c - floor((n-1)/2), c + ceil((n-1)/2)]`` in ONNX (as in Caffe, where Core ML's LRN
-comes from); for odd sizes, the only ones converters emit, it is centred.
+comes from); for odd sizes it is centred. onnxruntime's LRN takes odd sizes only, so
+an even window is spelled out: the mean of the squares over the window is an average
+pool (zero padding counted) over the channel axis.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import onnx
 
 from ...errors import InvalidModelError, UnsupportedLayerError
@@ -46,6 +49,8 @@ def convert_lrn(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
             f"layer {layer.name!r} (lrn): k must be positive, got {k}", layer=layer.name
         )
     ctx.set_rank(target, rank)
+    if params.localSize % 2 == 0:
+        return _even_window_lrn(ctx, source, target, params, k)
     return [
         ctx.node(
             "LRN",
@@ -56,4 +61,37 @@ def convert_lrn(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
             bias=float(k),
             size=int(params.localSize),
         )
+    ]
+
+
+def _even_window_lrn(
+    ctx: ConvertContext, source: str, target: str, params: Any, k: float
+) -> list[onnx.NodeProto]:
+    size = int(params.localSize)
+    before, after = (size - 1) // 2, size - 1 - (size - 1) // 2
+    squares = ctx.fresh(f"{target}__sq")
+    stacked = ctx.fresh(f"{target}__sq5")
+    mean = ctx.fresh(f"{target}__mean5")
+    mean4 = ctx.fresh(f"{target}__mean")
+    scaled = ctx.fresh(f"{target}__scaled")
+    shifted = ctx.fresh(f"{target}__shifted")
+    denominator = ctx.fresh(f"{target}__den")
+    axis = ctx.int64s([1], hint="axes")
+    return [
+        ctx.node("Mul", [source, source], [squares]),
+        # [N, 1, C, H, W]: pool over C with a (size, 1, 1) window.
+        ctx.node("Unsqueeze", [squares, axis], [stacked]),
+        ctx.node(
+            "AveragePool",
+            [stacked],
+            [mean],
+            kernel_shape=[size, 1, 1],
+            pads=[before, 0, 0, after, 0, 0],
+            count_include_pad=1,
+        ),
+        ctx.node("Squeeze", [mean, axis], [mean4]),
+        ctx.node("Mul", [mean4, ctx.const(np.float32(params.alpha), hint="alpha")], [scaled]),
+        ctx.node("Add", [scaled, ctx.const(np.float32(k), hint="k")], [shifted]),
+        ctx.node("Pow", [shifted, ctx.const(np.float32(params.beta), hint="beta")], [denominator]),
+        ctx.node("Div", [source, denominator], [target]),
     ]
