@@ -391,6 +391,10 @@ class Queue:
             rows = self._read("SELECT path, label FROM correction_paths")
         return {row["path"]: row["label"] for row in rows}
 
+    def holds_path(self, path: str) -> bool:
+        """True when ``path`` is recorded as holding a correction."""
+        return bool(self._read("SELECT 1 FROM correction_paths WHERE path = ?", (path,)))
+
     def correction(self, correction_id: int) -> Correction | None:
         """One correction by id."""
         rows = self._read("SELECT * FROM corrections WHERE id = ?", (correction_id,))
@@ -639,6 +643,11 @@ class Queue:
                 "sha256 = excluded.sha256",
                 (path, size, mtime, sha256),
             )
+
+    def seen_files(self) -> dict[str, tuple[int, float, str]]:
+        """Every remembered path → (size, mtime, sha256), in one query (for rescans)."""
+        rows = self._read("SELECT path, size, mtime, sha256 FROM seen")
+        return {r["path"]: (r["size"], r["mtime"], r["sha256"]) for r in rows}
 
     def forget_seen(self, path: str) -> None:
         """Forget ``path`` (it was removed)."""

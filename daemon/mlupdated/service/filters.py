@@ -1,0 +1,159 @@
+"""Which files intake looks at, and how it reads them: ignore rules, decoding, hashing.
+
+Kept apart from the watching machinery in ``intake.py`` so that the rules (which are
+what users and sync tools actually meet) read in one place.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import os
+import stat
+from collections.abc import Iterable
+from pathlib import Path
+
+from ..errors import ImageDecodeError, ImageError, ImageTooLargeError
+
+HASH_CHUNK = 1 << 20
+
+# Names sync tools, browsers and NAS boxes use for files that are not (yet) photos.
+# Hidden names (".*") are handled separately: they cover Syncthing's ".syncthing.*.tmp",
+# LibreOffice/Office "~" locks written as ".~*", macOS "._*" and ".DS_Store", rsync's
+# ".name.XXXXXX" temporaries and the ".stfolder"/".stversions" folders.
+DEFAULT_IGNORES = (
+    "~syncthing~*",
+    "*.tmp",
+    "*.part",
+    "*.partial",
+    "*.filepart",
+    "*.crdownload",
+    "*.download",
+    "*.icloud",
+    "*.octransferid*.part",
+    "thumbs.db",
+    "desktop.ini",
+    "@eadir",
+    "#recycle",
+    "#snapshot",
+    "$recycle.bin",
+    "lost+found",
+)
+
+
+def ignored_name(name: str, extra: Iterable[str] = ()) -> bool:
+    """True for a file or folder name intake must never look at."""
+    if not name or name.startswith("."):
+        return True
+    lowered = name.lower()
+    if any(fnmatch.fnmatchcase(lowered, pattern) for pattern in DEFAULT_IGNORES):
+        return True
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in extra)
+
+
+def ignored_relpath(rel: str, extra: Iterable[str] = ()) -> bool:
+    """True if any component below the top folder (``corrections``/``inbox``) is ignored,
+    or the whole relative path matches one of the ``extra`` globs."""
+    extra = tuple(extra)
+    parts = rel.split("/")
+    if any(ignored_name(part, extra) for part in parts[1:]):
+        return True
+    return any(fnmatch.fnmatchcase(rel, pattern) for pattern in extra)
+
+
+def file_kind(mode: int) -> str:
+    """``file``, ``symlink``, ``directory`` or a name for anything else (fifo, socket…)."""
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISLNK(mode):
+        return "symlink"
+    if stat.S_ISDIR(mode):
+        return "directory"
+    if stat.S_ISFIFO(mode):
+        return "fifo"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device"
+    return "special file"
+
+
+def inside(path: str | os.PathLike[str], root: str | os.PathLike[str]) -> bool:
+    """True when ``path`` (resolved) lies inside ``root`` (resolved)."""
+    real = os.path.realpath(path)
+    base = os.path.realpath(root)
+    return real == base or real.startswith(base.rstrip(os.sep) + os.sep)
+
+
+def sha256_file(path: str | os.PathLike[str], *, follow_symlinks: bool = False) -> tuple[str, int]:
+    """Streamed sha256 of a regular file and its size, never opening a FIFO or device.
+
+    ``O_NONBLOCK`` keeps ``open`` from waiting on a FIFO swapped in after our ``lstat``;
+    the ``fstat`` afterwards refuses anything that is not a regular file.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    if not follow_symlinks:
+        flags |= getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(path, flags)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ImageDecodeError(f"not a regular file ({file_kind(info.st_mode)})", path=path)
+        digest = hashlib.sha256()
+        size = 0
+        while True:
+            chunk = os.read(fd, HASH_CHUNK)
+            if not chunk:
+                break
+            digest.update(chunk)
+            size += len(chunk)
+        return digest.hexdigest(), size
+    finally:
+        os.close(fd)
+
+
+def check_image(path: str | os.PathLike[str], *, max_pixels: int) -> None:
+    """Raise an ``ImageError`` unless ``path`` decodes fully as an image within the pixel limit.
+
+    Uses the engine's image loader when it is present (the same decoder training
+    uses), otherwise Pillow directly.
+    """
+    try:
+        from ..coreml.images import load_image
+    except ImportError:
+        _pillow_check(Path(path), max_pixels=max_pixels)
+        return
+    load_image(path, max_pixels=max_pixels)
+
+
+_heif_registered = False
+
+
+def _pillow_check(path: Path, *, max_pixels: int) -> None:
+    global _heif_registered
+    from PIL import Image, UnidentifiedImageError
+
+    if not _heif_registered:
+        try:
+            from pillow_heif import register_heif_opener
+
+            register_heif_opener()
+        except ImportError:
+            pass
+        _heif_registered = True
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            if width * height > max_pixels:
+                raise ImageTooLargeError(
+                    f"{width}×{height} pixels is more than the limit of {max_pixels}", path=path
+                )
+            image.load()
+    except ImageError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLargeError(str(exc), path=path) from None
+    except UnidentifiedImageError:
+        raise ImageDecodeError("not an image (unknown format)", path=path) from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageDecodeError(f"corrupt or truncated image ({exc})", path=path) from None
