@@ -19,6 +19,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
+from ..coreml.image_tensor import GRAYSCALE_SPACES, image_size, multiarray_shape
 from ..errors import InvalidModelError, MlupdatedError, UnsupportedModelError
 from .registry import FLOAT, ConvertContext, converter_for
 
@@ -29,8 +30,8 @@ NEURAL_NETWORK_KINDS = ("neuralNetwork", "neuralNetworkClassifier", "neuralNetwo
 
 # NeuralNetwork.arrayInputShapeMapping values.
 _EXACT_ARRAY_MAPPING = 1
-# ImageFeatureType.ColorSpace values.
-_GRAYSCALE, _RGB, _BGR = 10, 20, 30
+# ImageFeatureType.ColorSpace value of BGR.
+_BGR = 30
 
 
 def network_of(spec: Any) -> Any:
@@ -80,19 +81,21 @@ def default_outputs(spec: Any, *, stop_before: int | None = None) -> list[str]:
     return wanted
 
 
-def _image_dims(feature: Any) -> tuple[int, int | str, int | str]:
+def _image_dims(feature: Any) -> tuple[int, int, int]:
+    """(C, H, W) of an image input as it is fed (flexible sizes: their default)."""
     image = feature.type.imageType
-    channels = 1 if image.colorSpace == _GRAYSCALE else 3
-    height: int | str = int(image.height) if image.height else f"{feature.name}_H"
-    width: int | str = int(image.width) if image.width else f"{feature.name}_W"
+    channels = 1 if image.colorSpace in GRAYSCALE_SPACES else 3
+    width, height = image_size(image)
     return channels, height, width
 
 
 def _add_inputs(
     spec: Any, nn: Any, ctx: ConvertContext, batch: int | str
-) -> tuple[list[onnx.ValueInfoProto], list[onnx.NodeProto]]:
-    """Graph inputs plus the nodes that bring them to the engine's layout."""
+) -> tuple[list[onnx.ValueInfoProto], list[onnx.NodeProto], dict[str, str]]:
+    """Graph inputs, the nodes that bring them to the engine's layout, and the renames
+    (input name → blob that layers read instead)."""
     inputs: list[onnx.ValueInfoProto] = []
+    renames: dict[str, str] = {}
     nodes: list[onnx.NodeProto] = []
     for feature in spec.description.input:
         kind = feature.type.WhichOneof("Type")
@@ -103,7 +106,7 @@ def _add_inputs(
             inputs.append(helper.make_tensor_value_info(name, FLOAT, [batch, c, h, w]))
             ctx.set_rank(name, 4)
         elif kind == "multiArrayType":
-            shape = [int(d) for d in feature.type.multiArrayType.shape]
+            shape = list(multiarray_shape(feature))
             if nn.arrayInputShapeMapping == _EXACT_ARRAY_MAPPING:
                 dims: list[int | str] = [batch, *shape[1:]] if shape else [batch]
                 inputs.append(helper.make_tensor_value_info(name, FLOAT, dims))
@@ -115,19 +118,21 @@ def _add_inputs(
                         f"input {name!r} has shape {shape}; a rank-5-mapped network takes "
                         "[C] or [C, H, W]"
                     )
-                raw = name if len(shape) == 3 else f"{name}__raw"
-                inputs.append(helper.make_tensor_value_info(raw, FLOAT, [batch, *shape]))
+                inputs.append(helper.make_tensor_value_info(name, FLOAT, [batch, *shape]))
                 if len(shape) == 1:
-                    ctx.reserve(raw)
+                    # Layers read the [N, C, 1, 1] form under the input's name.
+                    spatial = ctx.fresh(f"{name}__nchw")
                     axes = ctx.int64s([2, 3], hint="axes")
-                    nodes.append(ctx.node("Unsqueeze", [raw, axes], [name]))
-                ctx.set_rank(name, 4)
+                    nodes.append(ctx.node("Unsqueeze", [name, axes], [spatial]))
+                    renames[name] = spatial
+                    ctx.set_rank(spatial, 4)
+                ctx.set_rank(name, 4 if len(shape) == 3 else 2)
         elif kind is None:
             raise InvalidModelError(f"input {name!r} has no type")
         else:
             # Other feature types (strings, dictionaries) never feed a neural network.
             continue
-    return inputs, nodes
+    return inputs, nodes, renames
 
 
 def _preprocessing(spec: Any, nn: Any, ctx: ConvertContext) -> tuple[list, dict[str, str]]:
@@ -165,7 +170,7 @@ def _preprocessing(spec: Any, nn: Any, ctx: ConvertContext) -> tuple[list, dict[
             nodes.append(ctx.node("Add", [scaled, ctx.const(bias_arr, hint="bias")], [target]))
         elif which == "meanImage":
             mean = np.asarray(pre.meanImage.meanImage, dtype=np.float32)
-            if not isinstance(h, int) or not isinstance(w, int) or mean.size != c * h * w:
+            if mean.size != c * h * w:
                 raise InvalidModelError(
                     f"mean image of {name!r} has {mean.size} values, expected C*H*W"
                 )
@@ -206,10 +211,11 @@ def compile_network(
 
     ctx = ConvertContext(opset=OPSET)
     batch_dim: int | str = batch if batch is not None else BATCH_DIM
-    graph_inputs, nodes = _add_inputs(spec, nn, ctx, batch_dim)
+    graph_inputs, nodes, renames = _add_inputs(spec, nn, ctx, batch_dim)
     ctx.begin_graph(graph_inputs, nodes)
-    pre_nodes, renames = _preprocessing(spec, nn, ctx)
+    pre_nodes, pre_renames = _preprocessing(spec, nn, ctx)
     ctx.extend_graph(pre_nodes)
+    renames.update(pre_renames)
 
     for layer, convert in zip(selected, converters, strict=False):
         ctx.layer = layer

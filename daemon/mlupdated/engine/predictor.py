@@ -1,0 +1,277 @@
+"""Predictions from a Core ML model: neural networks through onnxruntime, k-NN in
+NumPy, pipelines stage by stage.
+
+Everything that can be refused is refused when the ``Predictor`` is built (every
+network compiled, every layer supported), never halfway through a batch. Image files
+that cannot be read become ``PredictionFailure`` entries while the other images are
+still predicted, in one batched run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..coreml.images import image_input, load_tensor
+from ..errors import ImageError, InvalidModelError, MlupdatedError, UnsupportedModelError
+from .compile import NEURAL_NETWORK_KINDS, default_outputs, probabilities_blob
+from .knn import KnnClassifier
+from .runtime import load_session
+
+Label = str | int
+DEFAULT_BATCH_SIZE = 16
+PIPELINE_KINDS = ("pipeline", "pipelineClassifier", "pipelineRegressor")
+KNN_KIND = "kNearestNeighborsClassifier"
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One example's result: top label and probabilities (classifiers), raw outputs."""
+
+    path: str | None
+    label: Label | None
+    probabilities: dict[Label, float] = field(default_factory=dict)
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PredictionFailure:
+    """An input that could not be predicted, with the one-line reason."""
+
+    path: str
+    error: str
+
+
+@dataclass
+class _Classified:
+    """A stage's classification of a batch (labels and per-example probabilities)."""
+
+    labels: list[Label]
+    probabilities: list[dict[Label, float]]
+
+
+def _class_labels(nn: Any) -> list[Label]:
+    which = nn.WhichOneof("ClassLabels")
+    if which == "int64ClassLabels":
+        return [int(v) for v in nn.int64ClassLabels.vector]
+    if which == "stringClassLabels":
+        return [str(v) for v in nn.stringClassLabels.vector]
+    raise InvalidModelError("classifier has no class labels")
+
+
+class _NetworkStage:
+    """A neural network (plain, classifier or regressor) run through onnxruntime."""
+
+    def __init__(self, spec: Any, *, cache: bool) -> None:
+        self.spec = spec
+        self.kind = spec.WhichOneof("Type")
+        self.session = load_session(spec, cache=cache)
+        self.outputs = default_outputs(spec)
+        self.prob_blob = probabilities_blob(spec)
+        self.labels = _class_labels(spec.neuralNetworkClassifier) if self.prob_blob else []
+        if self.prob_blob is not None and not self.labels:
+            raise InvalidModelError("classifier has an empty label list")
+
+    def run(self, features: dict[str, Any]) -> _Classified | None:
+        feeds = {}
+        for name in self.session.input_names:
+            if name not in features:
+                raise InvalidModelError(f"network input {name!r} is not provided")
+            feeds[name] = features[name]
+        results = self.session.run(feeds)
+        if self.prob_blob is None:
+            features.update(results)
+            return None
+        probs = results[self.prob_blob]
+        probs = probs.reshape(probs.shape[0], -1)
+        if probs.shape[1] != len(self.labels):
+            raise InvalidModelError(
+                f"classifier produces {probs.shape[1]} probabilities for {len(self.labels)} labels"
+            )
+        description = self.spec.description
+        labels = [self.labels[int(i)] for i in np.argmax(probs, axis=1)]
+        dicts = [{lab: float(p) for lab, p in zip(self.labels, row, strict=True)} for row in probs]
+        features[description.predictedProbabilitiesName or self.prob_blob] = dicts
+        if description.predictedFeatureName:
+            features[description.predictedFeatureName] = labels
+        return _Classified(labels, dicts)
+
+
+class _KnnStage:
+    """A k-nearest-neighbours classifier run in NumPy."""
+
+    def __init__(self, spec: Any) -> None:
+        self.spec = spec
+        self.knn = KnnClassifier(spec.kNearestNeighborsClassifier)
+        inputs = [f.name for f in spec.description.input]
+        if len(inputs) != 1:
+            raise InvalidModelError("a k-NN classifier takes exactly one input")
+        self.input = inputs[0]
+
+    def run(self, features: dict[str, Any]) -> _Classified:
+        if self.input not in features:
+            raise InvalidModelError(f"k-NN input {self.input!r} is not provided")
+        x = np.asarray(features[self.input], dtype=np.float32)
+        results = self.knn.predict(x.reshape(x.shape[0], -1))
+        labels = [r.label for r in results]
+        dicts = [r.probabilities for r in results]
+        description = self.spec.description
+        if description.predictedFeatureName:
+            features[description.predictedFeatureName] = labels
+        if description.predictedProbabilitiesName:
+            features[description.predictedProbabilitiesName] = dicts
+        return _Classified(labels, dicts)
+
+
+def _stages(spec: Any, *, cache: bool) -> list[_NetworkStage | _KnnStage]:
+    kind = spec.WhichOneof("Type")
+    if kind in NEURAL_NETWORK_KINDS:
+        return [_NetworkStage(spec, cache=cache)]
+    if kind == KNN_KIND:
+        return [_KnnStage(spec)]
+    if kind in PIPELINE_KINDS:
+        pipeline = spec.pipeline if kind == "pipeline" else getattr(spec, kind).pipeline
+        stages: list[_NetworkStage | _KnnStage] = []
+        for model in pipeline.models:
+            stages.extend(_stages(model, cache=cache))
+        if not stages:
+            raise InvalidModelError("pipeline has no models")
+        return stages
+    raise UnsupportedModelError(f"model type {kind!r} cannot be run by mlupdated")
+
+
+def _attach_path(exc: MlupdatedError, path: str | os.PathLike[str] | None) -> MlupdatedError:
+    """Name the model file in an error raised before the path was known."""
+    if path is not None and exc.path is None:
+        exc.path = str(path)
+        exc.args = (f"{path}: {exc.reason}",)
+    return exc
+
+
+class Predictor:
+    """Runs a Core ML model (neural network, k-NN, or a pipeline of those).
+
+    ``Predictor(spec, path=...)`` compiles every network at once (through the graph
+    cache), so an unsupported layer is refused here with its name and type.
+    """
+
+    def __init__(
+        self, spec: Any, *, path: str | os.PathLike[str] | None = None, cache: bool = True
+    ) -> None:
+        self.spec = spec
+        self.path = str(path) if path is not None else None
+        try:
+            self._stages = _stages(spec, cache=cache)
+        except MlupdatedError as exc:
+            raise _attach_path(exc, path) from exc.__cause__
+        self.image_feature = image_input(spec)
+        description = spec.description
+        self.output_names = [o.name for o in description.output]
+
+    @classmethod
+    def from_path(cls, path: str | os.PathLike[str], *, cache: bool = True) -> Predictor:
+        """Load a ``.mlmodel`` file and build its predictor."""
+        from ..coreml.spec import load_spec
+
+        return cls(load_spec(path), path=path, cache=cache)
+
+    @property
+    def is_classifier(self) -> bool:
+        return any(
+            isinstance(s, _KnnStage) or (isinstance(s, _NetworkStage) and s.prob_blob)
+            for s in self._stages
+        )
+
+    def predict_tensors(
+        self, feeds: Mapping[str, np.ndarray], *, paths: Sequence[str | None] | None = None
+    ) -> list[Prediction]:
+        """Predict a batch: ``feeds`` maps each model input to an array whose axis 0
+        is the batch (images as float32 ``[N, C, H, W]``, 0..255)."""
+        features: dict[str, Any] = {k: np.asarray(v, dtype=np.float32) for k, v in feeds.items()}
+        sizes = {len(v) for v in features.values()}
+        if len(sizes) != 1:
+            raise InvalidModelError(f"inputs have different batch sizes {sorted(sizes)}")
+        n = sizes.pop()
+        classified: _Classified | None = None
+        try:
+            for stage in self._stages:
+                result = stage.run(features)
+                if result is not None:
+                    classified = result
+        except MlupdatedError as exc:
+            raise _attach_path(exc, self.path) from exc.__cause__
+        names = list(paths) if paths is not None else [None] * n
+        predictions = []
+        for i in range(n):
+            outputs = {name: features[name][i] for name in self.output_names if name in features}
+            if classified is not None:
+                predictions.append(
+                    Prediction(names[i], classified.labels[i], classified.probabilities[i], outputs)
+                )
+            else:
+                predictions.append(Prediction(names[i], None, {}, outputs))
+        return predictions
+
+    def predict_paths(
+        self,
+        paths: Iterable[str | os.PathLike[str]],
+        *,
+        resize: str = "scaleFill",
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> list[Prediction | PredictionFailure]:
+        """Predict image files, in order; unreadable images become ``PredictionFailure``."""
+        feature = self.image_feature
+        if feature is None:
+            raise UnsupportedModelError("model has no image input", path=self.path)
+        others = [f.name for f in self.spec.description.input if f.name != feature.name]
+        if others:
+            raise UnsupportedModelError(
+                f"model needs inputs besides the image: {', '.join(others)}", path=self.path
+            )
+        batch_size = max(1, int(batch_size))
+        paths = [str(p) for p in paths]
+        results: list[Prediction | PredictionFailure | None] = [None] * len(paths)
+        pending: list[tuple[int, np.ndarray]] = []
+
+        def flush() -> None:
+            if not pending:
+                return
+            batch = np.stack([t for _, t in pending])
+            preds = self.predict_tensors(
+                {feature.name: batch}, paths=[paths[i] for i, _ in pending]
+            )
+            for (i, _), pred in zip(pending, preds, strict=True):
+                results[i] = pred
+            pending.clear()
+
+        for i, path in enumerate(paths):
+            try:
+                tensor = load_tensor(path, feature.type.imageType, resize=resize)
+            except ImageError as exc:
+                results[i] = PredictionFailure(path, exc.reason)
+                continue
+            pending.append((i, tensor))
+            if len(pending) >= batch_size:
+                flush()
+        flush()
+        return [r for r in results if r is not None]
+
+
+def run_predict_command(
+    model_path: str | os.PathLike[str], images: Sequence[Path], *, as_json: bool
+) -> int:
+    """``mlupdated predict``: one line per image on stdout; 1 if any image failed."""
+    from .report import format_result
+
+    predictor = Predictor.from_path(model_path)
+    results = predictor.predict_paths(images)
+    failed = False
+    for result in results:
+        failed = failed or isinstance(result, PredictionFailure)
+        print(format_result(result, as_json=as_json), flush=True)
+    return 1 if failed else 0

@@ -1,0 +1,62 @@
+"""How ``mlupdated predict`` prints a result: one line of text or of JSON per image."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+from .predictor import Prediction, PredictionFailure
+
+PROBABILITY_DIGITS = 4
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _summary(value: Any) -> str:
+    if isinstance(value, np.ndarray):
+        flat = value.reshape(-1)
+        shown = ", ".join(f"{v:.{PROBABILITY_DIGITS}g}" for v in flat[:8])
+        more = ", ..." if flat.size > 8 else ""
+        return f"[{shown}{more}]"
+    return str(value)
+
+
+def format_result(result: Prediction | PredictionFailure, *, as_json: bool) -> str:
+    """One output line for ``result``.
+
+    Text: ``photo.jpg: Cat (0.9731)``, or ``photo.jpg: error: REASON``. JSON:
+    ``{"path", "label", "probabilities"}`` or ``{"path", "error"}``; a model that is
+    not a classifier reports ``outputs`` instead of a label.
+    """
+    if isinstance(result, PredictionFailure):
+        if as_json:
+            return json.dumps({"path": result.path, "error": result.error})
+        return f"{result.path}: error: {result.error}"
+    if result.label is not None:
+        if as_json:
+            return json.dumps(
+                {
+                    "path": result.path,
+                    "label": result.label,
+                    "probabilities": _jsonable(result.probabilities),
+                }
+            )
+        p = result.probabilities.get(result.label)
+        shown = f" ({p:.{PROBABILITY_DIGITS}f})" if p is not None else ""
+        return f"{result.path}: {result.label}{shown}"
+    if as_json:
+        return json.dumps({"path": result.path, "outputs": _jsonable(result.outputs)})
+    parts = ", ".join(f"{name}={_summary(v)}" for name, v in result.outputs.items())
+    return f"{result.path}: {parts}"
