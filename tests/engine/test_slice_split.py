@@ -29,12 +29,14 @@ def test_classic_slice_is_numpy_slicing(axis: str, start: int, end: int, stride:
 
 def _random_slices(g: np.random.Generator, shape: tuple[int, ...]):
     """A random NumPy slice per non-batch axis, as sliceStatic parameters."""
+    # The batch axis is kept whole.
     params = {
-        k: [0] if k != "end_masks" and k != "begin_masks" else [False]
-        for k in ("begin_ids", "end_ids", "begin_masks", "end_masks")
+        "begin_ids": [0],
+        "end_ids": [1],
+        "strides": [1],
+        "begin_masks": [True],
+        "end_masks": [True],
     }
-    params["begin_ids"], params["end_ids"], params["strides"] = [0], [1], [1]
-    params["begin_masks"], params["end_masks"] = [True], [True]
     objects = [slice(None)]
     for size in shape[1:]:
         while True:
