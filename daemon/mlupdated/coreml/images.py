@@ -68,8 +68,8 @@ _SNIFF_BYTES = 64
 
 _heif_lock = threading.Lock()
 _heif_registered = False
-# Serialises the rare opens that must lift Pillow's own bomb limit (a process-wide
-# setting) because the caller allows more pixels than Pillow does.
+# Serialises header parses, during which Pillow's own (process-wide) bomb limit is
+# lifted in favour of ours.
 _bomb_limit_lock = threading.Lock()
 
 
@@ -207,21 +207,19 @@ def _decodable_formats() -> tuple[str, ...]:
 
 def _open_header(handle, p: Path, max_pixels: int) -> Image.Image:
     formats = _decodable_formats()
-    pillow_limit = Image.MAX_IMAGE_PIXELS
-    lift = pillow_limit is not None and max_pixels > 2 * pillow_limit
     try:
         with warnings.catch_warnings():
-            # Our own limit decides; Pillow's warning would only be noise.
+            # Our own limit decides (checked by the caller on the header's size), so
+            # Pillow's bound is lifted for the header parse only; Image.open reads no
+            # pixels, and the lock keeps concurrent opens from seeing each other's state.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            if lift:
-                with _bomb_limit_lock:
-                    saved = Image.MAX_IMAGE_PIXELS
-                    Image.MAX_IMAGE_PIXELS = None
-                    try:
-                        return Image.open(handle, formats=formats)
-                    finally:
-                        Image.MAX_IMAGE_PIXELS = saved
-            return Image.open(handle, formats=formats)
+            with _bomb_limit_lock:
+                saved = Image.MAX_IMAGE_PIXELS
+                Image.MAX_IMAGE_PIXELS = None
+                try:
+                    return Image.open(handle, formats=formats)
+                finally:
+                    Image.MAX_IMAGE_PIXELS = saved
     except Image.DecompressionBombError as exc:
         raise ImageTooLargeError(
             f"image has more pixels than the limit of {max_pixels}", path=p
