@@ -1,0 +1,152 @@
+"""``mlupdated predict`` end to end, refusal of unsupported layers at load, and the
+compiled-graph cache."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from mlupdated.engine import runtime
+from mlupdated.engine.predictor import Prediction, PredictionFailure, Predictor
+from mlupdated.engine.registry import supported_layer_types
+from mlupdated.errors import UnsupportedLayerError
+
+from . import architectures as arch
+from .common import convert
+
+LABELS = ("Cat", "Dog", "Bird")
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(11)
+    model = arch.mobilenet_v2(len(LABELS)).eval()
+    spec = convert(model, size=40, color="RGB", labels=LABELS)
+    path = tmp_path_factory.mktemp("model") / "classifier.mlmodel"
+    path.write_bytes(spec.SerializeToString())
+    return path
+
+
+def _predict_cli(*args: str | os.PathLike[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mlupdated.cli", "predict", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONWARNINGS": "default"},
+    )
+
+
+def test_json_reports_bad_image_and_predicts_the_others(
+    model_path: Path, photos: list[Path], tmp_path: Path
+) -> None:
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(photos[1].read_bytes()[:200])  # a truncated JPEG
+    images = [photos[0], corrupt, photos[2]]
+    proc = _predict_cli("--model", model_path, "--json", *images)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr == ""  # no library warnings
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [line["path"] for line in lines] == [str(p) for p in images]
+    assert set(lines[1]) == {"path", "error"} and lines[1]["error"]
+    expected = Predictor.from_path(model_path).predict_paths([photos[0], photos[2]])
+    for line, want in zip([lines[0], lines[2]], expected, strict=True):
+        assert set(line) == {"path", "label", "probabilities"}
+        assert line["label"] == want.label
+        assert set(line["probabilities"]) == set(LABELS)
+        for label, p in want.probabilities.items():
+            assert abs(line["probabilities"][label] - p) <= 1e-6
+
+
+def test_text_lines_and_exit_zero(model_path: Path, photos: list[Path]) -> None:
+    proc = _predict_cli("--model", model_path, *photos[:2])
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    expected = Predictor.from_path(model_path).predict_paths(photos[:2])
+    want = [f"{r.path}: {r.label} ({r.probabilities[r.label]:.4f})" for r in expected]
+    assert proc.stdout.splitlines() == want
+
+
+def _spec_with_custom_layer():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        logging.getLogger("coremltools").setLevel(logging.ERROR)
+        from coremltools.models import datatypes
+        from coremltools.models.neural_network import NeuralNetworkBuilder
+        from coremltools.proto import NeuralNetwork_pb2
+
+        b = NeuralNetworkBuilder([("x", datatypes.Array(3, 8, 8))], [("y", None)])
+        b.add_activation("relu", "RELU", "x", "r")
+        custom = NeuralNetwork_pb2.CustomLayerParams()
+        custom.className = "MyMagicLayer"
+        b.add_custom("magic", ["r"], ["y"], custom_proto_spec=custom)
+    return b.spec
+
+
+def test_unsupported_layer_is_refused_at_load(tmp_path: Path) -> None:
+    spec = _spec_with_custom_layer()
+    assert "custom" not in supported_layer_types()
+    path = tmp_path / "custom.mlmodel"
+    path.write_bytes(spec.SerializeToString())
+    with pytest.raises(UnsupportedLayerError) as info:
+        Predictor.from_path(path, cache=False)
+    err = info.value
+    assert err.layer == "magic" and err.layer_type == "custom"
+    message = str(err)
+    assert str(path) in message and "'magic'" in message and "'custom'" in message
+    assert "convolution" in message  # the supported types are listed
+    # The CLI prints that one line and exits 2, without running anything.
+    proc = _predict_cli("--model", path, path)
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert len(proc.stderr.strip().splitlines()) == 1 and "'magic'" in proc.stderr
+
+
+def test_graph_cache_is_used_on_second_load(
+    model_path: Path, photos: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLUPDATED_CACHE_DIR", str(tmp_path / "cache"))
+    start = runtime.compile_count
+    first = Predictor.from_path(model_path)
+    assert runtime.compile_count == start + 1
+    second = Predictor.from_path(model_path)
+    assert runtime.compile_count == start + 1  # taken from the cache
+    a, b = first.predict_paths(photos[:2]), second.predict_paths(photos[:2])
+    assert [x.probabilities for x in a] == [x.probabilities for x in b]
+
+    # A damaged cache entry is ignored and rewritten.
+    (entry,) = (tmp_path / "cache" / "graphs").glob("*.onnx")
+    entry.write_bytes(b"not an onnx graph")
+    third = Predictor.from_path(model_path)
+    assert runtime.compile_count == start + 2
+    assert entry.read_bytes() != b"not an onnx graph"
+    assert [x.probabilities for x in third.predict_paths(photos[:2])] == [
+        x.probabilities for x in a
+    ]
+    Predictor.from_path(model_path)
+    assert runtime.compile_count == start + 2
+
+
+def test_predict_paths_keeps_order_across_batches(model_path: Path, photos: list[Path]) -> None:
+    predictor = Predictor.from_path(model_path)
+    missing = photos[0].parent / "does-not-exist.jpg"
+    paths = [*photos, missing, *photos[:3]]
+    results = predictor.predict_paths(paths, batch_size=4)
+    assert [r.path for r in results] == [str(p) for p in paths]
+    assert isinstance(results[len(photos)], PredictionFailure)
+    good = [r for r in results if isinstance(r, Prediction)]
+    assert len(good) == len(paths) - 1
+    for again, first in zip(good[len(photos) :], good[:3], strict=True):
+        np.testing.assert_allclose(
+            [again.probabilities[k] for k in LABELS],
+            [first.probabilities[k] for k in LABELS],
+            atol=1e-6,
+        )
