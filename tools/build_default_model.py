@@ -237,7 +237,9 @@ def append_head(spec: Any, weights: dict[str, np.ndarray]) -> Any:
         output_name="dense_6_output",
     )
     builder.add_softmax(name="output_softmax", input_name="dense_6_output", output_name="output")
-    builder.set_class_labels(list(LABELS), predicted_feature_name="classLabel", prediction_blob="output")
+    builder.set_class_labels(
+        list(LABELS), predicted_feature_name="classLabel", prediction_blob="output"
+    )
     return builder
 
 
@@ -291,7 +293,9 @@ def describe(spec: Any, *, frozen_precision: str) -> None:
         feature.shortDescription = texts.get(feature.name, "")
     for feature in spec.description.trainingInput:
         feature.shortDescription = (
-            "True label of the photo" if feature.name == "classLabel" else texts.get(feature.name, "")
+            "True label of the photo"
+            if feature.name == "classLabel"
+            else texts.get(feature.name, "")
         )
 
 

