@@ -78,6 +78,8 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 def _cmd_update(args: argparse.Namespace) -> int:
     from .train.command import run_update_command
 
+    # train never imports cli: it gets the model path already resolved.
+    args.model = str(resolve_model(args))
     return run_update_command(args)
 
 

@@ -118,7 +118,15 @@ def run_update(
     if _is_knn(spec):
         from .knn import update_knn
 
-        return update_knn(spec, examples, progress=progress, cache=cache, resize=resize, path=path)
+        return update_knn(
+            spec,
+            examples,
+            overrides=overrides,
+            progress=progress,
+            cache=cache,
+            resize=resize,
+            path=path,
+        )
     check_updatable(spec, path=path)
     params = update_parameters(spec)
     values = params.resolve(overrides)

@@ -1,0 +1,127 @@
+"""``mlupdated update``: the update task on a folder of ``<Label>/`` images.
+
+Progress goes to stdout as one JSON object per event with ``--json``; to stderr as a
+progress bar when stderr is a terminal; otherwise only a summary line at the end.
+Images that could not be read are reported on stderr, one line each, and skipped.
+The new model is written atomically to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+from ..coreml.params import update_parameters
+from ..coreml.spec import KNN_KIND, class_labels, load_spec, save_spec, updatable_stage
+from .cache import FeatureCache
+from .data import examples_from_folder
+from .task import EPOCH_END, MINI_BATCH_END, UpdateEvent, run_update
+
+BAR_WIDTH = 30
+
+# Command-line option → training parameter name.
+OVERRIDE_OPTIONS = {
+    "epochs": "epochs",
+    "learning_rate": "learning_rate",
+    "batch_size": "mini_batch_size",
+    "momentum": "momentum",
+    "beta1": "beta1",
+    "beta2": "beta2",
+    "eps": "eps",
+    "shuffle": "shuffle",
+    "seed": "seed",
+}
+
+
+class _ProgressBar:
+    """A one-line bar on a terminal, redrawn on every mini-batch."""
+
+    def __init__(self, stream: TextIO, total: int) -> None:
+        self.stream = stream
+        self.total = max(total, 1)
+        self.done = 0
+
+    def __call__(self, event: UpdateEvent) -> None:
+        if event.event != MINI_BATCH_END:
+            return
+        self.done += 1
+        filled = min(BAR_WIDTH, BAR_WIDTH * self.done // self.total)
+        bar = "#" * filled + "." * (BAR_WIDTH - filled)
+        self.stream.write(
+            f"\r[{bar}] epoch {event.epoch_index} batch {event.mini_batch_index} "
+            f"loss {event.loss_value:.4f}"
+        )
+        self.stream.flush()
+
+    def close(self) -> None:
+        self.stream.write("\n")
+        self.stream.flush()
+
+
+def _json_line(stream: TextIO, payload: dict[str, Any]) -> None:
+    stream.write(json.dumps(payload) + "\n")
+    stream.flush()
+
+
+def run_update_command(args: argparse.Namespace) -> int:
+    """Run ``mlupdated update`` (``args.model`` is already resolved by the CLI)."""
+    model_path = Path(args.model)
+    spec = load_spec(model_path)
+    stage = updatable_stage(spec)
+    is_knn = stage is not None and stage.WhichOneof("Type") == KNN_KIND
+    labels = class_labels(spec)
+    if is_knn:
+        labels = list(dict.fromkeys(labels))
+    examples = examples_from_folder(args.data, labels, allow_new_labels=is_knn)
+    overrides = {
+        name: getattr(args, option, None)
+        for option, name in OVERRIDE_OPTIONS.items()
+        if getattr(args, option, None) is not None
+    }
+    cache_dir = getattr(args, "cache_dir", None)
+    cache = FeatureCache(cache_dir) if cache_dir else FeatureCache()
+
+    as_json = bool(getattr(args, "json", False))
+    bar: _ProgressBar | None = None
+    if as_json:
+
+        def progress(event: UpdateEvent) -> None:
+            _json_line(sys.stdout, event.as_dict())
+    elif sys.stderr.isatty() and not is_knn:
+        values = update_parameters(spec).resolve(overrides)
+        batches = math.ceil(len(examples) / int(values["mini_batch_size"]))
+        bar = _ProgressBar(sys.stderr, batches * int(values["epochs"]))
+        progress = bar
+    else:
+
+        def progress(event: UpdateEvent) -> None:
+            return None
+
+    try:
+        result = run_update(
+            spec, examples, overrides=overrides, progress=progress, cache=cache, path=model_path
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    for skipped in result.examples_skipped:
+        print(f"mlupdated: skipped {skipped.source}: {skipped.reason}", file=sys.stderr)
+    out = save_spec(result.spec, args.out)
+    count, skipped_count = result.examples_used, len(result.examples_skipped)
+    if as_json:
+        _json_line(
+            sys.stdout,
+            {"event": "completed", "out": str(out), "examples": count, "skipped": skipped_count},
+        )
+    else:
+        loss = f", final loss {result.final_loss:.4f}" if result.final_loss is not None else ""
+        epochs = sum(1 for e in result.events if e.event == EPOCH_END)
+        print(
+            f"updated {model_path} on {count} examples ({skipped_count} skipped), "
+            f"{epochs} epoch(s){loss}: wrote {out}"
+        )
+    return 0
