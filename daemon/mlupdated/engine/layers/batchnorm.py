@@ -1,5 +1,5 @@
-"""Converter for ``batchnorm``: inference statistics (``computeMeanVar`` false),
-instance normalization, and batch statistics computed from the input."""
+"""Converter for ``batchnorm``: inference statistics (``computeMeanVar`` false) and
+instance normalization (``computeMeanVar`` and ``instanceNormalization`` true)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 
 from ..registry import ConvertContext, converts
-from ._common import channel_axis, check_io, invalid, per_channel_shape
+from ._common import channel_axis, check_io, invalid, unsupported
 
 
 def _channel_values(layer: Any, params: Any, channels: int, what: str) -> np.ndarray:
@@ -49,20 +49,6 @@ def convert_batchnorm(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
             raise invalid(layer, "instance normalization needs spatial axes")
         scale, bias = ctx.const(gamma, hint="gamma"), ctx.const(beta, hint="beta")
         return [ctx.node("InstanceNormalization", [x, scale, bias], [y], epsilon=eps)]
-    # Statistics of this input: per channel over the batch and spatial axes.
-    axes = [a for a in range(rank) if a != 1]
-    mean, centred, sq, var, var_eps, std, normed, scaled = (
-        ctx.fresh(h) for h in ("mean", "centred", "sq", "var", "var_eps", "std", "norm", "scaled")
-    )
-    shape = per_channel_shape(channels, rank)
-    return [
-        ctx.node("ReduceMean", [x], [mean], axes=axes, keepdims=1),
-        ctx.node("Sub", [x, mean], [centred]),
-        ctx.node("Mul", [centred, centred], [sq]),
-        ctx.node("ReduceMean", [sq], [var], axes=axes, keepdims=1),
-        ctx.node("Add", [var, ctx.const(np.float32(eps), hint="eps")], [var_eps]),
-        ctx.node("Sqrt", [var_eps], [std]),
-        ctx.node("Div", [centred, std], [normed]),
-        ctx.node("Mul", [normed, ctx.const(gamma.reshape(shape), hint="gamma")], [scaled]),
-        ctx.node("Add", [scaled, ctx.const(beta.reshape(shape), hint="beta")], [y]),
-    ]
+    # Batch statistics without instance normalization is refused by Core ML and
+    # coremltools alike ("batch-instance norm"), so a model cannot rely on it.
+    raise unsupported(layer, "computeMeanVar without instanceNormalization")
