@@ -4,14 +4,16 @@ cross-checked with PyTorch's interpolate where it has a twin."""
 
 from __future__ import annotations
 
+import logging
 import math
+import warnings
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from .helpers import assert_close, rng, run_one_layer
+from .helpers import assert_close, rng, run_one_layer, run_spec
 
 
 def _upsample_grid(size_in: int, size_out: int, mode: str) -> np.ndarray:
@@ -124,3 +126,46 @@ def test_resize_bilinear_roi_align_mode_is_refused() -> None:
 
     with pytest.raises(UnsupportedLayerError, match="ROI_ALIGN_MODE"):
         run_one_layer(add, {"x": (1, 2, 2)}, {"x": np.zeros((1, 1, 2, 2), np.float32)})
+
+
+def _convert(module: torch.nn.Module, shape: tuple[int, ...]):
+    """``module`` as coremltools converts it (neuralnetwork backend), as a spec."""
+    from mlupdated.coreml import proto  # noqa: F401  (quiets coremltools first)
+
+    logging.getLogger("coremltools").setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import coremltools as ct
+
+        traced = torch.jit.trace(module.eval(), torch.zeros(shape))
+        model = ct.convert(
+            traced,
+            inputs=[ct.TensorType(name="x", shape=shape)],
+            convert_to="neuralnetwork",
+            minimum_deployment_target=ct.target.iOS14,
+        )
+    return model.get_spec()
+
+
+class _Interpolate(torch.nn.Module):
+    def __init__(self, size: tuple[int, int], align_corners: bool) -> None:
+        super().__init__()
+        self.size, self.align_corners = size, align_corners
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(x, size=self.size, mode="bilinear", align_corners=self.align_corners)
+
+
+@pytest.mark.parametrize("align_corners", [False, True])
+@pytest.mark.parametrize("size", [(13, 17), (5, 7)])
+def test_bilinear_interpolate_as_coremltools_converts_it(size, align_corners: bool) -> None:
+    # coremltools writes non-integer ratios as fractionalScalingFactor (just above the
+    # ratio, so that floor(X * factor) is the wanted size).
+    module = _Interpolate(size, align_corners)
+    spec = _convert(module, (1, 3, 8, 10))
+    assert [layer.WhichOneof("layer") for layer in spec.neuralNetwork.layers] == ["upsample"]
+    x = rng(size[0]).standard_normal((2, 3, 8, 10)).astype(np.float32)
+    out = run_spec(spec, {"x": x})
+    (y,) = out.values()
+    with torch.no_grad():
+        assert_close(y, module(torch.from_numpy(x)).numpy())
