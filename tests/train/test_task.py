@@ -10,7 +10,14 @@ from mlupdated.coreml.spec import neural_network
 from mlupdated.errors import DivergedError, NotUpdatableError, TrainingDataError
 from mlupdated.train.cache import FeatureCache
 from mlupdated.train.data import Example
-from mlupdated.train.task import UpdateEvent, epoch_order, epoch_permutation, run_update
+from mlupdated.train.task import (
+    UpdateCancelledError,
+    UpdateEvent,
+    epoch_order,
+    epoch_permutation,
+    run_update,
+)
+from specs import with_middle_conv
 from torch_reference import TorchTwin, spec_weights, train_like_update, trained_weights
 
 TOL = 1e-4
@@ -62,6 +69,33 @@ def test_trajectory_matches_pytorch(tmp_path, opt, shuffle, updatable_conv):
     # A second update of the written model continues the same trajectory.
     again = run_update(result.spec, examples, cache=FeatureCache(tmp_path))
     assert_matches(again, twin, train_like_update(twin, inputs, labels))
+
+
+@pytest.mark.parametrize("opt", list(OPTIMIZERS))
+def test_trajectory_with_an_updatable_convolution_in_the_middle(tmp_path, opt):
+    spec = with_middle_conv(shuffle=True, seed=3, epochs=3, **OPTIMIZERS[opt])
+    inputs, labels = make_data(14)
+    examples = [Example(x, y) for x, y in zip(inputs, labels, strict=True)]
+    cache = FeatureCache(tmp_path)
+    result = run_update(spec, examples, cache=cache)
+    twin = TorchTwin(spec)
+    assert_matches(result, twin, train_like_update(twin, inputs, labels))
+    assert cache.computed == N_EXAMPLES
+
+
+def test_should_stop_cancels_between_mini_batches(tmp_path):
+    spec = build_updatable_spec()
+    inputs, labels = make_data(15)
+    seen: list[UpdateEvent] = []
+    with pytest.raises(UpdateCancelledError):
+        run_update(
+            spec,
+            [Example(x, y) for x, y in zip(inputs, labels, strict=True)],
+            progress=seen.append,
+            cache=FeatureCache(tmp_path),
+            should_stop=lambda: len(seen) >= 3,
+        )
+    assert [e.event for e in seen] == ["trainingBegin", "miniBatchEnd", "miniBatchEnd"]
 
 
 def test_overrides_are_used(tmp_path):
