@@ -21,6 +21,8 @@ The output depends only on the pinned packages: running it twice gives identical
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import logging
 import random
 import sys
@@ -301,6 +303,14 @@ def describe(spec: Any, *, frozen_precision: str) -> None:
 
 def build(*, frozen_precision: str = "float16") -> Any:
     """Build and return the model spec (a ``Model_pb2.Model``)."""
+    logging.getLogger("coremltools").setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        # coremltools warns about the untested torch version and renamed outputs.
+        warnings.simplefilter("ignore")
+        return _build(frozen_precision=frozen_precision)
+
+
+def _build(*, frozen_precision: str) -> Any:
     seed_everything(SEED)
     started = time.monotonic()
     log(f"loading {BACKBONE} and its ImageNet weights")
@@ -314,15 +324,12 @@ def build(*, frozen_precision: str = "float16") -> Any:
     log("deriving the head from the ImageNet cat and dog classes")
     builder = append_head(spec, head_weights(net))
     log("marking dense_5 and dense_6 updatable; loss, SGD, epochs")
-    mark_updatable(builder)
+    # The builder announces the loss target on stdout; our own lines say enough.
+    with contextlib.redirect_stdout(io.StringIO()):
+        mark_updatable(builder)
     describe(builder.spec, frozen_precision=frozen_precision)
     log(f"built in {time.monotonic() - started:.1f} s")
     return builder.spec
-
-
-def _quiet_coremltools() -> None:
-    logging.getLogger("coremltools").setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -336,7 +343,6 @@ def main(argv: list[str] | None = None) -> int:
         help="storage of the frozen backbone weights (the head is always float32)",
     )
     args = parser.parse_args(argv)
-    _quiet_coremltools()
 
     from mlupdated.coreml.spec import save_spec, spec_sha256
 
