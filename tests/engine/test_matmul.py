@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import logging
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -143,3 +146,39 @@ def test_rank_one_operand_is_refused() -> None:
 
     with pytest.raises(UnsupportedLayerError, match="'mm'"):
         run_one_layer(add, {"x": (1,)}, {"x": np.ones((1,), np.float32)}, nd=True)
+
+
+class _Sequence(torch.nn.Module):
+    """A linear layer over a sequence, then a product with a fixed matrix."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.linear = torch.nn.Linear(6, 4)
+        self.register_buffer("mix", torch.randn(4, 3, generator=g))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.matmul(self.linear(x), self.mix)
+
+
+def test_matmuls_as_coremltools_converts_them() -> None:
+    from mlupdated.coreml import proto  # noqa: F401  (quiets coremltools first)
+
+    logging.getLogger("coremltools").setLevel(logging.ERROR)
+    module = _Sequence().eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import coremltools as ct
+
+        traced = torch.jit.trace(module, torch.zeros(1, 2, 5, 6))
+        spec = ct.convert(
+            traced,
+            inputs=[ct.TensorType(name="x", shape=(1, 2, 5, 6))],
+            convert_to="neuralnetwork",
+            minimum_deployment_target=ct.target.iOS13,
+        ).get_spec()
+    assert "batchedMatmul" in [layer.WhichOneof("layer") for layer in spec.neuralNetwork.layers]
+    x = rng(40).standard_normal((3, 2, 5, 6)).astype(np.float32)
+    (y,) = run_spec(spec, {"x": x}).values()
+    with torch.no_grad():
+        assert_close(y, module(torch.from_numpy(x)).numpy())
