@@ -1,0 +1,63 @@
+"""The onnxruntime session wrapper and the compiled-graph cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mlupdated.engine import runtime
+from mlupdated.engine.compile import compile_network
+from mlupdated.engine.runtime import Session, cache_key, load_session
+from mlupdated.errors import EngineError
+
+from .helpers import build_spec
+
+
+def _spec():
+    def add(b):
+        b.add_activation("relu", "RELU", "x", "h")
+        b.add_softmax("sm", "h", "y")
+
+    return build_spec({"x": (4, 2, 2)}, ["y"], add)
+
+
+def test_run_errors_become_engine_errors() -> None:
+    session = Session(compile_network(_spec()))
+    with pytest.raises(EngineError, match="missing input"):
+        session.run({})
+    with pytest.raises(EngineError, match="onnxruntime"):
+        session.run({"x": np.zeros((1, 3, 2, 2), np.float32)})  # wrong channel count
+
+
+def test_unloadable_graph_is_an_engine_error() -> None:
+    with pytest.raises(EngineError):
+        Session(b"definitely not a graph")
+
+
+def test_cache_key_depends_on_everything_that_shapes_the_graph() -> None:
+    spec = _spec()
+    base = cache_key(spec, stop_before=None, outputs=None)
+    assert base == cache_key(_spec(), stop_before=None, outputs=None)
+    assert base != cache_key(spec, stop_before=1, outputs=None)
+    assert base != cache_key(spec, stop_before=None, outputs=["h"])
+    changed = _spec()
+    changed.neuralNetwork.layers[0].name = "renamed"
+    assert base != cache_key(changed, stop_before=None, outputs=None)
+
+
+def test_load_session_caches_per_cut(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLUPDATED_CACHE_DIR", str(tmp_path))
+    spec = _spec()
+    start = runtime.compile_count
+    load_session(spec)
+    load_session(spec, stop_before=1)
+    load_session(spec)
+    load_session(spec, stop_before=1)
+    assert runtime.compile_count == start + 2
+    assert len(list((tmp_path / "graphs").glob("*.onnx"))) == 2
+    load_session(spec, cache=False)
+    assert runtime.compile_count == start + 3
+    x = np.random.default_rng(0).standard_normal((2, 4, 2, 2)).astype(np.float32)
+    features = load_session(spec, stop_before=1).run({"x": x})
+    np.testing.assert_allclose(features["h"], np.maximum(x, 0))
