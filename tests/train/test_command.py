@@ -173,3 +173,24 @@ def test_corrupt_image_is_reported_and_skipped(workspace):
     final = json.loads(proc.stdout.splitlines()[-1])
     assert final["examples"] == 10 and final["skipped"] == 1
     assert out.is_file()
+
+
+def test_progress_bar_redraws_one_line_per_mini_batch():
+    import io
+
+    from mlupdated.train.command import _ProgressBar
+    from mlupdated.train.task import UpdateEvent
+
+    stream = io.StringIO()
+    bar = _ProgressBar(stream, total=4)
+    bar(UpdateEvent("trainingBegin"))
+    for i in range(4):
+        bar(UpdateEvent("miniBatchEnd", i // 2, i % 2, 0.5 - i / 10))
+    bar(UpdateEvent("epochEnd", 1, None, 0.3))
+    bar.close()
+    text = stream.getvalue()
+    frames = text.split("\r")[1:]
+    assert len(frames) == 4
+    assert frames[0].startswith("[" + "#" * 7 + ".")
+    assert frames[-1].startswith("[" + "#" * 30 + "]") and "loss 0.2000" in frames[-1]
+    assert text.endswith("\n") and text.count("\n") == 1

@@ -17,7 +17,7 @@ import numpy as np
 from ..coreml.images import as_multiarray, load_tensor
 from ..coreml.proto import Model_pb2
 from ..engine.runtime import load_session
-from ..errors import ImageError, InvalidModelError, UnsupportedModelError
+from ..errors import ImageError, UnsupportedModelError
 from .cache import FeatureCache, entry_key
 from .data import Example
 from .split import Split
@@ -121,7 +121,7 @@ def compute_features(
                 per_example[index] = hit
                 continue
             pending.append((index, key, _tensor(example, feature, resize)))
-        except (ImageError, InvalidModelError) as exc:
+        except ImageError as exc:
             skipped.append(Skipped(example.describe(), exc.reason))
             continue
         if len(pending) >= BACKBONE_BATCH:
