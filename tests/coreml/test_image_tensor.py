@@ -295,3 +295,19 @@ def test_multiarray_flexible_shapes():
     assert images.as_multiarray(np.zeros((5, 3)), ranged).shape == (5, 3)
     with pytest.raises(ImageError):
         images.as_multiarray(np.zeros((6, 3)), ranged)
+
+
+@pytest.mark.parametrize("mode", images.RESIZE_MODES)
+def test_large_images_reduce_before_resizing(monkeypatch, mode):
+    from mlupdated.coreml import image_tensor
+
+    y, x = np.mgrid[0:300, 0:400]
+    img = Image.fromarray(
+        np.stack([x * 255 // 399, y * 255 // 299, (x + y) % 256], -1).astype(np.uint8)
+    )
+    target = image_type(20, 12)
+    exact = images.image_to_tensor(img, target, resize=mode)
+    monkeypatch.setattr(image_tensor, "LARGE_IMAGE_PIXELS", 10_000)
+    reduced = images.image_to_tensor(img, target, resize=mode)
+    smooth = slice(0, 2)  # the gradient channels; the third one wraps around
+    assert np.abs(reduced[smooth] - exact[smooth]).max() <= 2

@@ -340,3 +340,30 @@ def test_small_jpeg_not_drafted(tmp_path):
     with Image.open(path) as plain:
         expected = np.asarray(plain.convert("RGB"))
     np.testing.assert_array_equal(loaded_array(path, target_size=(8, 8)), expected)
+
+
+def test_heic_orientation_applied_once(tmp_path):
+    import pillow_heif
+
+    a = np.zeros((32, 64, 3), np.uint8)
+    a[:8, :16] = 255  # marker at the top left of the stored pixels
+    exif = Image.Exif()
+    exif[ORIENTATION_TAG] = 6
+    heif = pillow_heif.from_bytes(mode="RGB", size=(64, 32), data=a.tobytes())
+    path = tmp_path / "rotated.heic"
+    heif.save(path, exif=exif.tobytes(), quality=95)
+    shown = loaded_array(path)
+    expected = manual_orientation(a, 6)  # rotated 90° clockwise: marker at the top right
+    assert shown.shape == expected.shape
+    np.testing.assert_array_equal(shown[..., 0] > 128, expected[..., 0] > 128)
+
+
+def test_large_jpeg_is_drafted_for_the_target(tmp_path, monkeypatch):
+    monkeypatch.setattr(images, "LARGE_IMAGE_PIXELS", 10_000)
+    jpeg = save(pattern(400, 300, smooth=True), tmp_path / "large.jpg", "JPEG", quality=95)
+    img = images.load_image(jpeg, target_size=(20, 10))
+    # DCT scaling by 1/2, 1/4 or 1/8, never below twice the target's larger side.
+    assert img.size in {(200, 150), (100, 75)}, img.size
+    assert images.load_image(jpeg).size == (400, 300)  # no target: full size
+    png = save(pattern(400, 300, smooth=True), tmp_path / "large.png", "PNG")
+    assert images.load_image(png, target_size=(20, 10)).size == (400, 300)

@@ -243,3 +243,10 @@ def test_updatable_stage(seed_spec):
     frozen.CopyFrom(seed_spec)
     frozen.isUpdatable = False
     assert specmod.updatable_stage(pipeline_of(frozen)) is None
+
+
+def test_compiled_model_directory(tmp_path):
+    compiled = tmp_path / "model.mlmodelc"
+    compiled.mkdir()
+    with pytest.raises(UnsupportedModelError, match="compiled model"):
+        specmod.load_spec(compiled)

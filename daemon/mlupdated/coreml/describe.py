@@ -259,7 +259,11 @@ def format_description(info: dict[str, Any], *, indent: str = "") -> str:
             f"probabilities: {info['predicted_probabilities_name'] or '-'}"
         )
     for item in info["preprocessing"]:
-        details = ", ".join(f"{k} {v}" for k, v in item.items() if k not in ("feature", "type"))
+        details = ", ".join(
+            f"{k} {v:.6g}" if isinstance(v, float) else f"{k} {v}"
+            for k, v in item.items()
+            if k not in ("feature", "type")
+        )
         add(f"Preprocessing of {item['feature'] or 'the input'}: {item['type']} ({details})")
     if info["layers"]:
         add(f"Layers ({len(info['layers'])}):")

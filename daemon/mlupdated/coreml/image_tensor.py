@@ -20,6 +20,12 @@ from .proto import FeatureTypes_pb2, Model_pb2
 RESIZE_MODES = ("scaleFill", "centerCrop", "scaleFit")
 RESAMPLE = Image.Resampling.BILINEAR
 
+# Images with more pixels than this are first shrunk by a whole factor (box average,
+# Pillow's reducing_gap) inside the resize, keeping REDUCING_GAP times the output
+# size; the geometry stays exact. Smaller images get one exact bilinear resize.
+LARGE_IMAGE_PIXELS = 16_000_000
+REDUCING_GAP = 2.0
+
 _IFT = FeatureTypes_pb2.ImageFeatureType
 GRAYSCALE_SPACES = (_IFT.GRAYSCALE, _IFT.GRAYSCALE_FLOAT16)
 COLOR_SPACE_NAMES = {
@@ -118,20 +124,25 @@ def _wide_to_8bit(img: Image.Image) -> Image.Image:
 def _resize(img: Image.Image, size: tuple[int, int], mode: str) -> Image.Image:
     width, height = size
     src_w, src_h = img.size
+    gap = REDUCING_GAP if src_w * src_h > LARGE_IMAGE_PIXELS else None
     if mode == "scaleFill":
         if (src_w, src_h) == size:
             return img
-        return img.resize(size, RESAMPLE)
+        return img.resize(size, RESAMPLE, reducing_gap=gap)
     if mode == "centerCrop":
         scale = max(width / src_w, height / src_h)
         crop_w, crop_h = width / scale, height / scale
         left, top = (src_w - crop_w) / 2.0, (src_h - crop_h) / 2.0
         # One resampling of the central region, straight to the output size.
-        return img.resize(size, RESAMPLE, box=(left, top, left + crop_w, top + crop_h))
+        box = (left, top, left + crop_w, top + crop_h)
+        return img.resize(size, RESAMPLE, box=box, reducing_gap=gap)
     scale = min(width / src_w, height / src_h)
     fit_w = min(width, max(1, round(src_w * scale)))
     fit_h = min(height, max(1, round(src_h * scale)))
-    fitted = img if (fit_w, fit_h) == (src_w, src_h) else img.resize((fit_w, fit_h), RESAMPLE)
+    if (fit_w, fit_h) == (src_w, src_h):
+        fitted = img
+    else:
+        fitted = img.resize((fit_w, fit_h), RESAMPLE, reducing_gap=gap)
     canvas = Image.new(img.mode, size, 0)
     canvas.paste(fitted, ((width - fit_w) // 2, (height - fit_h) // 2))
     return canvas

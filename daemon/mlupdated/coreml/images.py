@@ -24,6 +24,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import ImageDecodeError, ImageTooLargeError, UnsupportedImageError
 from .image_tensor import (
+    LARGE_IMAGE_PIXELS,
     RESIZE_MODES,
     as_multiarray,
     image_input,
@@ -52,9 +53,11 @@ __all__ = [
 # this is treated as a decompression bomb.
 DEFAULT_MAX_PIXELS = 178_956_970
 
-# Above this many pixels a JPEG is decoded at a reduced scale (DCT scaling), never
-# smaller than twice the model's input: a 100-megapixel photo then costs a few MB.
-LARGE_IMAGE_PIXELS = 16_000_000
+# Above LARGE_IMAGE_PIXELS, and when the caller says what size it needs, a JPEG is
+# decoded at a reduced scale (DCT scaling) never below DRAFT_MARGIN times the model's
+# input: a 100-megapixel photo then costs a few MB. Other large images are shrunk by
+# Image.reduce inside the final resize (see image_tensor). Smaller images are decoded
+# and resized exactly.
 DRAFT_MARGIN = 2
 
 # Formats we decode; anything else Pillow might guess from loose signatures (TGA,
@@ -81,8 +84,9 @@ def load_image(
 ) -> Image.Image:
     """Open, check and fully decode an image file; return the oriented first frame.
 
-    ``target_size`` (width, height) lets a very large JPEG be decoded at a reduced
-    scale that is still at least twice that size in both directions. Raises
+    ``target_size`` (width, height) lets a very large JPEG (over
+    ``LARGE_IMAGE_PIXELS``) be decoded at a reduced scale that is still at least twice
+    that size in both directions. Raises
     ``ImageDecodeError`` (missing, not a regular file, empty, truncated, corrupt, not
     an image), ``ImageTooLargeError`` (more than ``max_pixels`` pixels) or
     ``UnsupportedImageError`` (HEIC/AVIF without a decoder).

@@ -69,6 +69,11 @@ def load_spec(path: str | os.PathLike[str]) -> Model_pb2.Model:
                 "is an .mlpackage (ML Program); only .mlmodel neural networks are supported",
                 path=p,
             )
+        if p.suffix.lower() == ".mlmodelc":
+            raise UnsupportedModelError(
+                "is a compiled model (.mlmodelc); give the .mlmodel it was compiled from",
+                path=p,
+            )
         raise ModelNotFoundError("is a directory, not a model file", path=p)
     if not stat.S_ISREG(st.st_mode):
         # Opening a FIFO or a device could block forever or read endless data.
