@@ -40,6 +40,7 @@ from .workspace import Workspace, model_labels
 TOPS = ("corrections", "inbox")
 SUPERVISE_SECONDS = 0.5
 MAX_WAIT_TICK = 0.25
+EVENT_BATCH = 5000
 # Stable but undecodable: look once more after another stability period before calling
 # it bad, so a pre-allocated file whose writer pauses is not reported for nothing.
 BAD_AFTER_STABLE_CHECKS = 2
@@ -321,12 +322,18 @@ class Intake:
 
     def _work(self) -> None:
         while not self._stop.is_set():
-            timeout = self._next_due_in()
             try:
-                item = self._events.get(timeout=timeout)
+                batch = [self._events.get(timeout=self._next_due_in())]
             except queue_mod.Empty:
-                item = None
-            if item is not None:
+                batch = []
+            # Take everything that is already waiting before looking at candidates, so a
+            # burst of events costs one pass over the waiting files, not one per event.
+            while batch and len(batch) < EVENT_BATCH:
+                try:
+                    batch.append(self._events.get_nowait())
+                except queue_mod.Empty:
+                    break
+            for item in batch:
                 try:
                     self._handle(item)
                 except Exception as exc:
@@ -662,7 +669,6 @@ class Intake:
         change = self.queue.upsert_correction(
             path=rel, sha256=digest, label=label, size=size, mtime=mtime
         )
-        self.queue.mark_seen(rel, size, mtime, digest)
         self._log_change(change)
         if change.kind != "unchanged":
             try:
