@@ -26,7 +26,7 @@ N_EXAMPLES = 10  # with mini-batches of 4: the last one is partial (2)
 OPTIMIZERS = {
     "sgd": dict(optimizer="sgd", learning_rate=0.05),
     "sgd-momentum": dict(optimizer="sgd", learning_rate=0.05, momentum=0.9),
-    "adam": dict(optimizer="adam", learning_rate=0.01, beta1=0.85, beta2=0.99, eps=1e-7),
+    "adam": dict(optimizer="adam", learning_rate=0.01, beta1=0.85, beta2=0.99, eps=1e-3),
 }
 
 
