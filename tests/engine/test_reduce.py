@@ -169,3 +169,27 @@ def test_nd_reduce_dropping_the_batch_axis_is_refused() -> None:
 
     with pytest.raises(UnsupportedLayerError, match="batch axis"):
         run_one_layer(add, {"x": (1, 3, 4)}, {"x": np.zeros((1, 3, 4), np.float32)}, nd=True)
+
+
+@pytest.mark.parametrize("op", ["argmax", "argmin"])
+@pytest.mark.parametrize(("axis", "remove"), [(1, False), (-1, True), (2, True), (-2, False)])
+def test_nd_arg_extremes_match_torch(op: str, axis: int, remove: bool) -> None:
+    x = rng(_seed(op, axis, remove)).standard_normal((3, 4, 5, 6)).astype(np.float32)
+
+    def add(builder):
+        getattr(builder, f"add_{op}")("a", "x", "y", axis=axis, keepdims=not remove)
+
+    y = run_one_layer(add, {"x": (1, 4, 5, 6)}, {"x": x}, nd=True)
+    expected = getattr(torch.from_numpy(x), op)(dim=axis, keepdim=not remove)
+    assert y.dtype == np.float32
+    assert_close(y, expected.numpy().astype(np.float32))
+
+
+def test_nd_argmax_over_the_batch_axis_is_index_zero() -> None:
+    x = rng(8).standard_normal((3, 4)).astype(np.float32)
+
+    def add(builder):
+        builder.add_argmax("a", "x", "y", axis=0, keepdims=True)
+
+    y = run_one_layer(add, {"x": (1, 4)}, {"x": x}, nd=True)
+    assert_close(y, np.zeros_like(x))

@@ -1,4 +1,5 @@
-"""Converters for the reduction layers: classic ``reduce`` and the ND ``reduce*`` family.
+"""Converters for the reduction layers: classic ``reduce``, the ND ``reduce*`` family,
+and ``argMax``/``argMin``.
 
 Classic ``reduce`` works on the trailing C/H/W axes and keeps them (as size 1). The ND
 layers take explicit ``axes`` in the blob's Core ML rank; since every blob carries the
@@ -183,3 +184,43 @@ def convert_reduce_nd(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
     if op_type == "ReduceSumSquare":
         return [ctx.node("Mul", [source, source], [target])]
     return [ctx.node(_ONE_ELEMENT.get(op_type, "Identity"), [source], [target])]
+
+
+@converts("argMax", "argMin")
+def convert_arg_extreme(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
+    """ND ``argMax``/``argMin`` along ``axis``: the index, as a float blob, of the first
+    largest/smallest value; ``removeDim`` drops the axis (unless the input is 1-D)."""
+    layer_type = layer.WhichOneof("layer")
+    params = getattr(layer, layer_type)
+    source, target = _one_input(layer)
+    rank = ctx.rank(source)
+    if not -rank <= params.axis < rank:
+        raise InvalidModelError(
+            f"layer {layer.name!r} ({layer_type}): axis {params.axis} is out of range for an "
+            f"input of rank {rank}",
+            layer=layer.name,
+        )
+    axis = params.axis % rank
+    remove = bool(params.removeDim) and rank > 1
+    if axis == 0:
+        if remove:
+            raise UnsupportedLayerError(
+                f"layer {layer.name!r} ({layer_type}) removes the batch axis 0",
+                layer=layer.name,
+                layer_type=layer_type,
+            )
+        # Per example the batch axis has one element: its index is 0.
+        shape = ctx.fresh(f"{target}__shape")
+        ctx.set_rank(target, rank)
+        zero = onnx.helper.make_tensor("zero", onnx.TensorProto.FLOAT, [1], [0.0])
+        return [
+            ctx.node("Shape", [source], [shape]),
+            ctx.node("ConstantOfShape", [shape], [target], value=zero),
+        ]
+    index = ctx.fresh(f"{target}__index")
+    ctx.set_rank(target, rank - 1 if remove else rank)
+    op_type = "ArgMax" if layer_type == "argMax" else "ArgMin"
+    return [
+        ctx.node(op_type, [source], [index], axis=axis, keepdims=0 if remove else 1),
+        ctx.node("Cast", [index], [target], to=onnx.TensorProto.FLOAT),
+    ]
