@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 from helpers.updatable_specs import build_updatable_spec
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from mlupdated.coreml.params import PARAMETER_NAMES, check_override, update_parameters
 from mlupdated.coreml.proto import Model_pb2
 from mlupdated.errors import ParameterError
@@ -117,3 +121,19 @@ def test_parameters_of_a_non_updatable_or_pipeline_model():
     pipe = Model_pb2.Model(specificationVersion=4, isUpdatable=True)
     pipe.pipelineClassifier.pipeline.models.add().CopyFrom(stage)
     assert update_parameters(pipe).optimizer == "adam"
+
+
+@functools.cache
+def _narrow_lr_params():
+    return update_parameters(build_updatable_spec(lr_range=(0.001, 0.5)))
+
+
+@settings(max_examples=80, deadline=None)
+@given(value=st.floats(-10, 10, allow_nan=False))
+def test_learning_rate_accepted_exactly_inside_the_range(value):
+    params = _narrow_lr_params()
+    if 0.001 <= value <= 0.5:
+        assert check_override("learning_rate", value, params) == value
+    else:
+        with pytest.raises(ParameterError, match="learning rate"):
+            check_override("learning_rate", value, params)

@@ -7,6 +7,8 @@ import io
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from mlupdated.coreml import weights as W
 from mlupdated.coreml.proto import Model_pb2, NeuralNetwork_pb2
 from mlupdated.errors import InvalidModelError
@@ -269,3 +271,16 @@ def test_encode_float32_and_replace(float_model):
     assert not params.rawValue and not params.float16Value and not params.HasField("quantization")
     fresh = W.encode_float32(np.array([[1.0, 2.0], [3.0, 4.0]]))
     assert list(fresh.floatValue) == [1.0, 2.0, 3.0, 4.0] and not fresh.isUpdatable
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    nbits=st.integers(1, 8),
+    data=st.data(),
+)
+def test_pack_unpack_round_trip(nbits, data):
+    values = data.draw(st.lists(st.integers(0, (1 << nbits) - 1), min_size=1, max_size=50))
+    packed = W.pack_bits(values, nbits=nbits)
+    assert len(packed) == (len(values) * nbits + 7) // 8
+    unpacked = W.unpack_bits(np.frombuffer(packed, np.uint8), nbits=nbits, count=len(values))
+    assert unpacked.tolist() == values
