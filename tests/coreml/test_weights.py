@@ -284,3 +284,30 @@ def test_pack_unpack_round_trip(nbits, data):
     assert len(packed) == (len(values) * nbits + 7) // 8
     unpacked = W.unpack_bits(np.frombuffer(packed, np.uint8), nbits=nbits, count=len(values))
     assert unpacked.tolist() == values
+
+
+@pytest.mark.parametrize(("nbits", "mode"), [(3, "linear"), (8, "linear"), (4, "linear_lut")])
+def test_decode_layer_weights_knows_each_layout(float_model, nbits, mode):
+    qspec = _quantize(float_model, nbits, mode)
+    reference = {
+        layer.name: layer for layer in _coremltools_dequantized(qspec).neuralNetwork.layers
+    }
+    for layer in qspec.neuralNetwork.layers:
+        kind = layer.WhichOneof("layer")
+        if kind not in ("convolution", "innerProduct"):
+            continue
+        shape, axis = W.weight_layout(layer)
+        assert axis == (1 if layer.convolution.isDeconvolution else 0)
+        for field in ("weights", "bias"):
+            ours = W.decode_layer_weights(layer, field)
+            expected = np.asarray(getattr(getattr(reference[layer.name], kind), field).floatValue)
+            expected_shape = shape if field == "weights" else (W.weight_layout(layer, "bias")[0])
+            assert ours.shape == expected_shape
+            np.testing.assert_allclose(ours.reshape(-1), expected, rtol=1e-6, atol=1e-6)
+
+
+def test_weight_layout_of_unknown_type():
+    layer = NeuralNetwork_pb2.NeuralNetworkLayer(name="act")
+    layer.activation.ReLU.SetInParent()
+    with pytest.raises(InvalidModelError, match="layer 'act'"):
+        W.weight_layout(layer)

@@ -38,8 +38,9 @@ def decode_weights(
     stored; give it for packed n-bit weights, whose last byte may hold padding).
     For per-channel linear quantization the channels run along axis ``channel_axis``
     of ``shape`` (default: the first axis of ``(channels, count // channels)``;
-    deconvolution weights use axis 1 of their 4-D shape). A wrong count or a broken
-    encoding raises ``InvalidModelError`` naming ``layer``.
+    deconvolution weights use axis 1 of their 4-D shape: pass it, or use
+    :func:`decode_layer_weights`, which knows each layer's layout). A wrong count or
+    a broken encoding raises ``InvalidModelError`` naming ``layer``.
     """
     where = f"layer '{layer}': " if layer is not None else ""
     encodings = _present_encodings(params)
@@ -213,6 +214,53 @@ def _apply_linear(
     bias_b = np.broadcast_to(bias, (channels,)).reshape(bshape)
     out = q.reshape(shape) * scale_b + bias_b
     return out.astype(np.float32).reshape(-1)
+
+
+def weight_layout(layer: object, field: str = "weights") -> tuple[tuple[int, ...], int]:
+    """The (shape, channel axis) of a layer's weight blob as Core ML lays it out.
+
+    The channel axis is the one per-channel linear quantization runs along (what
+    coremltools uses when it quantizes): axis 1 for deconvolution weights, axis 0
+    otherwise. Biases and other vectors are 1-D. Raises ``InvalidModelError`` for a
+    layer type this does not know.
+    """
+    kind = layer.WhichOneof("layer")  # type: ignore[attr-defined]
+    name = layer.name  # type: ignore[attr-defined]
+    body = getattr(layer, kind) if kind else None
+    if kind == "convolution":
+        c = body
+        kh, kw = (tuple(int(k) for k in c.kernelSize) or (3, 3))[:2]
+        out, kc, groups = int(c.outputChannels), int(c.kernelChannels), int(c.nGroups) or 1
+        if field == "bias":
+            return (out,), 0
+        if c.isDeconvolution:
+            return (kc, out // groups, kh, kw), 1
+        return (out, kc, kh, kw), 0
+    if kind in ("innerProduct", "embedding"):
+        out = int(body.outputChannels)
+        inner = int(body.inputChannels if kind == "innerProduct" else body.inputDim)
+        return ((out,), 0) if field == "bias" else ((out, inner), 0)
+    if kind == "batchedMatmul":
+        rows = int(body.weightMatrixFirstDimension)
+        cols = int(body.weightMatrixSecondDimension)
+        return ((cols,), 0) if field == "bias" else ((cols, rows), 0)
+    raise InvalidModelError(f"layer '{name}': no known weight layout for type '{kind}'", layer=name)
+
+
+def decode_layer_weights(layer: object, field: str = "weights") -> np.ndarray:
+    """Decode ``layer.<type>.<field>`` with the right count, shape and channel axis;
+    return it reshaped to Core ML's layout (see :func:`weight_layout`)."""
+    shape, axis = weight_layout(layer, field)
+    params = getattr(getattr(layer, layer.WhichOneof("layer")), field)  # type: ignore[attr-defined]
+    count = int(np.prod(shape))
+    values = decode_weights(
+        params,
+        count=count,
+        layer=layer.name,
+        shape=shape,
+        channel_axis=axis,  # type: ignore[attr-defined]
+    )
+    return values.reshape(shape)
 
 
 def unpack_bits(data: np.ndarray, *, nbits: int, count: int) -> np.ndarray:
