@@ -53,3 +53,15 @@ def test_lrn_even_window_and_default_k(size: int) -> None:
 
     y = run_one_layer(add, {"x": (5, 3, 3)}, {"x": x})
     assert_close(y, _numpy_lrn(x, 0.8, 0.75, size, 1.0))
+
+
+@pytest.mark.parametrize("size", [3, 4])
+def test_lrn_on_a_rank_5_blob_folds_leading_axes_into_the_batch(size: int) -> None:
+    x = rng(9).standard_normal((2, 3, 5, 4, 4)).astype(np.float32)
+
+    def add(builder):
+        builder.add_lrn("l", "x", "y", alpha=0.5, beta=0.75, local_size=size, k=2.0)
+
+    y = run_one_layer(add, {"x": (1, 3, 5, 4, 4)}, {"x": x}, nd=True)
+    expected = _numpy_lrn(x.reshape(6, 5, 4, 4), 0.5, 0.75, size, 2.0).reshape(x.shape)
+    assert_close(y, expected)

@@ -169,3 +169,32 @@ def test_bilinear_interpolate_as_coremltools_converts_it(size, align_corners: bo
     (y,) = out.values()
     with torch.no_grad():
         assert_close(y, module(torch.from_numpy(x)).numpy())
+
+
+@pytest.mark.parametrize("shape", [(1, 6, 5), (1, 2, 3, 6, 5)])
+def test_other_ranks_treat_leading_axes_as_batch(shape) -> None:
+    # Rank 3 is Core ML's [C, H, W] with the batch of one as C; rank 5 folds its
+    # leading axes into the batch.
+    x = rng(len(shape)).standard_normal((3, *shape[1:])).astype(np.float32)
+
+    def add(builder):
+        builder.add_upsample(
+            "u", 2, 3, "x", "y", mode="BILINEAR", linear_upsample_mode="ALIGN_CORNERS_FALSE"
+        )
+
+    y = run_one_layer(add, {"x": shape}, {"x": x}, nd=True)
+    x4 = x[:, None] if len(shape) == 3 else x.reshape(-1, *shape[-3:])
+    expected = _bilinear(
+        x4,
+        _upsample_grid(6, 12, "ALIGN_CORNERS_FALSE"),
+        _upsample_grid(5, 15, "ALIGN_CORNERS_FALSE"),
+    )
+    assert_close(y, expected.reshape(*x.shape[:-2], 12, 15))
+
+    def add_resize(builder):
+        builder.add_resize_bilinear("r", "x", "y", 4, 7, mode="STRICT_ALIGN_ENDPOINTS_MODE")
+
+    y = run_one_layer(add_resize, {"x": shape}, {"x": x}, nd=True)
+    strict = "STRICT_ALIGN_ENDPOINTS_MODE"
+    expected = _bilinear(x4, _resize_grid(6, 4, strict), _resize_grid(5, 7, strict))
+    assert_close(y, expected.reshape(*x.shape[:-2], 4, 7))

@@ -3,7 +3,8 @@
 Core ML and ONNX agree on the formula: ``x / (k + alpha/localSize * sum x_j^2)^beta``,
 both divide alpha by the window size. The window of channel ``c`` is
 ``[c - floor((n-1)/2), c + ceil((n-1)/2)]`` in ONNX (as in Caffe, where Core ML's LRN
-comes from); for odd sizes it is centred. onnxruntime's LRN takes odd sizes only, so
+comes from); for odd sizes it is centred. Inputs of any rank >= 3 run through
+``upsample.as_nchw`` (leading axes are batch). onnxruntime's LRN takes odd sizes only, so
 an even window is spelled out: the mean of the squares over the window is an average
 pool (zero padding counted) over the channel axis.
 """
@@ -15,29 +16,17 @@ from typing import Any
 import numpy as np
 import onnx
 
-from ...errors import InvalidModelError, UnsupportedLayerError
+from ...errors import InvalidModelError
 from ..registry import ConvertContext, converts
+from .upsample import as_nchw
 
 DEFAULT_K = 1.0  # proto: "Defaults to 1 if not set or 0"
-_RANK = 4  # ONNX LRN takes the channels on axis 1: [N, C, H, W]
 
 
 @converts("lrn")
 def convert_lrn(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
     """Local response normalization over a ``localSize`` window of channels."""
-    if len(layer.input) != 1 or len(layer.output) != 1:
-        raise InvalidModelError(
-            f"layer {layer.name!r} (lrn) needs 1 input and 1 output", layer=layer.name
-        )
     params = layer.lrn
-    source, target = layer.input[0], layer.output[0]
-    rank = ctx.rank(source)
-    if rank != _RANK:
-        raise UnsupportedLayerError(
-            f"layer {layer.name!r} (lrn) runs on [batch, C, H, W] blobs only, got rank {rank}",
-            layer=layer.name,
-            layer_type="lrn",
-        )
     if params.localSize < 1:
         raise InvalidModelError(
             f"layer {layer.name!r} (lrn): localSize must be >= 1, got {params.localSize}",
@@ -48,20 +37,23 @@ def convert_lrn(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
         raise InvalidModelError(
             f"layer {layer.name!r} (lrn): k must be positive, got {k}", layer=layer.name
         )
-    ctx.set_rank(target, rank)
     if params.localSize % 2 == 0:
-        return _even_window_lrn(ctx, source, target, params, k)
-    return [
-        ctx.node(
-            "LRN",
-            [source],
-            [target],
-            alpha=float(params.alpha),
-            beta=float(params.beta),
-            bias=float(k),
-            size=int(params.localSize),
-        )
-    ]
+        return as_nchw(layer, ctx, lambda x, y: _even_window_lrn(ctx, x, y, params, k))
+    return as_nchw(
+        layer,
+        ctx,
+        lambda x, y: [
+            ctx.node(
+                "LRN",
+                [x],
+                [y],
+                alpha=float(params.alpha),
+                beta=float(params.beta),
+                bias=float(k),
+                size=int(params.localSize),
+            )
+        ],
+    )
 
 
 def _even_window_lrn(

@@ -21,6 +21,7 @@ so that ONNX derives the scale from the real sizes, as Core ML's spacing does.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,7 @@ from ...errors import InvalidModelError, UnsupportedLayerError
 from ..registry import ConvertContext, converts
 
 _RANK = 4  # batch, C, H, W
+_MIN_RANK = 3  # Core ML's [C, H, W], whose C is our batch axis
 _NN, _BILINEAR = 0, 1
 # UpsampleLayerParams.LinearUpsampleMode -> ONNX coordinate_transformation_mode.
 _LINEAR_MODES = {0: "asymmetric", 1: "align_corners", 2: "half_pixel"}
@@ -49,15 +51,45 @@ def _invalid(layer: Any, message: str) -> InvalidModelError:
     )
 
 
-def _spatial_input(layer: Any, ctx: ConvertContext) -> tuple[str, str]:
+def as_nchw(
+    layer: Any, ctx: ConvertContext, body: Callable[[str, str], list[onnx.NodeProto]]
+) -> list[onnx.NodeProto]:
+    """Run ``body(x4, y4)``, written for ``[N, C, H, W]`` blobs, on the layer's input of
+    any rank >= 3, as the proto asks of spatial layers: axes before C, H, W are batch.
+
+    A rank-3 blob is ``[batch, H, W]`` here (Core ML's ``[C, H, W]`` with the batch of
+    one as C) and runs with one channel; ranks above 4 fold their leading axes into
+    the batch and unfold them afterwards.
+    """
     if len(layer.input) != 1 or len(layer.output) != 1:
         raise _invalid(layer, "needs 1 input and 1 output")
     source, target = layer.input[0], layer.output[0]
     rank = ctx.rank(source)
-    if rank != _RANK:
-        raise _unsupported(layer, f"runs on [batch, C, H, W] blobs only, got rank {rank}")
+    if rank < _MIN_RANK:
+        raise _invalid(layer, f"needs an input of rank >= {_MIN_RANK}, got rank {rank}")
     ctx.set_rank(target, rank)
-    return source, target
+    if rank == _RANK:
+        return body(source, target)
+    x4, y4 = ctx.fresh(f"{source}__nchw"), ctx.fresh(f"{target}__nchw")
+    if rank == _MIN_RANK:
+        axis = ctx.int64s([1], hint="axes")
+        return [
+            ctx.node("Unsqueeze", [source, axis], [x4]),
+            *body(x4, y4),
+            ctx.node("Squeeze", [y4, axis], [target]),
+        ]
+    chw, folded_shape = ctx.fresh(f"{source}__chw"), ctx.fresh(f"{source}__folded")
+    lead, tail, shape = (ctx.fresh(f"{target}__{part}") for part in ("lead", "tail", "shape"))
+    return [
+        ctx.node("Shape", [source], [chw], start=rank - 3),
+        ctx.node("Concat", [ctx.int64s([-1], hint="batch"), chw], [folded_shape], axis=0),
+        ctx.node("Reshape", [source, folded_shape], [x4]),
+        *body(x4, y4),
+        ctx.node("Shape", [source], [lead], start=0, end=rank - 3),
+        ctx.node("Shape", [y4], [tail], start=1),
+        ctx.node("Concat", [lead, tail], [shape], axis=0),
+        ctx.node("Reshape", [y4, shape], [target]),
+    ]
 
 
 def _resize(
@@ -81,7 +113,6 @@ def _runtime_sizes(
 @converts("upsample")
 def convert_upsample(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
     """Nearest-neighbour or bilinear upsampling by integer or fractional factors."""
-    source, target = _spatial_input(layer, ctx)
     params = layer.upsample
     integer = [int(v) for v in params.scalingFactor]
     fractional = [float(v) for v in params.fractionalScalingFactor]
@@ -107,6 +138,22 @@ def convert_upsample(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
             "mode": "linear",
             "coordinate_transformation_mode": _LINEAR_MODES[params.linearUpsampleMode],
         }
+    return as_nchw(
+        layer,
+        ctx,
+        lambda x, y: _upsample(ctx, x, y, factors, fractional=bool(fractional), attrs=attrs),
+    )
+
+
+def _upsample(
+    ctx: ConvertContext,
+    source: str,
+    target: str,
+    factors: list,
+    *,
+    fractional: bool,
+    attrs: dict,
+) -> list[onnx.NodeProto]:
     if not fractional:
         scales = ctx.const(np.asarray([1, 1, *factors], dtype=np.float32), hint="scales")
         return [_resize(ctx, source, target, scales=scales, **attrs)]
@@ -148,13 +195,18 @@ def _resize_bilinear_mode(layer: Any, method: int, size: int) -> str:
 @converts("resizeBilinear")
 def convert_resize_bilinear(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
     """Bilinear resize to a fixed ``[H_out, W_out]`` with the spec's sampling grid."""
-    source, target = _spatial_input(layer, ctx)
     params = layer.resizeBilinear
     size = [int(v) for v in params.targetSize] or [1, 1]
     if len(size) != 2 or min(size) < 1:
         raise _invalid(layer, f"targetSize must be two positive sizes [H, W], got {size}")
     method = params.mode.samplingMethod
     modes = [_resize_bilinear_mode(layer, method, n) for n in size]
+    return as_nchw(layer, ctx, lambda x, y: _resize_bilinear(ctx, x, y, size, modes))
+
+
+def _resize_bilinear(
+    ctx: ConvertContext, source: str, target: str, size: list[int], modes: list[str]
+) -> list[onnx.NodeProto]:
     nodes: list[onnx.NodeProto] = []
     if modes[0] == modes[1]:
         sizes = _runtime_sizes(ctx, source, [ctx.int64s(size, hint="hw")], nodes)
