@@ -30,6 +30,8 @@ import torch  # noqa: E402
 SCRIPT = Path(__file__).resolve().parents[2] / "tools" / "build_default_model.py"
 PROBABILITY_ATOL = 1e-4
 LABELS = ["Cat", "Dog"]
+WALK_STEPS = 150
+WALK_STEP = 0.1
 
 
 @pytest.fixture(scope="module")
@@ -105,6 +107,60 @@ def test_head_agrees_with_the_imagenet_classifier(build_module: Any, net: Any) -
     assert pets.sum() == len(CAT_PHOTOS)
     head_says_cat = torch_out["probabilities"][:, 0] > 0.5
     np.testing.assert_array_equal(head_says_cat[pets], (cat_mass > dog_mass)[pets])
+
+
+def _walk_features(fc: Any, start: torch.Tensor, classes: range, *, steps: int) -> torch.Tensor:
+    """Points from ``start`` along the ImageNet classifier's gradient towards ``classes``.
+
+    Pooled features of ReLU6 maps stay within [0, 6], so the walk is kept there.
+    """
+    f = start.clone()
+    points = []
+    for _ in range(steps):
+        f.requires_grad_(True)
+        mass = torch.softmax(fc(f), dim=1)[:, classes].sum()
+        (grad,) = torch.autograd.grad(-torch.log(mass), f)
+        with torch.no_grad():
+            f = (f - WALK_STEP * grad / grad.norm()).clamp(0.0, 6.0)
+        points.append(f)
+    return torch.cat(points)
+
+
+def test_head_follows_the_imagenet_classifier_between_cat_and_dog(
+    build_module: Any, net: Any
+) -> None:
+    """Feature-space probes (not photos): starting from real photos' features, walk
+    towards the dog classes (and from a non-pet towards the cats); wherever the
+    ImageNet classifier clearly prefers one group, the shipped head must agree."""
+    images = _images()
+    x = (torch.from_numpy(images) - build_module.INPUT_MEAN) / build_module.INPUT_STD
+    with torch.no_grad():
+        features = net._avg_pooling(net.extract_features(x)).flatten(1)
+    walks = [
+        _walk_features(net._fc, features[i : i + 1], range(151, 269), steps=WALK_STEPS)
+        for i in range(len(images))
+    ]
+    walks.append(_walk_features(net._fc, features[-1:], range(281, 286), steps=WALK_STEPS))
+    points = torch.cat(walks)
+
+    with torch.no_grad():
+        imagenet = torch.softmax(net._fc(points), dim=1).numpy()
+    cat, dog = imagenet[:, 281:286].sum(axis=1), imagenet[:, 151:269].sum(axis=1)
+    clear = (cat + dog > 0.3) & (np.maximum(cat, dog) >= 2 * np.minimum(cat, dog))
+
+    spec = load_spec(cli.bundled_model_path())
+    layers = {layer.name: layer for layer in spec.neuralNetworkClassifier.layers}
+    head = []
+    for name in ("dense_5", "dense_6"):
+        ip = layers[name].innerProduct
+        w = reference.decode(ip.weights).reshape(ip.outputChannels, ip.inputChannels)
+        head.append((torch.from_numpy(w), torch.from_numpy(reference.decode(ip.bias))))
+    with torch.no_grad():
+        hidden = torch.relu(points @ head[0][0].T + head[0][1])
+        head_cat = torch.softmax(hidden @ head[1][0].T + head[1][1], dim=1)[:, 0].numpy()
+
+    assert (clear & (cat > dog)).sum() > 0 and (clear & (dog > cat)).sum() > 0
+    np.testing.assert_array_equal((head_cat > 0.5)[clear], (cat > dog)[clear])
 
 
 def test_float32_build_agrees_with_pytorch(build_module: Any, net: Any) -> None:
