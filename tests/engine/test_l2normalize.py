@@ -38,3 +38,13 @@ def test_epsilon_inside_the_root_and_zero_means_default() -> None:
     y = run_one_layer(add, {"x": (2, 3, 3)}, {"x": x})
     assert_close(y, _reference(x, 1e-6), atol=1e-5)
     assert np.max(np.abs(y - _reference(x, 1e-5))) > 1e-3
+
+
+def test_an_input_without_c_h_w_axes_is_refused() -> None:
+    from mlupdated.errors import InvalidModelError
+
+    def add(builder):
+        builder.add_l2_normalize("n", "x", "y")
+
+    with pytest.raises(InvalidModelError, match="'n'.*rank"):
+        run_one_layer(add, {"x": (1, 6)}, {"x": np.ones((1, 6), np.float32)}, nd=True)

@@ -65,3 +65,14 @@ def test_lrn_on_a_rank_5_blob_folds_leading_axes_into_the_batch(size: int) -> No
     y = run_one_layer(add, {"x": (1, 3, 5, 4, 4)}, {"x": x}, nd=True)
     expected = _numpy_lrn(x.reshape(6, 5, 4, 4), 0.5, 0.75, size, 2.0).reshape(x.shape)
     assert_close(y, expected)
+
+
+def test_a_zero_window_is_refused() -> None:
+    from mlupdated.errors import InvalidModelError
+
+    def add(builder):
+        layer = builder.add_lrn("l", "x", "y", alpha=1.0, beta=0.5, local_size=3)
+        layer.lrn.localSize = 0
+
+    with pytest.raises(InvalidModelError, match="'l'.*localSize"):
+        run_one_layer(add, {"x": (2, 3, 3)}, {"x": np.ones((1, 2, 3, 3), np.float32)})

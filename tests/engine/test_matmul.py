@@ -182,3 +182,21 @@ def test_matmuls_as_coremltools_converts_them() -> None:
     (y,) = run_spec(spec, {"x": x}).values()
     with torch.no_grad():
         assert_close(y, module(torch.from_numpy(x)).numpy())
+
+
+def test_int8_dynamic_quantization_is_refused() -> None:
+    from mlupdated.errors import UnsupportedLayerError
+
+    def add(builder):
+        layer = builder.add_batched_mat_mul(
+            "mm",
+            ["x"],
+            "y",
+            weight_matrix_rows=2,
+            weight_matrix_columns=2,
+            W=np.ones((2, 2), np.float32),
+        )
+        layer.batchedMatmul.int8DynamicQuantize = True
+
+    with pytest.raises(UnsupportedLayerError, match="'mm'.*int8DynamicQuantize"):
+        run_one_layer(add, {"x": (1, 2)}, {"x": np.ones((1, 2), np.float32)}, nd=True)

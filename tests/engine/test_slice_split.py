@@ -139,3 +139,14 @@ def test_split_nd(axis: int, num_splits: int, sizes) -> None:
     cuts = np.cumsum(sizes)[:-1] if sizes else num_splits
     for name, expected in zip(names, np.split(x, cuts, axis=axis), strict=True):
         assert_close(out[name], expected)
+
+
+def test_split_into_unequal_channel_groups_is_refused() -> None:
+    from mlupdated.errors import InvalidModelError
+
+    def add(builder):
+        builder.add_split("s", "x", ["a", "b"])
+
+    spec = build_spec({"x": (5, 2, 2)}, ["a", "b"], add)
+    with pytest.raises(InvalidModelError, match="'s'.*equal parts"):
+        run_spec(spec, {"x": np.ones((1, 5, 2, 2), np.float32)})

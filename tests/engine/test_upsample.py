@@ -198,3 +198,14 @@ def test_other_ranks_treat_leading_axes_as_batch(shape) -> None:
     strict = "STRICT_ALIGN_ENDPOINTS_MODE"
     expected = _bilinear(x4, _resize_grid(6, 4, strict), _resize_grid(5, 7, strict))
     assert_close(y, expected.reshape(*x.shape[:-2], 4, 7))
+
+
+def test_both_kinds_of_scaling_factor_are_refused() -> None:
+    from mlupdated.errors import InvalidModelError
+
+    def add(builder):
+        layer = builder.add_upsample("u", 2, 2, "x", "y", mode="NN")
+        layer.upsample.fractionalScalingFactor.extend([1.5, 1.5])
+
+    with pytest.raises(InvalidModelError, match="'u'.*fractionalScalingFactor"):
+        run_one_layer(add, {"x": (1, 2, 2)}, {"x": np.ones((1, 1, 2, 2), np.float32)})
