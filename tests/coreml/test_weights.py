@@ -88,12 +88,20 @@ def float_model():
 
 
 def _kmeans_lut(nbits, weights):
-    # coremltools 9's "kmeans" mode hands the protobuf a (n, 1) table and fails; its
-    # own k-means, with the table flattened, through the "custom_lut" mode instead.
-    from coremltools.models.neural_network import quantization_utils as qu
+    """A k-means lookup table (Lloyd's algorithm in NumPy, deterministic).
 
-    lut, indices = qu._get_kmeans_lookup_table_and_weight(nbits, weights)
-    return np.asarray(lut).reshape(-1), indices
+    coremltools 9's own "kmeans" mode needs scikit-learn and then hands the protobuf
+    a (n, 1) table, which fails; the table goes in through "custom_lut" instead."""
+    flat = np.asarray(weights, np.float64).reshape(-1)
+    k = 1 << nbits
+    centres = np.quantile(flat, (np.arange(k) + 0.5) / k)
+    for _ in range(25):
+        labels = np.abs(flat[:, None] - centres[None, :]).argmin(axis=1)
+        for j in range(k):
+            if np.any(labels == j):
+                centres[j] = flat[labels == j].mean()
+    labels = np.abs(flat[:, None] - centres[None, :]).argmin(axis=1)
+    return centres, labels
 
 
 def _quantize(model, nbits, mode):
