@@ -52,6 +52,8 @@ class Session:
         options.log_severity_level = _LOG_SEVERITY
         if threads:
             options.intra_op_num_threads = threads
+        # A daemon shares the machine: idle worker threads sleep instead of spinning.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self._session = ort.InferenceSession(
                 data, sess_options=options, providers=["CPUExecutionProvider"]
