@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import StoreError
 from ..fsutil import atomic_write_bytes
 from ..logs import get_logger
 from ..paths import cache_dir
@@ -42,8 +43,18 @@ class FeatureCache:
     """
 
     def __init__(self, directory: str | Path | None = None) -> None:
-        self.directory = Path(directory) if directory is not None else cache_dir(CACHE_SUBDIR)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        if directory is None:
+            try:
+                directory = cache_dir(CACHE_SUBDIR)
+            except OSError as exc:
+                raise StoreError(f"cannot create the feature cache: {exc.strerror or exc}") from exc
+        self.directory = Path(directory)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot create the feature cache: {exc.strerror or exc}", path=self.directory
+            ) from exc
         self.computed = 0
         self.hits = 0
 
