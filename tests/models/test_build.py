@@ -180,4 +180,4 @@ def test_float16_storage_keeps_the_decisions(build_module: Any, net: Any) -> Non
     got = Predictor.from_path(cli.bundled_model_path()).predict_tensors({"image": images})
     actual = np.array([[p.probabilities[label] for label in LABELS] for p in got])
     np.testing.assert_array_equal(actual.argmax(axis=1), expected.argmax(axis=1))
-    np.testing.assert_allclose(actual, expected, atol=1e-2, rtol=0)
+    np.testing.assert_allclose(actual, expected, atol=PROBABILITY_ATOL, rtol=0)
