@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from helpers.updatable_specs import build_updatable_spec
-from mlupdated.coreml import images
+from mlupdated.coreml import image_tensor, images
 from mlupdated.coreml.proto import FeatureTypes_pb2, Model_pb2
-from mlupdated.errors import ImageError, InvalidModelError
+from mlupdated.errors import ImageError, InvalidModelError, UnsupportedImageError
 from PIL import Image
 
 IFT = FeatureTypes_pb2.ImageFeatureType
@@ -311,3 +311,26 @@ def test_large_images_reduce_before_resizing(monkeypatch, mode):
     reduced = images.image_to_tensor(img, target, resize=mode)
     smooth = slice(0, 2)  # the gradient channels; the third one wraps around
     assert np.abs(reduced[smooth] - exact[smooth]).max() <= 2
+
+
+def test_premultiplied_modes_are_unpremultiplied():
+    la = Image.new("La", (2, 2), (100, 128))
+    expected_l = la.convert("LA").getpixel((0, 0))[0]
+    t = images.image_to_tensor(la, image_type(2, 2, IFT.GRAYSCALE))
+    assert np.all(t == expected_l)
+    rgba = Image.new("RGBa", (2, 2), (100, 50, 20, 128))
+    t = images.image_to_tensor(rgba, image_type(2, 2))
+    np.testing.assert_array_equal(t[:, 0, 0], rgba.convert("RGBA").getpixel((0, 0))[:3])
+
+
+def test_unconvertible_mode_names_the_file(tmp_path, monkeypatch):
+    path = tmp_path / "img.png"
+    Image.new("RGB", (8, 8)).save(path)
+
+    def refuse(img, *, gray):
+        raise ValueError("conversion from XYZ to RGB not supported")
+
+    monkeypatch.setattr(image_tensor, "_convert", lambda img, target: refuse(img, gray=False))
+    with pytest.raises(UnsupportedImageError, match="cannot be converted") as info:
+        images.load_tensor(path, image_type(4, 4))
+    assert info.value.path == str(path)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
-from ..errors import ImageError, InvalidModelError
+from ..errors import ImageError, InvalidModelError, UnsupportedImageError
 from .proto import FeatureTypes_pb2, Model_pb2
 
 RESIZE_MODES = ("scaleFill", "centerCrop", "scaleFit")
@@ -92,8 +92,20 @@ def image_to_tensor(
 
 
 def to_8bit(img: Image.Image, *, gray: bool) -> Image.Image:
-    """The image as 8-bit ``L`` (``gray``) or ``RGB``, alpha dropped, 16-bit scaled."""
+    """The image as 8-bit ``L`` (``gray``) or ``RGB``, alpha dropped, 16-bit scaled.
+
+    Raises ``UnsupportedImageError`` for a mode Pillow cannot convert (e.g. LAB).
+    """
     target = "L" if gray else "RGB"
+    try:
+        return _convert(img, target)
+    except (ValueError, OSError) as exc:
+        raise UnsupportedImageError(
+            f"image mode {img.mode} cannot be converted to {target} ({exc})"
+        ) from exc
+
+
+def _convert(img: Image.Image, target: str) -> Image.Image:
     mode = img.mode
     if mode == target:
         return img
@@ -102,6 +114,8 @@ def to_8bit(img: Image.Image, *, gray: bool) -> Image.Image:
     if mode in ("P", "PA"):
         # Through RGBA so a palette's transparency is read, then dropped.
         return img.convert("RGBA").convert(target)
+    if mode == "La":  # premultiplied: undo that first, as for RGBa
+        img, mode = img.convert("LA"), "LA"
     if mode == "LA":
         return img.getchannel("L").convert(target)
     if mode in ("RGBA", "RGBa", "RGBX"):

@@ -20,6 +20,7 @@ import threading
 import warnings
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import ImageDecodeError, ImageTooLargeError, UnsupportedImageError
@@ -124,12 +125,14 @@ def load_tensor(
     *,
     resize: str = "scaleFill",
     max_pixels: int = DEFAULT_MAX_PIXELS,
-):
+) -> np.ndarray:
     """:func:`load_image` then :func:`image_to_tensor`: float32 ``(C, H, W)``, 0..255."""
     size = image_size(image_type)
     img = load_image(path, max_pixels=max_pixels, target_size=size)
     try:
         return image_to_tensor(img, image_type, resize=resize)
+    except UnsupportedImageError as exc:
+        raise UnsupportedImageError(exc.reason, path=path) from exc
     finally:
         img.close()
 
