@@ -179,5 +179,6 @@ def test_float16_storage_keeps_the_decisions(build_module: Any, net: Any) -> Non
     expected = _torch_probabilities(build_module, net, images)["probabilities"]
     got = Predictor.from_path(cli.bundled_model_path()).predict_tensors({"image": images})
     actual = np.array([[p.probabilities[label] for label in LABELS] for p in got])
-    np.testing.assert_array_equal(actual.argmax(axis=1), expected.argmax(axis=1))
+    decided = np.abs(expected[:, 0] - 0.5) > 0.01  # non-pets tie at exactly 0.5
+    np.testing.assert_array_equal(actual[decided].argmax(axis=1), expected[decided].argmax(axis=1))
     np.testing.assert_allclose(actual, expected, atol=PROBABILITY_ATOL, rtol=0)
