@@ -115,3 +115,20 @@ def test_not_a_neural_network_is_refused() -> None:
     spec.kNearestNeighborsClassifier.numberOfNeighbors.defaultValue = 3
     with pytest.raises(UnsupportedModelError):
         compile_network(spec)
+
+
+def test_unsupported_layer_after_the_cut_does_not_matter() -> None:
+    from mlupdated.coreml.proto import NeuralNetwork_pb2
+    from mlupdated.errors import UnsupportedLayerError
+
+    def add(b):
+        b.add_activation("relu", "RELU", "x", "h")
+        custom = NeuralNetwork_pb2.CustomLayerParams(className="Later")
+        b.add_custom("later", ["h"], ["y"], custom_proto_spec=custom)
+
+    spec = build_spec({"x": (3,)}, ["y"], add)
+    with pytest.raises(UnsupportedLayerError, match="'later'"):
+        compile_network(spec)
+    x = rng(7).standard_normal((2, 3)).astype(np.float32)
+    prefix = Session(compile_network(spec, stop_before=1)).run({"x": x})
+    assert_close(prefix["h"], np.maximum(x, 0).reshape(2, 3, 1, 1))

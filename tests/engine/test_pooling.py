@@ -152,3 +152,16 @@ def test_torch_pools_as_coremltools_converts_them() -> None:
     got = run_spec(spec, {"x": x})[spec.description.output[0].name]
     with torch.no_grad():
         assert_close(got, module(torch.from_numpy(x)).numpy())
+
+
+@pytest.mark.parametrize("kind", ["MAX", "AVERAGE"])
+def test_global_pooling_3d(kind: str) -> None:
+    x = rng(5).standard_normal((2, 3, 4, 5, 6)).astype(np.float32)
+    got = run_one_layer(
+        lambda b: b.add_global_pooling3d("gp3", "x", "y", kind),
+        {"x": (1, 3, 4, 5, 6)},
+        {"x": x},
+        nd=True,
+    )
+    reduce = np.max if kind == "MAX" else np.mean
+    assert_close(got, reduce(x, axis=(2, 3, 4), keepdims=True))

@@ -203,8 +203,8 @@ def compile_network(
     if stop_before is not None and not 0 <= stop_before <= len(layers):
         raise InvalidModelError(f"stop_before={stop_before} outside 0..{len(layers)}")
     selected = layers if stop_before is None else layers[:stop_before]
-    # Refuse unsupported layers first, all of the network, so a model is never half-run.
-    converters = [converter_for(layer) for layer in layers]
+    # Refuse unsupported layers first, so a model is never half-run.
+    converters = [converter_for(layer) for layer in selected]
     wanted = (
         list(outputs) if outputs is not None else default_outputs(spec, stop_before=stop_before)
     )

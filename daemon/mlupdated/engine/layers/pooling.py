@@ -1,5 +1,6 @@
 """Converter for ``pooling``: MAX, AVERAGE and L2, global or windowed, with Core ML's
-three padding rules (valid with explicit amounts, same, includeLastPixel).
+three padding rules (valid with explicit amounts, same, includeLastPixel); and
+``globalPooling3d`` (MAX / AVERAGE over depth, height and width).
 
 Output sizes follow Core ML exactly; every rule is turned into explicit begin/end
 pads computed from the static input size, so the runtime's ceil-mode and auto-pad
@@ -79,3 +80,20 @@ def convert_pooling(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
             ctx.node("LpPool", [padded], [y], p=2, **attrs),
         ]
     return [ctx.node("LpPool", [x], [y], p=2, **attrs)]
+
+
+# GlobalPooling3DLayerParams.GlobalPoolingType3D values.
+_GLOBAL_3D_OPS = {0: "GlobalMaxPool", 1: "GlobalAveragePool"}
+
+
+@converts("globalPooling3d")
+def convert_global_pooling_3d(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
+    check_io(layer)
+    x, y = layer.input[0], layer.output[0]
+    if ctx.rank(x) != 5:
+        raise invalid(layer, f"input must be [N, C, D, H, W] (rank {ctx.rank(x)})")
+    op = _GLOBAL_3D_OPS.get(layer.globalPooling3d.type)
+    if op is None:
+        raise invalid(layer, f"pooling type {layer.globalPooling3d.type} is not known")
+    ctx.set_rank(y, 5)
+    return [ctx.node(op, [x], [y])]
