@@ -174,7 +174,11 @@ def test_engine_matches_pytorch_reading_of_the_spec(spec: Any, predictor: Predic
     got = predictor.predict_tensors({"image": images})
     actual = np.array([[p.probabilities[label] for label in LABELS] for p in got])
     np.testing.assert_allclose(actual, expected, atol=PROBABILITY_ATOL, rtol=0)
-    assert [p.label for p in got] == [LABELS[i] for i in expected.argmax(axis=1)]
+    decided = np.abs(expected[:, 0] - 0.5) > 0.01  # where no pet class fires: a tie
+    labels = [p.label for p in got]
+    assert [labels[i] for i in np.flatnonzero(decided)] == [
+        LABELS[i] for i in expected[decided].argmax(axis=1)
+    ]
 
 
 def test_engine_blobs_match_pytorch_reading_of_the_spec(spec: Any) -> None:
