@@ -117,7 +117,14 @@ def test_pipeline_describes_its_stages(seed_spec):
     assert info["kind"] == "pipelineClassifier"
     assert [s["kind"] for s in info["stages"]] == ["neuralNetwork", "kNearestNeighborsClassifier"]
     assert info["class_labels"] == [1, 2] and info["problems"] == []
-    assert "Pipeline stage 1:" in format_description(info)
+    assert info["stages"][1]["knn"] == {
+        "neighbors": builder.spec.kNearestNeighborsClassifier.numberOfNeighbors.defaultValue,
+        "samples": 2, "dimensions": 2, "index": "linearIndex",
+        "weighting": "uniformWeighting",
+    }  # fmt: skip
+    text = format_description(info)
+    assert "Pipeline stage 1:" in text
+    assert "  Nearest neighbours: k=5, 2 samples of 2 dimensions" in text
 
 
 def test_text_format(seed_spec):

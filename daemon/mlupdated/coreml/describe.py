@@ -18,6 +18,7 @@ from .image_tensor import COLOR_SPACE_NAMES
 from .params import LABELS, update_parameters
 from .proto import FeatureTypes_pb2, Model_pb2
 from .spec import (
+    KNN_KIND,
     NEURAL_NETWORK_KINDS,
     class_labels,
     load_spec,
@@ -68,6 +69,8 @@ def describe(spec: Model_pb2.Model, *, path: str | os.PathLike[str] | None = Non
     }
     if info["kind"] in NEURAL_NETWORK_KINDS:
         _describe_network(spec, info)
+    if info["kind"] == KNN_KIND:
+        info["knn"] = _knn_info(spec)
     stage = updatable_stage(spec)
     if stage is not None and stage is not spec and stage.WhichOneof("Type") in NEURAL_NETWORK_KINDS:
         info["updatable_layers"] = [
@@ -185,6 +188,18 @@ def _describe_network(spec: Model_pb2.Model, info: dict[str, Any]) -> None:
         info["preprocessing"].append(item)
 
 
+def _knn_info(spec: Model_pb2.Model) -> dict[str, Any]:
+    knn = spec.kNearestNeighborsClassifier
+    index = knn.nearestNeighborsIndex
+    return {
+        "neighbors": int(knn.numberOfNeighbors.defaultValue),
+        "samples": len(index.floatSamples),
+        "dimensions": int(index.numberOfDimensions),
+        "index": index.WhichOneof("IndexType"),
+        "weighting": knn.WhichOneof("WeightingScheme"),
+    }
+
+
 def _describe_training(spec: Model_pb2.Model, info: dict[str, Any]) -> None:
     params = update_parameters(spec)
 
@@ -274,6 +289,12 @@ def format_description(info: dict[str, Any], *, indent: str = "") -> str:
                 f"  {layer['name']}: {kind}  {', '.join(layer['inputs'])} -> "
                 f"{', '.join(layer['outputs'])}{mark}"
             )
+    knn = info.get("knn")
+    if knn is not None:
+        add(
+            f"Nearest neighbours: k={knn['neighbors']}, {knn['samples']} samples of "
+            f"{knn['dimensions']} dimensions ({knn['index']}, {knn['weighting']})"
+        )
     _training_lines(info, add)
     if info["problems"]:
         add(f"Update problems ({len(info['problems'])}):")
