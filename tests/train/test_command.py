@@ -194,3 +194,26 @@ def test_progress_bar_redraws_one_line_per_mini_batch():
     assert frames[0].startswith("[" + "#" * 7 + ".")
     assert frames[-1].startswith("[" + "#" * 30 + "]") and "loss 0.2000" in frames[-1]
     assert text.endswith("\n") and text.count("\n") == 1
+
+
+def test_not_updatable_model_exits_2_with_the_rule(workspace, capsys, monkeypatch):
+    tmp, model, data = workspace
+    spec = load_spec(model)
+    spec.isUpdatable = False
+    save_spec(spec, model)
+    (data / "Horse").mkdir()  # the model is refused first, before the data is looked at
+    proc = run_main(
+        capsys,
+        monkeypatch,
+        "--model",
+        str(model),
+        "--data",
+        str(data),
+        "--out",
+        str(tmp / "o.mlmodel"),
+        cache=tmp / "cache",
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "not updatable" in lines[0] and str(model) in lines[0]
+    assert not (tmp / "o.mlmodel").exists()

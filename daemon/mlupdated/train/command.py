@@ -17,6 +17,7 @@ from typing import Any, TextIO
 
 from ..coreml.params import update_parameters
 from ..coreml.spec import KNN_KIND, class_labels, load_spec, save_spec, updatable_stage
+from ..coreml.validate import check_updatable
 from .cache import FeatureCache
 from .data import examples_from_folder
 from .task import EPOCH_END, MINI_BATCH_END, UpdateEvent, run_update
@@ -71,6 +72,8 @@ def run_update_command(args: argparse.Namespace) -> int:
     """Run ``mlupdated update`` (``args.model`` is already resolved by the CLI)."""
     model_path = Path(args.model)
     spec = load_spec(model_path)
+    # A model Core ML would refuse is refused before the data folder is even listed.
+    check_updatable(spec, path=model_path)
     stage = updatable_stage(spec)
     is_knn = stage is not None and stage.WhichOneof("Type") == KNN_KIND
     labels = class_labels(spec)
