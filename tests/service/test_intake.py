@@ -579,3 +579,50 @@ def test_stop_is_clean(make: Callable[..., Harness]) -> None:
     h.intake.stop()
     assert not h.intake.is_alive()
     assert not [t for t in threading.enumerate() if t.name.startswith("mlupdated-intake")]
+
+
+def test_unusual_names(make: Callable[..., Harness]) -> None:
+    h = make()
+    (h.cat / "chat noir – été 🐈.png").write_bytes(image_bytes(1))
+    (h.cat / ("x" * 200 + ".png")).write_bytes(image_bytes(2))
+    (h.cat / "two\nlines.jpg").write_text("not an image", encoding="utf-8")
+    h.settle()
+    assert set(h.paths()) == {
+        "corrections/Cat/chat noir – été 🐈.png",
+        "corrections/Cat/" + "x" * 200 + ".png",
+    }
+    (line,) = h.not_queued()
+    assert "\n" not in line and "two\\nlines.jpg" in line
+
+
+_LOCK_HOLDER = """
+import sqlite3, sys, time
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+conn.execute("COMMIT")
+"""
+
+
+def test_locked_database_delays_but_loses_nothing(make: Callable[..., Harness]) -> None:
+    import subprocess
+    import sys
+
+    h = make()
+    h.queue.close()
+    h.queue = Queue(h.ws.db_path, busy_timeout=0.1)
+    h.intake.queue = h.queue
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _LOCK_HOLDER, str(h.ws.db_path), "2.5"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        (h.cat / "a.png").write_bytes(image_bytes(1))
+        wait_for(lambda: h.log.matching("cannot queue corrections/Cat/a.png yet"))
+    finally:
+        holder.wait()
+    wait_for(lambda: h.paths() == {"corrections/Cat/a.png": "Cat"})
+    assert h.kinds() == ["new"]

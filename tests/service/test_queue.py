@@ -330,3 +330,51 @@ def test_not_a_database(tmp_path: Path) -> None:
     db.write_bytes(os.urandom(4096))
     with pytest.raises(StoreError, match=str(db)):
         Queue(db)
+
+
+_FULL_WRITER = textwrap.dedent(
+    """
+    import os, resource, signal, sys
+    from mlupdated.errors import DiskFullError, StoreError
+    from mlupdated.service.queue import Queue
+    db = sys.argv[1]
+    q = Queue(db)
+    for i in range(10):
+        q.upsert_correction(path=f"corrections/Cat/{i}.jpg", sha256=f"{i:064x}", label="Cat",
+                            size=i, mtime=1.0)
+    # A real kernel refusal: writes past the file size limit fail with EFBIG.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    folder = os.path.dirname(db)
+    biggest = max(os.path.getsize(os.path.join(folder, f)) for f in os.listdir(folder))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (biggest + 4096, resource.RLIM_INFINITY))
+    written = 10
+    try:
+        for i in range(10, 100000):
+            q.upsert_correction(path=f"corrections/Cat/{i}-{'x' * 200}.jpg",
+                                sha256=f"{i:064x}", label="Cat", size=i, mtime=1.0)
+            written += 1
+    except DiskFullError as exc:
+        print("full", written, str(exc).replace(chr(10), " "), flush=True)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    q.upsert_correction(path="corrections/Cat/after.jpg", sha256="f" * 64, label="Cat",
+                        size=1, mtime=1.0)
+    print("recovered", q.counts()["pending"], flush=True)
+    """
+)
+
+
+def test_disk_full_is_a_clear_error_and_the_queue_survives(tmp_path: Path) -> None:
+    db = tmp_path / "state" / "mlupdated.db"
+    proc = subprocess.run(
+        [sys.executable, "-c", _FULL_WRITER, str(db)], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    full, recovered = proc.stdout.strip().splitlines()
+    _word, written, message = full.split(" ", 2)
+    assert message.startswith(f"{db}: disk full while writing the queue")
+    assert recovered == f"recovered {int(written) + 1}"
+    q = Queue(db)
+    try:
+        assert q.counts()["pending"] == int(written) + 1
+    finally:
+        q.close()

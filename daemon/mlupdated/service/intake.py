@@ -57,6 +57,7 @@ class _Candidate:
     due: float = 0.0
     stable_failures: int = 0
     read_failures: int = 0
+    store_failures: int = 0
     replaces: str | None = None
 
 
@@ -94,6 +95,14 @@ class _OverflowWatch(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         if "overflow" in record.getMessage().lower():
             self._flag.set()
+
+
+def _show(rel: str) -> str:
+    """A path for a log line: control characters (newlines in names) escaped, so one
+    problem stays one line."""
+    if rel.isprintable():
+        return rel
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in rel)
 
 
 def _iso(epoch: float | None) -> str | None:
@@ -196,6 +205,7 @@ class Intake:
     def rescan(self, *, wait: bool = False, timeout: float | None = None) -> bool:
         """Ask for a full sweep; with ``wait``, return once the sweep itself has run."""
         done = threading.Event()
+        self._last_rescan_mono = time.monotonic()
         self._events.put(("rescan", done))
         return done.wait(timeout) if wait else True
 
@@ -469,7 +479,9 @@ class Intake:
         if not self._source_available(rel):
             return
         if rel.startswith("corrections/") and self.queue.retract_path(rel):
-            self._log.info(f"correction retracted: {rel} was removed before training", path=rel)
+            self._log.info(
+                f"correction retracted: {_show(rel)} was removed before training", path=rel
+            )
         self.queue.forget_seen(rel)
 
     def _moved(self, src: str, dest: str, *, is_dir: bool) -> None:
@@ -504,8 +516,11 @@ class Intake:
             return False
         if file_kind(info.st_mode) != "file" or (info.st_size, info.st_mtime) != seen[:2]:
             return False
-        if not self._take(dest_rel, info.st_size, info.st_mtime, seen[2]):
-            return False
+        try:
+            if not self._take(dest_rel, info.st_size, info.st_mtime, seen[2]):
+                return False
+        except MlupdatedError:
+            return False  # the slow path (a candidate, retried with back-off) takes over
         self._gone(src_rel, is_dir=False)
         return True
 
@@ -517,8 +532,22 @@ class Intake:
             if self._stop.is_set():
                 return
             cand = self._candidates.get(rel)
-            if cand is not None:
+            if cand is None:
+                continue
+            try:
                 self._check(cand)
+            except MlupdatedError as exc:
+                # The queue could not be written (disk full, database locked): the file is
+                # fine, so keep it waiting and try again later instead of spinning.
+                cand.store_failures += 1
+                delay = min(RETRY_BACKOFF_MAX, 2.0**cand.store_failures)
+                cand.due = time.monotonic() + delay
+                if cand.store_failures == 1 or delay >= RETRY_BACKOFF_MAX:
+                    self._log.error(
+                        f"cannot queue {_show(rel)} yet: {exc}; retrying in {delay:g} s",
+                        path=rel,
+                        error=str(exc),
+                    )
 
     def _drop(self, cand: _Candidate) -> None:
         self._candidates.pop(cand.rel, None)
@@ -596,10 +625,10 @@ class Intake:
             cand.sig, cand.since = (after.st_size, after.st_mtime_ns), now
             cand.due = now + stability
             return
+        # If the queue cannot be written, _take raises and the file stays a candidate.
+        self._take(cand.rel, info.st_size, info.st_mtime, digest)
         self._candidates.pop(cand.rel, None)
-        if self._take(cand.rel, info.st_size, info.st_mtime, digest) and cand.replaces:
-            self._gone(cand.replaces, is_dir=False)
-        elif cand.replaces:
+        if cand.replaces:
             self._gone(cand.replaces, is_dir=False)
 
     def _known(self, rel: str) -> bool:
@@ -612,7 +641,7 @@ class Intake:
         delay = min(RETRY_BACKOFF_MAX, self.config.intake.stability_seconds * 2**cand.read_failures)
         cand.due = time.monotonic() + max(delay, 0.5)
         if cand.read_failures == 3:
-            self._log.warning(f"waiting for {cand.rel}: {why}", path=cand.rel)
+            self._log.warning(f"waiting for {_show(cand.rel)}: {why}", path=cand.rel)
 
     def _undecodable(self, cand: _Candidate, sig: tuple[int, int], reason: str) -> None:
         cand.stable_failures += 1
@@ -631,7 +660,7 @@ class Intake:
             self._gone(cand.replaces, is_dir=False)
 
     def _not_queued(self, rel: str, reason: str) -> None:
-        self._log.warning(f"not queued: {rel}: {reason}", path=rel, reason=reason)
+        self._log.warning(f"not queued: {_show(rel)}: {reason}", path=rel, reason=reason)
         try:
             self.queue.record_error("intake", rel, reason)
         except MlupdatedError as exc:
@@ -646,7 +675,7 @@ class Intake:
             try:
                 self._on_inbox(self._abs(rel), digest)
             except Exception as exc:
-                self._log.error(f"inbox handler failed for {rel}", path=rel, error=str(exc))
+                self._log.error(f"inbox handler failed for {_show(rel)}", path=rel, error=str(exc))
             self.queue.mark_seen(rel, size, mtime, digest)
             return True
         if len(parts) < 3:
@@ -690,20 +719,20 @@ class Intake:
         c = change.correction
         if change.kind == "new":
             self._log.info(
-                f"correction queued: {change.path} as {c.label}",
+                f"correction queued: {_show(change.path)} as {c.label}",
                 path=change.path,
                 label=c.label,
                 id=c.id,
             )
         elif change.kind == "duplicate":
             self._log.info(
-                f"duplicate: {change.path} holds the same image as {c.path}",
+                f"duplicate: {_show(change.path)} holds the same image as {_show(c.path)}",
                 path=change.path,
                 id=c.id,
             )
         elif change.kind == "relabelled":
             self._log.info(
-                f"relabelled: {change.path}: {change.previous_label} → {c.label} "
+                f"relabelled: {_show(change.path)}: {change.previous_label} → {c.label} "
                 "(the latest drop wins)",
                 path=change.path,
                 id=c.id,

@@ -14,8 +14,11 @@ removed before training). Every change is stamped with its time.
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import random
+import resource
 import sqlite3
 import threading
 import time
@@ -110,6 +113,9 @@ CREATE TABLE meta (
 );
 """
 
+_FULL_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+_LOW_SPACE_BYTES = 1 << 20
+
 # Errors are a rolling window, not a history: keep the table small.
 _MAX_ERRORS = 1000
 
@@ -190,7 +196,7 @@ class Queue:
 
     def _translate(self, exc: BaseException) -> StoreError:
         text = str(exc)
-        if "full" in text.lower() or getattr(exc, "errno", None) in (28, 27, 122):
+        if self._looks_full(exc):
             return DiskFullError(f"disk full while writing the queue ({text})", path=self.db_path)
         if "locked" in text.lower() or "busy" in text.lower():
             return StoreError(
@@ -199,6 +205,22 @@ class Queue:
                 path=self.db_path,
             )
         return StoreError(f"database error: {text}", path=self.db_path)
+
+    def _looks_full(self, exc: BaseException) -> bool:
+        if getattr(exc, "errno", None) in _FULL_ERRNOS or "full" in str(exc).lower():
+            return True
+        # SQLite reports a refused write (ENOSPC from some file systems, EFBIG from a file
+        # size limit) as a generic I/O error; tell the user what it most likely is.
+        if not str(getattr(exc, "sqlite_errorname", "")).startswith("SQLITE_IOERR"):
+            return False
+        try:
+            soft, _hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+            if soft != resource.RLIM_INFINITY:
+                return True
+            info = os.statvfs(self.db_path.parent)
+            return info.f_bavail * info.f_frsize < _LOW_SPACE_BYTES
+        except (OSError, ValueError):
+            return False
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
