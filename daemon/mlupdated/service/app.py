@@ -144,9 +144,9 @@ class Daemon:
         ws, log = self.ws, self.log
         log.info("starting", pid=os.getpid())
         self.store = ModelStore(ws)
-        repaired = self.store.recover()
+        repaired = _loggable(self.store.recover())
         if repaired:
-            log.info("model store checked", **_loggable(repaired))
+            log.info("model store repaired", **repaired)
         stale = remove_stale_candidates(Path(ws.state))
         if stale:
             log.info("removed leftovers of an interrupted run", files=[p.name for p in stale])

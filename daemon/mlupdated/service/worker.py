@@ -161,7 +161,7 @@ class UpdateRunner:
             for k, v in (
                 ("epochs", upd.epochs),
                 ("learning_rate", upd.learning_rate),
-                ("batch_size", upd.batch_size),
+                ("mini_batch_size", upd.batch_size),
                 ("seed", upd.seed),
             )
             if v is not None
@@ -310,9 +310,10 @@ class UpdateRunner:
             return None
         kind = message.pop("type", None)
         if kind == "progress":
-            event = message.get("event")
-            (log.info if event in ("trainingBegin", "epochEnd") else log.debug)(
-                "training progress", **message
+            # structlog reserves "event" for the message itself.
+            step = message.pop("event", None)
+            (log.info if step in ("trainingBegin", "epochEnd") else log.debug)(
+                "training progress", step=step, **message
             )
             return None
         if kind == "result":
@@ -404,16 +405,18 @@ def _child(job: dict[str, Any]) -> None:
 
     if fault == "diverge":
         raise DivergedError("test hook: training diverged (non-finite loss)")
-    from ..coreml.spec import load_spec, save_spec
+    from ..coreml.spec import class_labels, load_spec, save_spec
     from ..train.cache import FeatureCache
     from ..train.data import Example
     from ..train.task import run_update
 
     spec = load_spec(job["model"])
-    examples = [Example(Path(p), label) for p, label in job["examples"]]
+    # The queue keeps labels as folder names; a model may label its classes with ints.
+    labels = {str(label): label for label in class_labels(spec)}
+    examples = [Example(Path(p), labels.get(label, label)) for p, label in job["examples"]]
 
     def progress(event: Any) -> None:
-        fields = event if isinstance(event, dict) else getattr(event, "__dict__", {})
+        fields = event.as_dict() if hasattr(event, "as_dict") else dict(event)
         _emit("progress", **{k: v for k, v in fields.items() if _jsonable(v)})
 
     result = run_update(
@@ -436,7 +439,7 @@ def _child(job: dict[str, Any]) -> None:
         "result",
         examples_used=_count(result.examples_used),
         examples_skipped=_count(skipped),
-        skipped=[str(s) for s in skipped] if isinstance(skipped, list | tuple) else [],
+        skipped=[f"{s.source}: {s.reason}" for s in skipped] if isinstance(skipped, list) else [],
         final_loss=result.final_loss,
         parameters_used=result.parameters_used,
         current=current.to_dict(),

@@ -1,0 +1,77 @@
+"""The main promise: drop photos the model gets wrong, and the model learns them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+
+from tests.daemon.conftest import make_photo, predict, sha256_of, status, wrong_photos
+
+
+def test_ten_wrong_photos_become_a_new_current_version(workspace, daemons, tmp_path) -> None:
+    label, photos = wrong_photos(workspace, tmp_path / "camera", count=10)
+    daemon = daemons(workspace).start()
+
+    dropped = []
+    for photo in photos:
+        target = workspace.corrections / label / photo.name
+        shutil.copy2(photo, target)
+        dropped.append(target)
+    hashes = {p: sha256_of(p) for p in dropped}
+    stats = {p: p.stat() for p in dropped}
+    dropped_at = time.monotonic()
+
+    finished = daemon.wait_for(event="update finished", timeout=90)
+    assert finished["outcome"] == "promoted", finished.get("reason")
+    assert finished["version"] == 2
+    # Quiet period (1 s) + stability wait + the update itself: the log says how long the
+    # update took; the whole wait must not exceed those plus a few seconds.
+    elapsed = time.monotonic() - dropped_at
+    assert elapsed < 1.0 + 0.5 + finished["seconds"] + 15, (elapsed, finished)
+
+    # The photos are now predicted as the label the owner gave them.
+    after = predict(workspace.root, dropped)
+    assert set(after.values()) == {label}, after
+
+    manifest = workspace.manifest()
+    entry = next(e for e in manifest["versions"] if e["version"] == 2)
+    assert manifest["current"] == 2
+    assert entry["promoted"] is True
+    assert entry["parent"] == 1
+    assert entry["corrections"]["count"] == 10
+    assert entry["gate"]["passed"] is True
+    assert entry["loss"] is not None
+
+    state = status(workspace.root)
+    assert state["version"] == 2
+    assert state["trained"] == 10
+    assert state["pending"] in ({}, {label: 0})
+    assert state["last_run"]["outcome"] == "promoted"
+    assert state["last_run"]["version"] == 2
+    assert state["daemon"]["running"] is True
+
+    # The owner's files are exactly as they were dropped.
+    for path, digest in hashes.items():
+        assert sha256_of(path) == digest
+        assert path.stat().st_mtime_ns == stats[path].st_mtime_ns
+
+    # The inbox: a new photo is classified by the new model and written down once.
+    inbox_photo = make_photo(workspace.root / "inbox" / "new.png", "red", 999)
+    record = daemon.wait_for(event="inbox: classified", timeout=30)
+    assert record["version"] == 2
+    lines = (workspace.root / "predictions.jsonl").read_text().splitlines()
+    assert len(lines) == 1
+    entry = json.loads(lines[0])
+    assert entry["sha256"] == sha256_of(inbox_photo)
+    assert entry["label"] == label
+    assert entry["version"] == 2
+    assert daemon.stop() == 0
+
+
+def test_status_without_a_daemon(workspace) -> None:
+    state = status(workspace.root)
+    assert state["version"] == 1
+    assert state["daemon"] == {"running": False, "pid": None}
+    assert state["last_run"] is None
+    assert state["pending"] in ({}, {"Cat": 0, "Dog": 0})
