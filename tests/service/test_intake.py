@@ -626,3 +626,13 @@ def test_locked_database_delays_but_loses_nothing(make: Callable[..., Harness]) 
         holder.wait()
     wait_for(lambda: h.paths() == {"corrections/Cat/a.png": "Cat"})
     assert h.kinds() == ["new"]
+
+
+def test_pixel_limit_refuses_big_images(make: Callable[..., Harness]) -> None:
+    h = make(max_pixels=100)
+    (h.cat / "big.png").write_bytes(image_bytes(1, size=16))  # 256 pixels > 100
+    h.settle()
+    assert h.paths() == {}
+    (line,) = h.not_queued()
+    assert line.startswith("not queued: corrections/Cat/big.png: ")
+    assert "pixel" in line.lower()

@@ -190,6 +190,43 @@ class ModelStore:
 
     # --- writing ----------------------------------------------------------------------
 
+    def create(self, model_bytes: bytes, *, source: str) -> list[Path]:
+        """Start a store with ``model_bytes`` as version 1 and current; returns what it wrote.
+
+        Used by ``init``: version file, then ``current.mlmodel``, then the manifest (whose
+        presence marks the store complete), so an interrupted init is simply redone.
+        """
+        written: list[Path] = []
+        with self._locked():
+            first = self.version_path(1)
+            if not first.exists():
+                self.workspace.versions.mkdir(parents=True, exist_ok=True)
+                atomic_write_bytes(first, model_bytes)
+                written.append(first)
+            current = self.workspace.current_model
+            if not current.exists() or current.read_bytes() != model_bytes:
+                self._write_current(model_bytes)
+                written.append(current)
+            when = _now_iso()
+            entry = {
+                "version": 1,
+                "parent": None,
+                "time": when,
+                "reason": "initial",
+                "corrections": {"count": 0, "ids": []},
+                "loss": None,
+                "metrics": {},
+                "gate": None,
+                "promoted": True,
+                "promoted_at": when,
+                "sha256": sha256_bytes(model_bytes),
+                "source": source,
+            }
+            history = [{"version": 1, "from": None, "time": when, "reason": "initial"}]
+            self._write_manifest({"current": 1, "versions": [entry], "history": history})
+            written.append(self.workspace.manifest)
+        return written
+
     def add_version(
         self,
         model_bytes: bytes,

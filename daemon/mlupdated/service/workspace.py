@@ -165,37 +165,11 @@ def _init(ws: Workspace, model_path: Path) -> tuple[list[Path], Workspace]:
             make_dir(directory)
         for label in labels:
             make_dir(ws.corrections / label)
-        first = ws.versions / version_filename(1)
-        if not first.exists():
-            atomic_write_bytes(first, model_bytes)
-            created.append(first)
+        store = ModelStore(ws)
         if not ws.manifest.exists():
-            store = ModelStore(ws)
-            data = {
-                "format": 1,
-                "current": None,
-                "versions": [
-                    {
-                        "version": 1,
-                        "parent": None,
-                        "time": _now(),
-                        "reason": "initial",
-                        "corrections": {"count": 0, "ids": []},
-                        "loss": None,
-                        "metrics": {},
-                        "gate": None,
-                        "promoted": False,
-                        "sha256": model_sha,
-                        "source": model_path.name,
-                    }
-                ],
-            }
-            store._write_manifest(data)
-            store.promote(1, reason="initial")
-            created.append(ws.manifest)
-            created.append(ws.current_model)
+            created += store.create(model_bytes, source=model_path.name)
         elif not ws.current_model.exists():
-            ModelStore(ws).recover()
+            store.recover()
             created.append(ws.current_model)
         if not ws.config_path.exists():
             atomic_write_bytes(ws.config_path, DEFAULT_CONFIG_TEXT.encode("utf-8"))
@@ -206,12 +180,6 @@ def _init(ws: Workspace, model_path: Path) -> tuple[list[Path], Workspace]:
             path=getattr(exc, "filename", None) or root,
         ) from exc
     return created, ws
-
-
-def _now() -> str:
-    from .store import _now_iso
-
-    return _now_iso()
 
 
 def _refuse_foreign(ws: Workspace, model_sha: str) -> None:
