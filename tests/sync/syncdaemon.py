@@ -33,7 +33,7 @@ POLL_SECONDS = 0.25
 # Short enough to keep the tests quick, long enough that a writer pausing between two
 # chunks (CHUNK_PAUSE) never looks finished.
 STABILITY_SECONDS = 1.0
-CHUNK_PAUSE = 0.15
+CHUNK_PAUSE = 0.05
 
 
 def make_jpeg(seed: int, *, size: int = 24) -> bytes:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import plistlib
+import zlib
 from pathlib import Path
 
 from syncdaemon import Daemon, make_jpeg, write_in_chunks
@@ -25,7 +26,8 @@ DOG_FILES = ("IMG_0101.jpg", "IMG_0102.jpg")
 
 
 def _seed(name: str) -> int:
-    return int.from_bytes(name.encode(), "little") % (2**32)
+    # Distinct names must give distinct images: the queue de-duplicates by content.
+    return 1000 + zlib.crc32(name.encode())
 
 
 def _finish_with_sentinel(daemon: Daemon, expected: dict[str, int], folder: Path) -> None:
@@ -140,7 +142,8 @@ def test_icloud_drive(make_daemon):
 def test_network_share_with_polling_observer(make_daemon):
     """SMB/NFS share: no inotify events, so the polling observer; writes land in place."""
     daemon = make_daemon(observer="polling")
-    assert "polling" in json.dumps(daemon.status()), "status does not show the polling observer"
+    daemon.wait_until("the observer in status", lambda: bool(daemon.status().get("observer")))
+    assert "polling" in json.dumps(daemon.status()["observer"])
     dog = daemon.workspace / "corrections" / "Dog"
     # A NAS's own bookkeeping (Synology thumbnails are real JPEGs) and recycle bin.
     (dog / "@eaDir" / "IMG_0101.jpg").mkdir(parents=True)
