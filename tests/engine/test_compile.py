@@ -132,3 +132,15 @@ def test_unsupported_layer_after_the_cut_does_not_matter() -> None:
     x = rng(7).standard_normal((2, 3)).astype(np.float32)
     prefix = Session(compile_network(spec, stop_before=1)).run({"x": x})
     assert_close(prefix["h"], np.maximum(x, 0).reshape(2, 3, 1, 1))
+
+
+def test_weights_that_do_not_fit_the_input_are_refused_at_compile_time() -> None:
+    weights = np.ones((4, 5), np.float32)  # made for 5 inputs, fed 3
+    spec = build_spec(
+        {"x": (3,)},
+        ["y"],
+        lambda b: b.add_inner_product("fc_bad", weights, None, 5, 4, False, "x", "y"),
+    )
+    with pytest.raises(InvalidModelError, match="'fc_bad'") as info:
+        compile_network(spec)
+    assert info.value.layer == "fc_bad"

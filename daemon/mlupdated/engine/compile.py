@@ -12,6 +12,7 @@ anything runs.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -273,4 +274,22 @@ def compile_network(
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as exc:
         raise InvalidModelError(f"compiled graph is invalid: {exc}") from exc
+    _check_shapes(model)
     return model
+
+
+_NODE_NAME = re.compile(r"node name: ([^)]*?)/[A-Za-z]+__\d+")
+
+
+def _check_shapes(model: onnx.ModelProto) -> None:
+    """Refuse a network whose shapes do not fit together (a weight of the wrong size
+    for its input, a concat of unequal sizes...) now, naming the layer, rather than
+    when onnxruntime loads or runs it."""
+    try:
+        onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    except Exception as exc:  # onnx raises InferenceError, or RuntimeError from C++
+        found = _NODE_NAME.search(str(exc))
+        layer = found.group(1) if found else None
+        where = f"layer {layer!r}: " if layer else ""
+        detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise InvalidModelError(f"{where}shapes do not fit: {detail}", layer=layer) from exc

@@ -181,12 +181,26 @@ class ConvertContext:
         padding rules) use it; everything else stays shape-agnostic.
         """
         if not getattr(self, "_shapes_valid", False):
+            # Float weights enter as declared inputs (shape only): inference needs the
+            # values of small integer tensors (shapes, axes, pads), never of weights.
+            small = [t for t in self.initializers if t.data_type != TensorProto.FLOAT]
+            declared = [
+                helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
+                for t in self.initializers
+                if t.data_type == TensorProto.FLOAT
+            ]
             graph = helper.make_graph(
-                self.graph_nodes, "partial", self.graph_inputs, [], initializer=self.initializers
+                self.graph_nodes, "partial", self.graph_inputs + declared, [], initializer=small
             )
             model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", self.opset)])
             model.ir_version = 8
-            inferred = onnx.shape_inference.infer_shapes(model)
+            try:
+                inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+            except Exception as exc:  # onnx raises its own InferenceError and others
+                layer = getattr(self.layer, "name", None)
+                raise InvalidModelError(
+                    f"shapes before layer {layer!r} are inconsistent: {exc}", layer=layer
+                ) from exc
             shapes: dict[str, list[int | None]] = {}
             for info in list(inferred.graph.value_info) + list(inferred.graph.input):
                 if info.type.tensor_type.HasField("shape"):
