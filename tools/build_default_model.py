@@ -40,6 +40,7 @@ SEED = 0
 BACKBONE = "efficientnet-lite0"
 IMAGE_SIZE = 224
 FEATURES = 1280
+FEATURES_BLOB = "features"
 # EfficientNet-Lite was trained on (x - 127) / 128 for every channel: one scale and
 # one bias, which Core ML's scaler (a single channelScale) expresses exactly.
 INPUT_MEAN = 127.0
@@ -199,7 +200,27 @@ def as_classifier(spec: Any) -> Any:
     classifier.preprocessing.extend(network.preprocessing)
     classifier.arrayInputShapeMapping = network.arrayInputShapeMapping
     classifier.imageInputShapeMapping = network.imageInputShapeMapping
+    rename_backbone(classifier)
     return out
+
+
+def rename_backbone(network: Any) -> None:
+    """Give the traced layers and blobs readable names instead of TorchScript's
+    ``x.101``: layer ``backbone_012_convolution`` writes ``backbone_012_convolution_output``;
+    the pooled output is ``features``."""
+    inputs = {name for layer in network.layers for name in layer.input}
+    produced = {name for layer in network.layers for name in layer.output}
+    blobs = {name: name for name in inputs - produced}  # model inputs keep their names
+    last = len(network.layers) - 1
+    for index, layer in enumerate(network.layers):
+        kind = layer.WhichOneof("layer")
+        layer.name = f"backbone_{index:03d}_{kind}"
+        for position, name in enumerate(layer.input):
+            layer.input[position] = blobs[name]
+        for position, name in enumerate(layer.output):
+            suffix = f"_output{position}" if position else "_output"
+            blobs[name] = FEATURES_BLOB if index == last else layer.name + suffix
+            layer.output[position] = blobs[name]
 
 
 def append_head(spec: Any, weights: dict[str, np.ndarray]) -> Any:
@@ -207,7 +228,7 @@ def append_head(spec: Any, weights: dict[str, np.ndarray]) -> Any:
     from coremltools.models import datatypes
     from coremltools.models.neural_network import NeuralNetworkBuilder
 
-    features_blob = spec.neuralNetworkClassifier.layers[-1].output[0]
+    features_blob = FEATURES_BLOB
     hidden = weights["w5"].shape[0]
     output = spec.description.output.add()
     output.name = "output"
