@@ -51,6 +51,18 @@ def same_pads(size: int, kernel: int, stride: int, dilation: int, mode: int) -> 
     return (big, small) if mode == TOP_LEFT_HEAVY else (small, big)
 
 
+def _decode(layer: Any, params: Any, shape: tuple[int, ...], *, channel_axis: int) -> Any:
+    from ...coreml.weights import decode_weights
+
+    count = 1
+    for d in shape:
+        count *= d
+    values = decode_weights(
+        params, count=count, layer=layer.name, shape=shape, channel_axis=channel_axis
+    )
+    return values.reshape(shape).astype("float32")
+
+
 def spatial_size(layer: Any, ctx: ConvertContext, blob: str) -> tuple[int, int]:
     shape = ctx.static_shape(blob)
     if len(shape) != 4 or shape[2] is None or shape[3] is None:
@@ -80,7 +92,12 @@ def convert_convolution(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]
         w_shape = (k_ch, c_out // groups, kh, kw)
     else:
         w_shape = (c_out, k_ch, kh, kw)
-    weights = ctx.weights(p.weights, w_shape, hint=f"{layer.name}/W")
+    if p.isDeconvolution:
+        # Deconvolution weights are [Cin, Cout/groups, kh, kw]: per-channel quantization
+        # runs along their second axis (the output channels).
+        weights = ctx.const(_decode(layer, p.weights, w_shape, channel_axis=1), hint="W")
+    else:
+        weights = ctx.weights(p.weights, w_shape, hint=f"{layer.name}/W")
     inputs = [x, weights]
     if p.hasBias:
         inputs.append(ctx.weights(p.bias, (c_out,), hint=f"{layer.name}/b"))
