@@ -150,3 +150,11 @@ def test_predict_paths_keeps_order_across_batches(model_path: Path, photos: list
             [first.probabilities[k] for k in LABELS],
             atol=1e-6,
         )
+
+
+def test_missing_model_is_one_line_and_exit_two(tmp_path: Path, photos: list[Path]) -> None:
+    proc = _predict_cli("--model", tmp_path / "absent.mlmodel", photos[0])
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    (line,) = proc.stderr.strip().splitlines()
+    assert "absent.mlmodel" in line
