@@ -71,19 +71,19 @@ def test_syncthing(make_daemon):
 
 
 def test_nextcloud_desktop_client(make_daemon):
-    """Nextcloud/ownCloud client: hidden ``.NAME.~RANDOM`` download, then rename."""
+    """Nextcloud/ownCloud client: hidden ``.NAME.~<8 hex>`` download, then rename."""
     daemon = make_daemon()
     dog = daemon.workspace / "corrections" / "Dog"
     # The client's journal database and log in the sync root.
     (dog / ".sync_2f8c0e1a9b3d.db").write_bytes(b"SQLite format 3\x00" + bytes(100))
     (dog / ".nextcloudsync.log").write_text("log\n")
     # Leftovers of interrupted transfers, each a complete image.
-    (dog / ".IMG_0199.jpg.~5a1f2c").write_bytes(make_jpeg(4))
+    (dog / ".IMG_0199.jpg.~5a1f2c9e").write_bytes(make_jpeg(4))
     (dog / ".~IMG_0198.jpg").write_bytes(make_jpeg(5))
     (dog / "IMG_0197.jpg.part").write_bytes(make_jpeg(6))
     (dog / "IMG_0196.jpg.ocTransferId1234567.part").write_bytes(make_jpeg(7))
     for name in DOG_FILES:
-        temp = dog / f".{name}.~{_seed(name) % 0xFFFFFF:06x}"
+        temp = dog / f".{name}.~{_seed(name) % 0xFFFFFFFF:08x}"
         write_in_chunks(temp, make_jpeg(_seed(name)))
         os.replace(temp, dog / name)
     _finish_with_sentinel(daemon, {"Dog": len(DOG_FILES)}, dog)
