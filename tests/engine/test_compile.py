@@ -144,3 +144,12 @@ def test_weights_that_do_not_fit_the_input_are_refused_at_compile_time() -> None
     with pytest.raises(InvalidModelError, match="'fc_bad'") as info:
         compile_network(spec)
     assert info.value.layer == "fc_bad"
+
+
+def test_exact_mapped_input_without_leading_one_gets_a_batch_axis() -> None:
+    spec = build_spec(
+        {"x": (5,)}, ["y"], lambda b: b.add_softmax_nd("sm", "x", "y", axis=-1), nd=True
+    )
+    x = rng(8).standard_normal((3, 5)).astype(np.float32)
+    e = np.exp(x - x.max(1, keepdims=True))
+    assert_close(run_spec(spec, {"x": x})["y"], e / e.sum(1, keepdims=True))

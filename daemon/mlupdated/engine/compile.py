@@ -3,8 +3,9 @@
 The graph takes the model's inputs with the batch as axis 0: an image input is a
 float32 ``[N, C, H, W]`` tensor of raw 0..255 values in the model's colour space
 (what ``coreml.images.image_to_tensor`` returns, stacked); a multi-array input is
-``[N, *shape]`` (with ``EXACT_ARRAY_MAPPING`` the spec's leading axis is the batch, so
-the input is the spec's shape with axis 0 left free). The network's preprocessing
+``[N, *shape]`` (with ``EXACT_ARRAY_MAPPING``, a spec shape that starts with 1 has
+its batch there, so the input is that shape with axis 0 left free; ND layers'
+positive axes count that batch axis). The network's preprocessing
 (scaler or mean image) comes first, then the layers, each converted by its family's
 converter from the registry. Everything that can be refused is refused here, before
 anything runs.
@@ -109,7 +110,10 @@ def _add_inputs(
         elif kind == "multiArrayType":
             shape = list(multiarray_shape(feature))
             if nn.arrayInputShapeMapping == _EXACT_ARRAY_MAPPING:
-                dims: list[int | str] = [batch, *shape[1:]] if shape else [batch]
+                # coremltools writes ND shapes with the batch (1) first; a shape that
+                # does not start with 1 gets a batch axis in front of it.
+                rest = shape[1:] if shape and shape[0] == 1 else shape
+                dims: list[int | str] = [batch, *rest]
                 inputs.append(helper.make_tensor_value_info(name, FLOAT, dims))
                 ctx.set_rank(name, len(dims))
             else:
