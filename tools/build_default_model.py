@@ -271,9 +271,10 @@ def append_head(spec: Any, weights: dict[str, np.ndarray]) -> Any:
 def mark_updatable(builder: Any) -> None:
     """Mark the head updatable and set loss, optimizer, epochs and shuffling.
 
-    coremltools' ``make_updatable`` refuses any spec holding a float16 weight, even in
-    frozen layers; Core ML's own validator only requires the *updatable* layers to be
-    unquantized. So the flags are set here directly, as ``make_updatable`` would.
+    The flags are set here directly, as coremltools' ``make_updatable`` would, so that
+    the experimental ``--frozen-precision float16`` build (which ``make_updatable``
+    refuses: Core ML runs a network holding float16 weights entirely in float16 and
+    cannot update it) still produces a file to measure.
     """
     from coremltools.models.neural_network import SgdParams
 
@@ -324,7 +325,7 @@ def describe(spec: Any, *, frozen_precision: str) -> None:
         )
 
 
-def build(*, frozen_precision: str = "float16") -> Any:
+def build(*, frozen_precision: str = "float32") -> Any:
     """Build and return the model spec (a ``Model_pb2.Model``)."""
     logging.getLogger("coremltools").setLevel(logging.ERROR)
     with warnings.catch_warnings():
@@ -362,8 +363,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--frozen-precision",
         choices=("float16", "float32"),
-        default="float16",
-        help="storage of the frozen backbone weights (the head is always float32)",
+        default="float32",
+        help=(
+            "storage of the frozen backbone weights (the head is always float32); "
+            "float16 makes a smaller file that Core ML cannot update on device"
+        ),
     )
     args = parser.parse_args(argv)
 

@@ -107,6 +107,13 @@ def _weights_half(spec):
     weights.float16Value = values.astype("<f2").tobytes()
 
 
+def _frozen_conv_half(spec):
+    weights = layer_by_name(spec, "conv_1").convolution.weights
+    values = np.asarray(weights.floatValue, np.float32)
+    weights.ClearField("floatValue")
+    weights.float16Value = values.astype("<f2").tobytes()
+
+
 def _duplicate_name(spec):
     layer_by_name(spec, "relu_1").name = "conv_1"
 
@@ -162,6 +169,7 @@ CASES = [
     ("updatable-layer-type", _relu_updatable, {}, "relu_5"),
     ("weights-and-bias-updatable", _bias_frozen, {}, "dense_5"),
     ("updatable-weights-float32", _weights_half, {}, "dense_6"),
+    ("no-float16-weights", _frozen_conv_half, {}, "conv_1"),
     ("unique-layer-names", _duplicate_name, {}, "conv_1"),
     ("one-loss-layer", _two_losses, {}, None),
     ("loss-input-softmax", _loss_on_logits, {}, "lossLayer"),

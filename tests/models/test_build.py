@@ -174,7 +174,7 @@ def test_float32_build_agrees_with_pytorch(build_module: Any, net: Any) -> None:
     np.testing.assert_allclose(actual, expected, atol=PROBABILITY_ATOL, rtol=0)
 
 
-def test_float16_storage_keeps_the_decisions(build_module: Any, net: Any) -> None:
+def test_shipped_model_keeps_the_decisions(build_module: Any, net: Any) -> None:
     images = _images()
     expected = _torch_probabilities(build_module, net, images)["probabilities"]
     got = Predictor.from_path(cli.bundled_model_path()).predict_tensors({"image": images})

@@ -20,7 +20,8 @@ from mlupdated.engine.runtime import Session
 from . import reference
 from .photos import CAT_PHOTOS, NON_PET_PHOTOS, model_sized, save_photo
 
-MAX_FILE_BYTES = 12_000_000
+# All float32 (Core ML cannot update a network holding float16 weights): about 14 MB.
+MAX_FILE_BYTES = 15_000_000
 UPDATABLE = ("dense_5", "dense_6")
 LABELS = ["Cat", "Dog"]
 PROBABILITY_ATOL = 1e-4
@@ -133,9 +134,9 @@ def test_only_the_head_is_updatable_and_float32(spec: Any) -> None:
                 assert params.isUpdatable
                 assert len(params.floatValue) > 0 and not params.float16Value
             else:
-                # The frozen backbone is stored as float16 to keep the file small.
+                # float32 too: Core ML cannot update a network holding float16 weights.
                 assert not params.isUpdatable
-                assert len(params.float16Value) > 0 and not params.floatValue
+                assert len(params.floatValue) > 0 and not params.float16Value
 
 
 def test_loss_and_optimizer_defaults_lie_in_their_ranges(spec: Any) -> None:

@@ -76,6 +76,7 @@ def check_network(spec: Model_pb2.Model) -> list[Problem]:
         problems.append(make_problem("has-updatable-layer", "no layer is marked updatable"))
     for layer in updatable:
         problems.extend(_check_updatable_layer(layer))
+    problems.extend(_check_no_float16(layers))
 
     if len(loss_layers) != 1:
         problems.append(
@@ -134,6 +135,38 @@ def _check_updatable_layer(layer: object) -> list[Problem]:
                 )
             )
     return problems
+
+
+def _check_no_float16(layers: list[object]) -> list[Problem]:
+    # Core ML compiles a network holding any float16 weight to a full float16 model,
+    # which it cannot update (coremltools' make_updatable refuses such networks for
+    # that reason): frozen layers included, not only the updatable ones.
+    halves = [layer.name for layer in layers if _holds_float16(layer)]  # type: ignore[attr-defined]
+    if not halves:
+        return []
+    more = f" (and {len(halves) - 1} more)" if len(halves) > 1 else ""
+    return [
+        make_problem(
+            "no-float16-weights",
+            f"layer '{halves[0]}'{more} stores weights as float16; Core ML runs such a "
+            "network entirely in float16 and cannot update it (store them as float32)",
+            halves[0],
+        )
+    ]
+
+
+def _holds_float16(message: object) -> bool:
+    for field, value in message.ListFields():  # type: ignore[attr-defined]
+        if field.message_type is None:
+            continue
+        # A repeated field comes as a container of messages, a singular one as a message.
+        for item in [value] if hasattr(value, "ListFields") else value:
+            if field.message_type.name == "WeightParams":
+                if len(item.float16Value):
+                    return True
+            elif _holds_float16(item):
+                return True
+    return False
 
 
 def _producers(layers: list[object]) -> dict[str, int]:
