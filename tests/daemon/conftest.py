@@ -12,6 +12,7 @@ noise — so a handful of corrections can move the model's predictions.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import signal
@@ -26,6 +27,8 @@ from typing import Any
 import numpy as np
 import pytest
 from mlupdated.coreml.spec import save_spec
+from mlupdated.engine.predictor import Predictor
+from mlupdated.service.workspace import init_workspace
 from PIL import Image
 
 from tests.helpers.updatable_specs import build_updatable_spec
@@ -60,6 +63,21 @@ def toml_text(config: dict[str, dict[str, Any]]) -> str:
             lines.append(f"{key} = {json.dumps(value)}")
         lines.append("")
     return "\n".join(lines)
+
+
+def photo_bytes(kind: str, seed: int, *, size: int = IMAGE_SIZE) -> bytes:
+    """The PNG bytes of :func:`make_photo`."""
+    buffer = io.BytesIO()
+    _photo(kind, seed, size).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _photo(kind: str, seed: int, size: int) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 60, (size, size, 3)).astype(np.int32)
+    channel = 0 if kind == "red" else 2
+    pixels[..., channel] += 180
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
 
 
 def make_photo(path: Path, kind: str, seed: int) -> Path:
@@ -281,8 +299,8 @@ def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def workspace(tmp_path: Path, model_path: Path) -> Workspace:
     """A fresh workspace around the small model, with the fast test config."""
     root = tmp_path / "ws"
-    done = cli("init", str(root), "--model", str(model_path))
-    assert done.returncode == 0, done.stderr
+    # In-process: ``mlupdated init`` has its own tests, and each CLI start costs seconds.
+    init_workspace(root, model_path=model_path)
     ws = Workspace(root)
     ws.write_config()
     return ws
@@ -309,7 +327,43 @@ def wrong_photos(
     """``count`` photos of one kind, made outside the workspace, and the label the model
     does NOT give them (so dropping them under that label is a correction)."""
     photos = [make_photo(tmp / f"photo{seed + i}.png", "red", seed + i) for i in range(count)]
-    labels = set(predict(ws.root, photos).values())
+    predictor = Predictor.from_path(ws.current_model, cache=False)
+    labels = {r.label for r in predictor.predict_paths(photos)}
     assert len(labels) == 1, f"the model should agree with itself on one kind: {labels}"
     (given,) = labels
     return ("Dog" if given == "Cat" else "Cat"), photos
+
+
+def child_pids(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (read from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # The command name may hold spaces; the parent pid follows the closing bracket.
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
+def wait_gone(pids: list[int], timeout: float = 15.0) -> list[int]:
+    """Wait until none of ``pids`` is alive; return those still alive at the timeout."""
+    deadline = time.monotonic() + timeout
+    alive = list(pids)
+    while alive and time.monotonic() < deadline:
+        alive = [p for p in alive if _alive(p)]
+        time.sleep(0.1)
+    return alive
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"

@@ -68,3 +68,12 @@ def test_without_socket_everything_is_a_no_op(tmp_path: Path) -> None:
     # A socket path nobody listens on must not raise either.
     gone = Notifier.from_environ({"NOTIFY_SOCKET": str(tmp_path / "nobody.sock")})
     assert not gone.ready()
+
+
+def test_a_manager_that_stops_reading_never_blocks_us(listener) -> None:
+    _, path = listener
+    notifier = Notifier.from_environ({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "1000000"})
+    # Nobody reads: the socket's queue fills up, and sends then fail instead of hanging.
+    results = [notifier.watchdog() for _ in range(2000)]
+    assert results[0] is True
+    assert results[-1] is False

@@ -41,6 +41,7 @@ from .worker import UpdateRunner, remove_stale_candidates
 
 LOOP_SECONDS = 1.0
 STATUS_SECONDS = 2.0
+INTAKE_DEAD_TURNS = 5
 # After the child was told to stop, the run's bookkeeping needs a moment to finish.
 ABORT_GRACE_SECONDS = 10.0
 LOG_LEVELS = {
@@ -82,6 +83,7 @@ class Daemon:
         self._reload = False
         self._update_now = False
         self._pause_changed = False
+        self._intake_dead = 0
         self.notifier = Notifier.from_environ()
 
     # --- signals: flags only ---------------------------------------------------------------
@@ -345,8 +347,11 @@ class Daemon:
             alive = self.intake.is_alive()
         except Exception:
             alive = False
-        if alive:
+        # The intake restarts its own observer; step in only when it stays dead.
+        self._intake_dead = 0 if alive else self._intake_dead + 1
+        if self._intake_dead < INTAKE_DEAD_TURNS:
             return
+        self._intake_dead = 0
         self.log.warning("file watcher found dead; restarting it")
         try:
             self.intake.stop()

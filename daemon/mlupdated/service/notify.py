@@ -59,6 +59,9 @@ class Notifier:
             return False
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+                # Never block: a manager that stops reading (its queue is full) must not
+                # stall the daemon's loop; that message is lost, the next one tries again.
+                sock.setblocking(False)
                 sock.sendto(message.encode("utf-8"), self._address)
         except OSError:
             # The manager going away must never take the daemon down with it.

@@ -299,7 +299,13 @@ class UpdateScheduler:
                 return None
             self._running = True
             started = now
-        self._run(reason, started)
+        aps = self._aps
+        if aps is None:
+            self._run(reason, started)  # not started: run inline (tests drive ticks)
+        else:
+            # A job of its own, so the tick keeps ticking (and status stays fresh)
+            # while the update runs.
+            aps.add_job(self._run, args=(reason, started), id="update", misfire_grace_time=None)
         return reason
 
     def _run(self, reason: str, started: float) -> None:
