@@ -82,9 +82,9 @@ class RecordingLog:
 
 
 class Harness:
-    def __init__(self, root: Path, model: Path, config: Config) -> None:
+    def __init__(self, root: Path, model: Path, config: Config, *, busy_timeout: float) -> None:
         self.ws: Workspace = init_workspace(root, model_path=model)
-        self.queue = Queue(self.ws.db_path)
+        self.queue = Queue(self.ws.db_path, busy_timeout=busy_timeout)
         self.changes: list[CorrectionChange] = []
         self.inbox: list[tuple[Path, str]] = []
         self.log = RecordingLog()
@@ -149,8 +149,15 @@ def observer(request: pytest.FixtureRequest) -> str:
 def make(tmp_path: Path, model_file: Path) -> Iterator[Callable[..., Harness]]:
     made: list[Harness] = []
 
-    def factory(observer: str = "native", *, start: bool = True, **intake: Any) -> Harness:
-        h = Harness(tmp_path / f"ws{len(made)}", model_file, make_config(observer, **intake))
+    def factory(
+        observer: str = "native", *, start: bool = True, busy_timeout: float = 10.0, **intake: Any
+    ) -> Harness:
+        h = Harness(
+            tmp_path / f"ws{len(made)}",
+            model_file,
+            make_config(observer, **intake),
+            busy_timeout=busy_timeout,
+        )
         made.append(h)
         if start:
             h.intake.start()
@@ -609,10 +616,7 @@ def test_locked_database_delays_but_loses_nothing(make: Callable[..., Harness]) 
     import subprocess
     import sys
 
-    h = make()
-    h.queue.close()
-    h.queue = Queue(h.ws.db_path, busy_timeout=0.1)
-    h.intake.queue = h.queue
+    h = make(busy_timeout=0.1)
     holder = subprocess.Popen(
         [sys.executable, "-c", _LOCK_HOLDER, str(h.ws.db_path), "2.5"],
         stdout=subprocess.PIPE,

@@ -1,0 +1,541 @@
+"""What intake does with a path: wait until the file is complete, then take it.
+
+``Arrivals`` holds every decision of intake and runs on its worker thread only (see
+``intake.py`` for the threads): the stability wait (size and mtime unchanged for
+``stability_seconds`` *and* the file decodes as an image), hashing, queueing a
+correction or handing an inbox photo over, moves (relabel), removals (retract), the
+full rescan, and the mount-flap rule: when ``corrections/``, ``inbox/`` or a whole
+label folder is missing, nothing under it is treated as removed.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import ImageError, MlupdatedError
+from .config import Config
+from .filters import check_image, file_kind, ignored_name, ignored_relpath, inside, sha256_file
+from .queue import CorrectionChange, Queue
+from .workspace import Workspace, model_labels
+
+TOPS = ("corrections", "inbox")
+# Stable but undecodable: look once more after another stability period before calling
+# it bad, so a pre-allocated file whose writer pauses is not reported for nothing.
+BAD_AFTER_STABLE_CHECKS = 2
+# Read errors that are not the file's fault (cloud placeholders, flaky mounts): retry.
+RETRY_BACKOFF_MAX = 60.0
+MAX_WAIT_TICK = 0.25
+
+
+@dataclass
+class _Candidate:
+    rel: str
+    sig: tuple[int, int] | None = None
+    since: float = 0.0
+    due: float = 0.0
+    stable_failures: int = 0
+    read_failures: int = 0
+    store_failures: int = 0
+    replaces: str | None = None
+
+
+def _show(rel: str) -> str:
+    """A path for a log line: control characters (newlines in names) escaped, so one
+    problem stays one line."""
+    if rel.isprintable():
+        return rel
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in rel)
+
+
+class Arrivals:
+    """Intake's decisions about files (worker thread only; see the module docstring)."""
+
+    def __init__(
+        self,
+        workspace: Workspace,
+        config: Config,
+        queue: Queue,
+        *,
+        on_correction: Callable[[CorrectionChange], None],
+        on_inbox: Callable[[Path, str], None],
+        log: Any,
+        stopping: threading.Event,
+    ) -> None:
+        self.workspace = workspace
+        self.config = config
+        self.queue = queue
+        self._on_correction = on_correction
+        self._on_inbox = on_inbox
+        self._log = log
+        self._stopping = stopping
+        self._candidates: dict[str, _Candidate] = {}
+        self._bad: dict[str, tuple[int, int]] = {}
+        self._labels: list[str] = []
+        self._labels_sig: tuple[int, int] | None = None
+        self._unavailable: set[str] = set()
+        self._lock = threading.Lock()
+
+    def waiting(self) -> int:
+        """Files seen but not yet taken or refused (in their stability wait)."""
+        return len(self._candidates)
+
+    def unavailable(self) -> list[str]:
+        """Sources (folders, relative) that are missing right now."""
+        with self._lock:
+            return sorted(self._unavailable)
+
+    def next_due_in(self) -> float:
+        """Seconds until the next waiting file should be looked at (capped)."""
+        if not self._candidates:
+            return MAX_WAIT_TICK
+        soonest = min(c.due for c in self._candidates.values())
+        return max(0.0, min(MAX_WAIT_TICK, soonest - time.monotonic()))
+
+    # --- paths ------------------------------------------------------------------------
+
+    def rel(self, path: str) -> str:
+        """``path`` relative to the workspace root, forward slashes."""
+        return self.workspace.relative(path)
+
+    def _abs(self, rel: str) -> Path:
+        return self.workspace.root / rel
+
+    def _watched(self, rel: str) -> bool:
+        parts = rel.split("/")
+        return len(parts) >= 2 and parts[0] in TOPS and ".." not in parts
+
+    def _ignored(self, rel: str) -> bool:
+        return ignored_relpath(rel, self.config.intake.ignore)
+
+    def consider(self, path: str, *, replaces: str | None = None) -> None:
+        """A hint that ``path`` may be new or changed: start (or hurry) its stability wait."""
+        rel = self.rel(path)
+        if not self._watched(rel) or self._ignored(rel):
+            if replaces:
+                self.gone(replaces, is_dir=False)
+            return
+        cand = self._candidates.get(rel)
+        now = time.monotonic()
+        if cand is None:
+            self._candidates[rel] = _Candidate(rel=rel, due=now, replaces=replaces)
+        else:
+            cand.due = min(cand.due, now + 0.05)
+            cand.replaces = cand.replaces or replaces
+
+    def walk_into(self, directory: str) -> None:
+        """A folder appeared (created or moved in): consider everything below it."""
+        for path in self._walk(Path(directory)):
+            self.consider(str(path))
+
+    def _walk(self, directory: Path) -> list[Path]:
+        """Every non-directory entry below ``directory``, skipping ignored names and never
+        descending into symlinked folders."""
+        found: list[Path] = []
+        stack = [directory]
+        while stack:
+            current = stack.pop()
+            try:
+                entries = list(os.scandir(current))
+            except OSError:
+                continue
+            for entry in entries:
+                if ignored_name(entry.name, self.config.intake.ignore):
+                    continue
+                try:
+                    is_dir = entry.is_dir(follow_symlinks=False)
+                except OSError:
+                    continue
+                if is_dir:
+                    stack.append(Path(entry.path))
+                else:
+                    found.append(Path(entry.path))
+        return found
+
+    # --- removals and moves -----------------------------------------------------------
+
+    def _source_available(self, rel: str) -> bool:
+        """False when the top folder or the label folder holding ``rel`` is missing."""
+        parts = rel.split("/")
+        top = self.workspace.root / parts[0]
+        if not top.is_dir():
+            self._mark_unavailable(parts[0])
+            return False
+        if parts[0] == "corrections" and len(parts) >= 3:
+            label_dir = top / parts[1]
+            if not label_dir.is_dir():
+                self._mark_unavailable(f"{parts[0]}/{parts[1]}")
+                return False
+        return True
+
+    def _mark_unavailable(self, rel: str) -> None:
+        with self._lock:
+            if rel in self._unavailable:
+                return
+            self._unavailable.add(rel)
+        self._log.warning(
+            f"source unavailable: {rel} is missing; nothing under it is treated as removed "
+            "until it returns",
+            path=rel,
+        )
+
+    def gone(self, rel: str, *, is_dir: bool) -> None:
+        """``rel`` (a file, or a folder with ``is_dir``) was removed: retract what it held,
+        unless its source is unavailable (a mount flap) or a new file took its name."""
+        if not self._watched(rel) and rel not in TOPS:
+            return
+        if is_dir or rel in TOPS:
+            prefix = rel.rstrip("/") + "/"
+            paths = set(self.queue.correction_paths(prefix)) | set(self.queue.seen_paths(prefix))
+            paths |= {r for r in self._candidates if r.startswith(prefix)}
+            for path in sorted(paths):
+                self.gone(path, is_dir=False)
+            return
+        if os.path.lexists(self._abs(rel)):
+            self.consider(str(self._abs(rel)))  # replaced by a new file of that name
+            return
+        self._candidates.pop(rel, None)
+        self._bad.pop(rel, None)
+        if not self._source_available(rel):
+            return
+        if rel.startswith("corrections/") and self.queue.retract_path(rel):
+            self._log.info(
+                f"correction retracted: {_show(rel)} was removed before training", path=rel
+            )
+        self.queue.forget_seen(rel)
+
+    def moved(self, src: str, dest: str, *, is_dir: bool) -> None:
+        """A rename inside or into the watched folders: relabel, or take the new path."""
+        src_rel, dest_rel = self.rel(src), self.rel(dest)
+        dest_ok = self._watched(dest_rel) and not self._ignored(dest_rel)
+        if is_dir:
+            if dest_ok:
+                self.walk_into(dest)
+            src_prefix = src_rel.rstrip("/") + "/"
+            for old in self.queue.seen_paths(src_prefix):
+                new = dest_rel + "/" + old[len(src_prefix) :]
+                if not (dest_ok and self._fast_move(old, new)):
+                    self.gone(old, is_dir=False)
+            for old in list(self.queue.correction_paths(src_prefix)):
+                self.gone(old, is_dir=False)
+            return
+        if dest_ok and self._fast_move(src_rel, dest_rel):
+            return
+        if dest_ok:
+            self.consider(dest, replaces=src_rel if self._watched(src_rel) else None)
+        elif self._watched(src_rel):
+            self.gone(src_rel, is_dir=False)
+
+    def _fast_move(self, src_rel: str, dest_rel: str) -> bool:
+        """A rename keeps the bytes: reuse the known hash instead of waiting and decoding."""
+        seen = self.queue.seen_file(src_rel)
+        if seen is None:
+            return False
+        try:
+            info = os.lstat(self._abs(dest_rel))
+        except OSError:
+            return False
+        if file_kind(info.st_mode) != "file" or (info.st_size, info.st_mtime) != seen[:2]:
+            return False
+        try:
+            if not self._take(dest_rel, info.st_size, info.st_mtime, seen[2]):
+                return False
+        except MlupdatedError:
+            return False  # the slow path (a candidate, retried with back-off) takes over
+        self.gone(src_rel, is_dir=False)
+        return True
+
+    # --- the stability wait -----------------------------------------------------------
+
+    def check_due(self) -> None:
+        """Look at every waiting file whose time has come."""
+        now = time.monotonic()
+        for rel in [r for r, c in self._candidates.items() if c.due <= now]:
+            if self._stopping.is_set():
+                return
+            cand = self._candidates.get(rel)
+            if cand is None:
+                continue
+            try:
+                self._check(cand)
+            except MlupdatedError as exc:
+                # The queue could not be written (disk full, database locked): the file is
+                # fine, so keep it waiting and try again later instead of spinning.
+                cand.store_failures += 1
+                delay = min(RETRY_BACKOFF_MAX, 2.0**cand.store_failures)
+                cand.due = time.monotonic() + delay
+                if cand.store_failures == 1 or delay >= RETRY_BACKOFF_MAX:
+                    self._log.error(
+                        f"cannot queue {_show(rel)} yet: {exc}; retrying in {delay:g} s",
+                        path=rel,
+                        error=str(exc),
+                    )
+
+    def _drop(self, cand: _Candidate) -> None:
+        self._candidates.pop(cand.rel, None)
+        if cand.replaces:
+            self.gone(cand.replaces, is_dir=False)
+
+    def _check(self, cand: _Candidate) -> None:
+        path = self._abs(cand.rel)
+        stability = self.config.intake.stability_seconds
+        now = time.monotonic()
+        try:
+            info = os.lstat(path)
+        except FileNotFoundError:
+            self._drop(cand)
+            return
+        except OSError as exc:
+            self._retry_later(cand, f"cannot stat ({exc.strerror})")
+            return
+        kind = file_kind(info.st_mode)
+        follow = False
+        if kind == "symlink":
+            root = self.workspace.root
+            if self.config.intake.follow_symlinks and inside(path, root):
+                try:
+                    info = os.stat(path)
+                except OSError:
+                    self._reject(cand, (info.st_size, info.st_mtime_ns), "broken symbolic link")
+                    return
+                kind, follow = file_kind(info.st_mode), True
+            else:
+                why = "symbolic link (not followed)"
+                if self.config.intake.follow_symlinks:
+                    why = "symbolic link pointing outside the workspace (not followed)"
+                self._reject(cand, (info.st_size, info.st_mtime_ns), why)
+                return
+        sig = (info.st_size, info.st_mtime_ns)
+        if kind != "file":
+            self._reject(cand, sig, f"not a regular file ({kind})")
+            return
+        if sig != cand.sig:
+            cand.sig, cand.since, cand.stable_failures = sig, now, 0
+            cand.due = now + stability
+            return
+        if now - cand.since < stability:
+            cand.due = cand.since + stability
+            return
+        if self._bad.get(cand.rel) == sig:
+            self._drop(cand)
+            return
+        seen = self.queue.seen_file(cand.rel)
+        if seen is not None and seen[:2] == (info.st_size, info.st_mtime) and self._known(cand.rel):
+            self._drop(cand)
+            return
+        try:
+            check_image(path, max_pixels=self.config.intake.max_pixels)
+            digest, size = sha256_file(path, follow_symlinks=follow)
+        except ImageError as exc:
+            self._undecodable(cand, sig, exc.reason)
+            return
+        except PermissionError:
+            self._reject(cand, sig, "permission denied")
+            return
+        except FileNotFoundError:
+            self._drop(cand)
+            return
+        except OSError as exc:
+            self._retry_later(cand, f"cannot read ({exc.strerror or exc})")
+            return
+        try:
+            after = os.stat(path) if follow else os.lstat(path)
+        except OSError:
+            self._drop(cand)
+            return
+        if (after.st_size, after.st_mtime_ns) != sig or size != info.st_size:
+            cand.sig, cand.since = (after.st_size, after.st_mtime_ns), now
+            cand.due = now + stability
+            return
+        # If the queue cannot be written, _take raises and the file stays a candidate.
+        self._take(cand.rel, info.st_size, info.st_mtime, digest)
+        self._candidates.pop(cand.rel, None)
+        if cand.replaces:
+            self.gone(cand.replaces, is_dir=False)
+
+    def _known(self, rel: str) -> bool:
+        if rel.startswith("inbox/"):
+            return True
+        return self.queue.holds_path(rel)
+
+    def _retry_later(self, cand: _Candidate, why: str) -> None:
+        cand.read_failures += 1
+        delay = min(RETRY_BACKOFF_MAX, self.config.intake.stability_seconds * 2**cand.read_failures)
+        cand.due = time.monotonic() + max(delay, 0.5)
+        if cand.read_failures == 3:
+            self._log.warning(f"waiting for {_show(cand.rel)}: {why}", path=cand.rel)
+
+    def _undecodable(self, cand: _Candidate, sig: tuple[int, int], reason: str) -> None:
+        cand.stable_failures += 1
+        if cand.stable_failures < BAD_AFTER_STABLE_CHECKS:
+            # Maybe a writer that paused (a pre-allocated file being filled): look again.
+            cand.due = time.monotonic() + max(self.config.intake.stability_seconds, 0.2)
+            return
+        self._reject(cand, sig, reason)
+
+    def _reject(self, cand: _Candidate, sig: tuple[int, int], reason: str) -> None:
+        self._candidates.pop(cand.rel, None)
+        if self._bad.get(cand.rel) != sig:
+            self._bad[cand.rel] = sig
+            self._not_queued(cand.rel, reason)
+        if cand.replaces:
+            self.gone(cand.replaces, is_dir=False)
+
+    def _not_queued(self, rel: str, reason: str) -> None:
+        self._log.warning(f"not queued: {_show(rel)}: {reason}", path=rel, reason=reason)
+        try:
+            self.queue.record_error("intake", rel, reason)
+        except MlupdatedError as exc:
+            self._log.error("cannot record an intake error", error=str(exc))
+
+    # --- taking a file ----------------------------------------------------------------
+
+    def _take(self, rel: str, size: int, mtime: float, digest: str) -> bool:
+        """Queue a complete, decodable file; True if it was accepted."""
+        parts = rel.split("/")
+        if parts[0] == "inbox":
+            try:
+                self._on_inbox(self._abs(rel), digest)
+            except Exception as exc:
+                self._log.error(f"inbox handler failed for {_show(rel)}", path=rel, error=str(exc))
+            self.queue.mark_seen(rel, size, mtime, digest)
+            return True
+        if len(parts) < 3:
+            self._reject_name(
+                rel,
+                size,
+                mtime,
+                f"not inside a label folder (model labels: {', '.join(self._labels)})",
+            )
+            return False
+        label = parts[1]
+        if label not in self._labels:
+            self._reject_name(
+                rel,
+                size,
+                mtime,
+                f"unknown label '{label}' (model labels: {', '.join(self._labels)})",
+            )
+            return False
+        change = self.queue.upsert_correction(
+            path=rel, sha256=digest, label=label, size=size, mtime=mtime
+        )
+        self._log_change(change)
+        if change.kind != "unchanged":
+            try:
+                self._on_correction(change)
+            except Exception as exc:
+                self._log.error("correction handler failed", path=rel, error=str(exc))
+        return True
+
+    def _reject_name(self, rel: str, size: int, mtime: float, reason: str) -> None:
+        try:
+            sig = (size, os.lstat(self._abs(rel)).st_mtime_ns)
+        except OSError:
+            sig = (size, int(mtime * 1e9))
+        if self._bad.get(rel) != sig:
+            self._bad[rel] = sig
+            self._not_queued(rel, reason)
+
+    def _log_change(self, change: CorrectionChange) -> None:
+        c = change.correction
+        if change.kind == "new":
+            self._log.info(
+                f"correction queued: {_show(change.path)} as {c.label}",
+                path=change.path,
+                label=c.label,
+                id=c.id,
+            )
+        elif change.kind == "duplicate":
+            self._log.info(
+                f"duplicate: {_show(change.path)} holds the same image as {_show(c.path)}",
+                path=change.path,
+                id=c.id,
+            )
+        elif change.kind == "relabelled":
+            self._log.info(
+                f"relabelled: {_show(change.path)}: {change.previous_label} → {c.label} "
+                "(the latest drop wins)",
+                path=change.path,
+                id=c.id,
+                previous=change.previous_label,
+                label=c.label,
+            )
+
+    # --- the full rescan ---------------------------------------------------------------
+
+    def load_labels(self) -> None:
+        """(Re)read the model's class labels when ``current.mlmodel`` changed."""
+        model = self.workspace.current_model
+        try:
+            info = model.stat()
+            sig = (info.st_size, info.st_mtime_ns)
+            if sig == self._labels_sig:
+                return
+            self._labels = model_labels(model)
+            self._labels_sig = sig
+        except (OSError, MlupdatedError) as exc:
+            self._log.warning(
+                "cannot read the model's labels; keeping the previous ones", error=str(exc)
+            )
+
+    def sweep(self) -> list[str]:
+        """Walk both folders: take what is new or changed, retract what is gone.
+
+        Returns the sources that were unavailable and are back (their watches need
+        renewing).
+        """
+        self.load_labels()
+        seen = self.queue.seen_files()
+        known = self.queue.correction_paths()
+        found: set[str] = set()
+        available: dict[str, bool] = {}
+        for top in TOPS:
+            top_dir = self.workspace.root / top
+            available[top] = top_dir.is_dir()
+            if not available[top]:
+                self._mark_unavailable(top)
+                continue
+            for path in self._walk(top_dir):
+                rel = self.rel(str(path))
+                if self._ignored(rel):
+                    continue
+                found.add(rel)
+                try:
+                    info = os.lstat(path)
+                except OSError:
+                    continue
+                if self._bad.get(rel) == (info.st_size, info.st_mtime_ns):
+                    continue
+                record = seen.get(rel)
+                if (
+                    record is not None
+                    and record[:2] == (info.st_size, info.st_mtime)
+                    and (top == "inbox" or rel in known)
+                ):
+                    continue
+                self.consider(str(path))
+        missing_labels = {
+            f"corrections/{label}"
+            for label in self._labels
+            if available["corrections"] and not (self.workspace.corrections / label).is_dir()
+        }
+        for rel in missing_labels:
+            self._mark_unavailable(rel)
+        # What was unavailable and is back: say so, and re-watch it (the old watch died).
+        with self._lock:
+            back = {r for r in self._unavailable if (self.workspace.root / r).is_dir()}
+            self._unavailable -= back
+        for rel in sorted(back):
+            self._log.info(f"source available again: {rel}", path=rel)
+        for rel in sorted((set(known) | set(seen)) - found):
+            if rel in self._candidates or not self._watched(rel):
+                continue
+            if self._source_available(rel):
+                self.gone(rel, is_dir=False)
+        return sorted(back)

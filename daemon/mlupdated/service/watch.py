@@ -1,0 +1,99 @@
+"""The watchdog side of intake: an observer whose handler only hands paths over.
+
+Native events (inotify, FSEvents) or polling (network shares, sync folders). When the
+kernel's inotify limits are used up (ENOSPC: watches, EMFILE/ENFILE: instances) the
+caller falls back to polling. watchdog only *logs* an inotify queue overflow, so
+``OverflowWatch`` turns that log record into a rescan request.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import queue as queue_mod
+import threading
+from pathlib import Path
+from typing import Any
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+
+LIMIT_ERRNOS = {errno.ENOSPC, errno.EMFILE, errno.ENFILE}
+
+
+class EventHandler(FileSystemEventHandler):
+    """Only hands paths over; never touches the file system or the database."""
+
+    def __init__(self, events: queue_mod.Queue[tuple[Any, ...]]) -> None:
+        self._events = events
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        try:
+            kind = event.event_type
+            src = os.fsdecode(event.src_path)
+            if kind == "moved":
+                self._events.put(("moved", src, os.fsdecode(event.dest_path), event.is_directory))
+            elif kind == "deleted":
+                self._events.put(("gone", src, event.is_directory))
+            elif kind in ("created", "modified", "closed"):
+                if event.is_directory:
+                    if kind == "created":
+                        self._events.put(("dir", src))
+                else:
+                    self._events.put(("path", src))
+        except Exception:  # an exception here would kill the observer thread
+            pass
+
+
+class OverflowWatch(logging.Handler):
+    """watchdog only logs an inotify queue overflow; turn that into a rescan request."""
+
+    def __init__(self, flag: threading.Event) -> None:
+        super().__init__(level=logging.WARNING)
+        self._flag = flag
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "overflow" in record.getMessage().lower():
+            self._flag.set()
+
+
+def make_observer(kind: str, *, polling_interval: float) -> Any:
+    """A fresh, unstarted observer of ``kind`` (``native`` or ``polling``)."""
+    if kind == "polling":
+        from watchdog.observers.polling import PollingObserver
+
+        return PollingObserver(timeout=polling_interval)
+    from watchdog.observers import Observer
+
+    return Observer()
+
+
+def start_observer(
+    kind: str,
+    roots: list[Path],
+    events: queue_mod.Queue[tuple[Any, ...]],
+    *,
+    polling_interval: float,
+) -> Any:
+    """Watch each existing root recursively; raises the OSError of a failed start."""
+    observer = make_observer(kind, polling_interval=polling_interval)
+    handler = EventHandler(events)
+    for root in roots:
+        if root.is_dir():
+            observer.schedule(handler, str(root), recursive=True)
+    try:
+        observer.start()
+    except BaseException:
+        try:
+            observer.stop()
+        except Exception:
+            pass
+        raise
+    return observer
+
+
+def observer_alive(observer: Any) -> bool:
+    """True when the observer thread and every one of its watch threads run."""
+    if observer is None or not observer.is_alive():
+        return False
+    return all(emitter.is_alive() for emitter in list(observer.emitters))
