@@ -110,8 +110,9 @@ def run(*, quick: bool, repeats: int, sources: list[np.ndarray]) -> Section:
     section.notes.append(
         f"PyTorch eager runs twice: with torch's default {default_threads} threads and with "
         "1 thread (on a machine shared with other work, OpenMP threads that spin-wait can "
-        "lose to one thread); the ratio is against the faster of the two. Onnxruntime sessions with default thread "
-        "counts; the engine's session does not spin idle threads, the export's uses "
+        "lose to one thread); the ratio is against the faster of the two. Onnxruntime "
+        "sessions with default thread counts; the engine's session does not spin idle "
+        "threads, the export's uses "
         "onnxruntime's defaults. Inputs are the same decoded 0..255 tensors for all three "
         "(decoding is not timed); the PyTorch module and the export include the scaler and "
         "the softmax, as the engine does."

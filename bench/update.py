@@ -35,7 +35,6 @@ def _label(seed: int) -> str:
 
 def run(*, quick: bool, repeats: int, sources: list[np.ndarray]) -> Section:
     """Measure and return the update section."""
-    import torch
     from mlupdated.coreml.spec import load_spec
     from mlupdated.train.cache import FeatureCache
     from mlupdated.train.data import Example
