@@ -640,3 +640,57 @@ def test_pixel_limit_refuses_big_images(make: Callable[..., Harness]) -> None:
     (line,) = h.not_queued()
     assert line.startswith("not queued: corrections/Cat/big.png: ")
     assert "pixel" in line.lower()
+
+
+def test_inbox_photos_are_handed_over_once(make: Callable[..., Harness], observer: str) -> None:
+    h = make(observer)
+    data = image_bytes(1, fmt="JPEG")
+    (h.ws.inbox / "phone").mkdir()
+    (h.ws.inbox / "phone" / "IMG_0001.jpg").write_bytes(data)
+    (h.ws.inbox / "broken.jpg").write_bytes(data[:40])
+    h.settle()
+    h.settle()
+    assert [(p.relative_to(h.ws.root).as_posix(), d) for p, d in h.inbox] == [
+        ("inbox/phone/IMG_0001.jpg", sha(data))
+    ]
+    (line,) = h.not_queued()
+    assert line.startswith("not queued: inbox/broken.jpg: ")
+    assert h.paths() == {}
+
+
+def test_inotify_overflow_triggers_a_rescan(make: Callable[..., Harness]) -> None:
+    import logging
+
+    h = make()
+    h.settle()
+    before = h.intake.status()["rescans"]
+    # watchdog reports a kernel queue overflow only through its logger.
+    logging.getLogger("watchdog.observers.inotify").warning(
+        "Inotify queue overflowed; reconciling recursive watches below %r", str(h.ws.corrections)
+    )
+    wait_for(lambda: h.intake.status()["rescans"] > before)
+    assert h.log.matching("file event queue overflowed; rescanning")
+
+
+def test_reloaded_ignore_rules_apply(make: Callable[..., Harness]) -> None:
+    h = make()
+    h.intake.update_config(make_config("native", ignore=["*.skip.png"]))
+    (h.cat / "a.skip.png").write_bytes(image_bytes(1))
+    (h.cat / "b.png").write_bytes(image_bytes(2))
+    h.settle()
+    assert h.paths() == {"corrections/Cat/b.png": "Cat"}
+
+
+def test_label_folder_vanishing_with_polling(make: Callable[..., Harness], tmp_path: Path) -> None:
+    h = make("polling")
+    (h.cat / "a.png").write_bytes(image_bytes(1))
+    h.settle()
+    os.rename(h.cat, tmp_path / "cat-away")
+    h.settle()
+    assert h.queue.counts()["pending"] == 1
+    assert h.intake.status()["unavailable"] == ["corrections/Cat"]
+    os.rename(tmp_path / "cat-away", h.cat)
+    h.settle()
+    assert h.intake.status()["source_available"]
+    assert h.queue.counts() == {"pending": 1, "trained": 0, "rejected": 0, "retracted": 0}
+    assert h.kinds() == ["new"]

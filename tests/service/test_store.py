@@ -247,3 +247,54 @@ def test_unreadable_manifest_is_a_store_error(ws: Workspace) -> None:
     ws.manifest.write_text("{not json", encoding="utf-8")
     with pytest.raises(StoreError, match="manifest unreadable"):
         ModelStore(ws).versions()
+
+
+_SWAPPER = """
+import sys
+from pathlib import Path
+from mlupdated.service.store import ModelStore
+from mlupdated.service.workspace import Workspace
+store = ModelStore(Workspace(Path(sys.argv[1])))
+blobs = [Path(p).read_bytes() for p in sys.argv[2:]]
+print("ready", flush=True)
+i = 0
+while True:
+    v = store.add_version(blobs[i % len(blobs)], parent=store.current_version(), reason="loop",
+                          corrections=[i])
+    store.promote(v)
+    if i % 3 == 0:
+        store.apply_retention(4)
+    i += 1
+"""
+
+
+@pytest.mark.parametrize("delay", [0.05, 0.2, 0.45, 0.8])
+def test_kill_during_swaps_leaves_a_consistent_store(
+    ws: Workspace, tmp_path: Path, delay: float
+) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    blobs = []
+    for seed in (1, 2, 3):
+        path = tmp_path / f"m{seed}.mlmodel"
+        path.write_bytes(_bytes(seed))
+        blobs.append(str(path))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SWAPPER, str(ws.root), *blobs], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout.readline().strip() == "ready"
+    time.sleep(delay)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    store = ModelStore(ws)
+    store.recover()
+    current = ws.current_model.read_bytes()
+    assert model_parses(current)
+    assert current == store.read_version(store.current_version())
+    assert store.versions() == _files(ws)
+    assert not list(ws.models.rglob(f"{TEMP_PREFIX}*"))
+    for entry in store.manifest():
+        assert store.read_version(entry["version"]) in {_bytes(s) for s in (0, 1, 2, 3)}
