@@ -165,3 +165,25 @@ def test_global_pooling_3d(kind: str) -> None:
     )
     reduce = np.max if kind == "MAX" else np.mean
     assert_close(got, reduce(x, axis=(2, 3, 4), keepdims=True))
+
+
+class CeilAveragePools(torch.nn.Module):
+    """Average pools whose last window passes the padded edge (ceil mode)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        parts = [
+            F.avg_pool2d(x, 3, 2, ceil_mode=True),
+            F.avg_pool2d(x, 3, 2, ceil_mode=True, count_include_pad=False),
+            F.avg_pool2d(x, 3, 2, padding=1, ceil_mode=True),
+            F.avg_pool2d(x, 2, 3, padding=1, ceil_mode=True),
+        ]
+        return torch.cat([t.flatten(1) for t in parts], 1)
+
+
+def test_ceil_mode_average_pools_count_like_pytorch() -> None:
+    module = CeilAveragePools()
+    spec = convert_module(module, (1, C, 10, 10))
+    x = _x(10, 10, seed=6)
+    got = run_spec(spec, {"x": x})[spec.description.output[0].name]
+    with torch.no_grad():
+        assert_close(got, module(torch.from_numpy(x)).numpy())

@@ -33,6 +33,23 @@ def include_last_pixel_pads(size: int, kernel: int, stride: int, pad: int) -> tu
     return pad, end
 
 
+def _last_window_factor(
+    size: tuple[int, int],
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    begin: tuple[int, int],
+    end: tuple[int, int],
+) -> np.ndarray:
+    """kernel area / counted area of each output window, ``[1, 1, outH, outW]``."""
+    counts = []
+    for n, k, s, b, e in zip(size, kernel, stride, begin, end, strict=True):
+        out = (n + b + e - k) // s + 1
+        starts = np.arange(out) * s - b
+        counts.append(np.minimum(starts + k, n + b) - starts)
+    area = np.outer(counts[0], counts[1]).astype(np.float32)
+    return (kernel[0] * kernel[1] / area).reshape(1, 1, *area.shape).astype(np.float32)
+
+
 @converts("pooling")
 def convert_pooling(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
     check_io(layer)
@@ -69,6 +86,15 @@ def convert_pooling(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
         return [ctx.node("MaxPool", [x], [y], **attrs)]
     if p.type == AVERAGE:
         include = 0 if p.avgPoolExcludePadding else 1
+        if include and padding == "includeLastPixel" and (bottom > top or right > left):
+            # The last window may reach past the padding; it counts the padding but not
+            # what lies beyond it (Caffe's and PyTorch's ceil-mode rule).
+            mean = ctx.fresh("mean")
+            factor = _last_window_factor((h, w), (kh, kw), (sh, sw), (top, left), (bottom, right))
+            return [
+                ctx.node("AveragePool", [x], [mean], count_include_pad=1, **attrs),
+                ctx.node("Mul", [mean, ctx.const(factor, hint="divisor_fix")], [y]),
+            ]
         return [ctx.node("AveragePool", [x], [y], count_include_pad=include, **attrs)]
     # L2: sqrt of the sum of squares over the window (padding adds zeros).
     if any((top, left, bottom, right)):
