@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 
 from mlupdated.coreml.proto import Model_pb2
-from mlupdated.service.worker import FAULT_ENV, SWAP_DELAY_ENV
+from mlupdated.service.worker import AFTER_SWAP_DELAY_ENV, FAULT_ENV, SWAP_DELAY_ENV
 
 from tests.daemon.conftest import child_pids, predict, sha256_of, status, wait_gone, wrong_photos
 
@@ -43,10 +43,20 @@ def test_kill_9_during_update_and_swap_loses_nothing(workspace, daemons, tmp_pat
     assert _parses(workspace.current_model)
     assert sha256_of(workspace.current_model) == original
 
-    # 3. Restarted again: redone, promoted, every correction trained exactly once.
-    third = daemons(workspace).start()
-    finished = third.wait_for(event="update finished", timeout=90)
-    assert finished["outcome"] == "promoted", finished.get("reason")
+    # 3. Restarted again: redone; killed after the swap, before the bookkeeping.
+    third = daemons(workspace, {AFTER_SWAP_DELAY_ENV: "30"}).start()
+    third.wait_for(event="interrupted run abandoned")
+    swapped = third.wait_for(event="test hook: delaying after the swap", timeout=90)
+    third.kill9()
+    assert _parses(workspace.current_model)
+    assert sha256_of(workspace.current_model) != original
+
+    # 4. Restarted: the run is recognised as swapped in; nothing is trained twice.
+    fourth = daemons(workspace).start()
+    done = fourth.wait_for(event="interrupted run was already swapped in")
+    assert done["version"] == swapped["version"]
+    assert not fourth.find(event="update started")
+    finished = {"version": swapped["version"]}
     state = status(workspace.root)
     assert state["trained"] == 10
     assert sum(state["pending"].values()) == 0
@@ -68,4 +78,5 @@ def test_kill_9_during_update_and_swap_loses_nothing(workspace, daemons, tmp_pat
         if p.name.startswith((".mlupdated-tmp-", "candidate-"))
     ]
     assert leftovers == []
-    assert third.stop() == 0
+    assert not fourth.find(event="update started")
+    assert fourth.stop() == 0

@@ -210,8 +210,9 @@ class Daemon:
             entry = _entry_for(self.store, current)
             # Killed after the swap but before the bookkeeping: the live model already
             # learned these corrections; record that instead of training them twice.
-            if entry and entry.get("promoted") and _ids_of(entry) == sorted(ids) and ids:
-                self.queue.mark_trained(ids, current)
+            done = _ids_of(entry) if entry else []
+            if entry and entry.get("promoted") and done and set(done) <= set(ids):
+                self.queue.mark_trained(done, current)
                 self.queue.finish_run(
                     run["id"],
                     outcome="promoted",

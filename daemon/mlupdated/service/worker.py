@@ -22,6 +22,8 @@ Test hooks (read from the environment; for the daemon's own tests only):
   reports ``DivergedError``).
 - ``MLUPDATED_TEST_SWAP_DELAY`` = seconds the daemon sleeps between writing the new
   version and making it current, logged, so a test can kill -9 inside the swap.
+- ``MLUPDATED_TEST_AFTER_SWAP_DELAY`` = seconds it sleeps after making it current and
+  before marking the corrections trained (kill -9 there: the restart must notice).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from . import gate as gate_module
 
 FAULT_ENV = "MLUPDATED_TEST_WORKER_FAULT"
 SWAP_DELAY_ENV = "MLUPDATED_TEST_SWAP_DELAY"
+AFTER_SWAP_DELAY_ENV = "MLUPDATED_TEST_AFTER_SWAP_DELAY"
 CANDIDATE_PREFIX = "candidate-"
 POLL_SECONDS = 0.2
 TERMINATE_GRACE_SECONDS = 3.0
@@ -116,7 +119,7 @@ class UpdateRunner:
         candidate_path = self._ws.state / f"{CANDIDATE_PREFIX}{run_id}.mlmodel"
         try:
             outcome, version, loss, metrics, why = self._train_and_swap(
-                run_id, parent, train + replayed, evaluation, candidate_path, config, log
+                run_id, parent, train, replayed, evaluation, candidate_path, config, log
             )
         except Exception as exc:  # our own bug or a store failure: a failed run, not a crash
             log.exception("update failed in the daemon")
@@ -149,13 +152,15 @@ class UpdateRunner:
         self,
         run_id: int,
         parent: int,
-        examples: list[Any],
+        train: list[Any],
+        replayed: list[Any],
         evaluation: list[Any],
         candidate_path: Path,
         config: Any,
         log: Any,
     ) -> tuple[str, int | None, float | None, dict[str, Any], str | None]:
         upd = config.update
+        examples = train + replayed
         overrides = {
             k: v
             for k, v in (
@@ -213,10 +218,15 @@ class UpdateRunner:
         metrics = {
             "examples_used": result.get("examples_used"),
             "examples_skipped": result.get("examples_skipped"),
+            "replayed": len(replayed),
+            "held_aside": sum(1 for c in evaluation if c.state == "pending"),
             "parameters": result.get("parameters_used"),
             "gate": verdict.to_dict(),
         }
-        ids = [c.id for c in examples]
+        # Only the new corrections belong to this version; replayed ones were learned
+        # before, and a file training could not read never was.
+        unreadable = self._unreadable(train, result.get("skipped") or [], log)
+        ids = [c.id for c in train if c.id not in unreadable]
         if self._store.current_version() != parent:
             return "abandoned", None, loss, metrics, "current model changed during the run"
         version = self._store.add_version(
@@ -235,8 +245,23 @@ class UpdateRunner:
             log.warning("test hook: delaying the swap", version=version, seconds=float(delay))
             time.sleep(float(delay))
         self._store.promote(version)
+        delay = os.environ.get(AFTER_SWAP_DELAY_ENV)
+        if delay:
+            log.warning("test hook: delaying after the swap", version=version, seconds=float(delay))
+            time.sleep(float(delay))
         self._queue.mark_trained(ids, version)
         return "promoted", version, loss, metrics, verdict.reason
+
+    def _unreadable(self, train: list[Any], skipped: list[Any], log: Any) -> set[int]:
+        by_path = {str(self._ws.root / c.path): c.id for c in train}
+        bad: dict[int, str] = {}
+        for source, reason in skipped:
+            if source in by_path:
+                bad[by_path[source]] = reason
+        for cid, reason in bad.items():
+            log.warning("correction unusable for training", id=cid, reason=reason)
+            self._queue.mark_rejected([cid], reason)
+        return set(bad)
 
     def _run_child(
         self, job: dict[str, Any], *, timeout: float, log: Any, stderr_path: Path
@@ -439,7 +464,7 @@ def _child(job: dict[str, Any]) -> None:
         "result",
         examples_used=_count(result.examples_used),
         examples_skipped=_count(skipped),
-        skipped=[f"{s.source}: {s.reason}" for s in skipped] if isinstance(skipped, list) else [],
+        skipped=[[str(s.source), s.reason] for s in skipped] if isinstance(skipped, list) else [],
         final_loss=result.final_loss,
         parameters_used=result.parameters_used,
         current=current.to_dict(),
