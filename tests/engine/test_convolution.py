@@ -188,3 +188,40 @@ def test_torch_convolutions_as_coremltools_converts_them() -> None:
     got = run_spec(spec, {"x": x})[spec.description.output[0].name]
     with torch.no_grad():
         assert_close(got, module(torch.from_numpy(x)).numpy())
+
+
+@pytest.mark.parametrize(("kernel", "stride"), [(3, 2), (4, 2), (5, 3)])
+@pytest.mark.parametrize("mode", ["BOTTOM_RIGHT_HEAVY", "TOP_LEFT_HEAVY"])
+def test_deconvolution_same(kernel: int, stride: int, mode: str) -> None:
+    # "Same" deconvolution gives H * stride outputs: the adjoint of a same-padded
+    # convolution, cropping the full transposed output as that convolution pads it.
+    r = rng(kernel)
+    weights = r.standard_normal((2, 3, kernel, kernel)).astype(np.float32)
+    x = r.standard_normal((2, 2, 5, 5)).astype(np.float32)
+
+    def add(b):
+        b.add_convolution(
+            "deconv",
+            kernel_channels=2,
+            output_channels=3,
+            height=kernel,
+            width=kernel,
+            stride_height=stride,
+            stride_width=stride,
+            border_mode="same",
+            groups=1,
+            W=weights.transpose(2, 3, 0, 1),
+            b=None,
+            has_bias=False,
+            is_deconv=True,
+            input_name="x",
+            output_name="y",
+            same_padding_asymmetry_mode=mode,
+        )
+
+    got = run_one_layer(add, {"x": (2, 5, 5)}, {"x": x})
+    full = F.conv_transpose2d(torch.from_numpy(x), torch.from_numpy(weights), stride=stride)
+    crop = full.shape[2] - 5 * stride
+    start = crop // 2 if mode == "BOTTOM_RIGHT_HEAVY" else crop - crop // 2
+    expected = full[:, :, start : start + 5 * stride, start : start + 5 * stride]
+    assert_close(got, expected.numpy())
