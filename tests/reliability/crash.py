@@ -88,7 +88,9 @@ class Campaign:
             self._photo += 1
             label = self.rng.choice(sorted(KIND_OF))
             made = make_photo(
-                self.scratch / f"p{self._photo}.png", KIND_OF[label], self.seed * 100000 + self._photo
+                self.scratch / f"p{self._photo}.png",
+                KIND_OF[label],
+                self.seed * 100000 + self._photo,
             )
             target = self.ws.corrections / label / f"photo-{self._photo:05d}.png"
             shutil.copyfile(made, self.scratch / "incoming.png")
