@@ -27,6 +27,13 @@ from PIL import Image
 from tests.helpers.updatable_specs import build_updatable_spec
 
 
+def _colour(label: str, rng: np.random.Generator) -> np.ndarray:
+    """Mostly red for Dog, mostly blue for Cat: something a tiny model can learn."""
+    pixels = rng.integers(0, 60, (8, 8, 3)).astype(np.uint8)
+    pixels[..., 0 if label == "Dog" else 2] += 180
+    return pixels
+
+
 @pytest.fixture
 def setup(tmp_path: Path):
     model = tmp_path / "model.mlmodel"
@@ -37,7 +44,7 @@ def setup(tmp_path: Path):
     for i in range(4):
         label = "Cat" if i % 2 else "Dog"
         path = ws.corrections / label / f"img{i}.png"
-        pixels = rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)
+        pixels = _colour(label, rng)
         Image.fromarray(pixels).save(path)
         data = path.read_bytes()
         queue.upsert_correction(
@@ -51,8 +58,24 @@ def setup(tmp_path: Path):
     queue.close()
 
 
-def _runner(ws, queue, **update) -> UpdateRunner:
-    config = config_from_dict({"update": {"timeout_seconds": 60, **update}})
+def _add(ws, queue, name: str, label: str, seed: int) -> None:
+    path = ws.corrections / label / name
+    pixels = _colour(label, np.random.default_rng(seed))
+    Image.fromarray(pixels).save(path)
+    data = path.read_bytes()
+    queue.upsert_correction(
+        path=path.relative_to(ws.root).as_posix(),
+        sha256=hashlib.sha256(data).hexdigest(),
+        label=label,
+        size=len(data),
+        mtime=path.stat().st_mtime,
+    )
+
+
+def _runner(ws, queue, *, store: dict | None = None, gate: dict | None = None, **update):
+    config = config_from_dict(
+        {"update": {"timeout_seconds": 60, **update}, "store": store or {}, "gate": gate or {}}
+    )
     return UpdateRunner(
         workspace=ws,
         queue=queue,
@@ -121,3 +144,55 @@ def test_stale_candidates_are_removed(tmp_path: Path) -> None:
     removed = remove_stale_candidates(tmp_path)
     assert sorted(p.name for p in removed) == ["candidate-3.mlmodel", "candidate-3.stderr"]
     assert [p.name for p in tmp_path.iterdir()] == ["mlupdated.db"]
+
+
+def test_promoted_runs_mark_trained_and_apply_retention(setup) -> None:
+    ws, queue = setup
+    assert _runner(ws, queue).run("test") == "promoted"
+    assert queue.pending() == []
+    assert {c.version for c in queue.all_trained()} == {2}
+    entry = ModelStore(ws).manifest()[-1]
+    assert (entry["version"], entry["promoted"], entry["corrections"]["count"]) == (2, True, 4)
+    assert entry["gate"]["passed"] is True
+    _add(ws, queue, "more1.png", "Cat", 50)
+    _add(ws, queue, "more2.png", "Dog", 51)
+    # A tolerance of 1 lets any candidate through: this is about retention.
+    runner = _runner(ws, queue, gate={"tolerance": 1.0}, store={"keep_versions": 1})
+    assert runner.run("test") == "promoted"
+    # The second run was measured on the four corrections the first one trained.
+    assert queue.last_run()["metrics"]["gate"]["current"]["count"] == 4
+    assert ModelStore(ws).versions() == [1, 3]
+    assert ModelStore(ws).current_version() == 3
+
+
+def test_a_worse_candidate_is_kept_but_not_promoted(setup) -> None:
+    ws, queue = setup
+    strong = {"epochs": 10, "learning_rate": 0.5}
+    assert _runner(ws, queue, **strong).run("test") == "promoted"
+    # The same pictures (one pixel off, so new content) under the opposite labels.
+    for c in queue.all_trained():
+        source = ws.root / c.path
+        pixels = np.asarray(Image.open(source)).copy()
+        pixels[0, 0, 0] ^= 1
+        flipped = "Cat" if c.label == "Dog" else "Dog"
+        target = ws.corrections / flipped / f"flipped-{source.name}"
+        Image.fromarray(pixels).save(target)
+        data = target.read_bytes()
+        queue.upsert_correction(
+            path=target.relative_to(ws.root).as_posix(),
+            sha256=hashlib.sha256(data).hexdigest(),
+            label=flipped,
+            size=len(data),
+            mtime=target.stat().st_mtime,
+        )
+    before = ws.current_model.read_bytes()
+    outcome = _runner(ws, queue, **strong).run("test")
+    assert outcome == "rejected", queue.last_run()["metrics"]["gate"]
+    run = queue.last_run()
+    assert "below the current model" in run["reason"]
+    gate = run["metrics"]["gate"]
+    assert gate["candidate"]["accuracy"] < gate["current"]["accuracy"]
+    entry = ModelStore(ws).manifest()[-1]
+    assert (entry["version"], entry["promoted"], entry["gate"]["passed"]) == (3, False, False)
+    assert ws.current_model.read_bytes() == before
+    assert len(queue.pending()) == 4

@@ -250,7 +250,19 @@ class UpdateRunner:
             log.warning("test hook: delaying after the swap", version=version, seconds=float(delay))
             time.sleep(float(delay))
         self._queue.mark_trained(ids, version)
+        self._retain(config.store.keep_versions, log)
         return "promoted", version, loss, metrics, verdict.reason
+
+    def _retain(self, keep: int, log: Any) -> None:
+        from ..errors import MlupdatedError
+
+        try:
+            removed = self._store.apply_retention(keep)
+        except MlupdatedError as exc:  # old versions piling up is no reason to fail a run
+            log.warning("old model versions not removed", error=str(exc))
+            return
+        if removed:
+            log.info("old model versions removed", versions=removed, keep=keep)
 
     def _unreadable(self, train: list[Any], skipped: list[Any], log: Any) -> set[int]:
         by_path = {str(self._ws.root / c.path): c.id for c in train}
