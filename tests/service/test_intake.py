@@ -694,3 +694,91 @@ def test_label_folder_vanishing_with_polling(make: Callable[..., Harness], tmp_p
     assert h.intake.status()["source_available"]
     assert h.queue.counts() == {"pending": 1, "trained": 0, "rejected": 0, "retracted": 0}
     assert h.kinds() == ["new"]
+
+
+_MOUNT_FLAP = """
+import json, subprocess, sys, time
+from pathlib import Path
+from mlupdated.service.config import Config, with_overrides
+from mlupdated.service.intake import Intake
+from mlupdated.service.queue import Queue
+from mlupdated.service.workspace import init_workspace
+
+root, model, share = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+
+
+class Log:
+    def __getattr__(self, level):
+        return lambda event, **kw: None
+
+
+ws = init_workspace(root, model_path=model)
+cat = ws.corrections / "Cat"
+subprocess.run(["mount", "--bind", str(share), str(cat)], check=True)
+config = with_overrides(Config(), "intake", stability_seconds=0.2, rescan_seconds=300.0)
+queue = Queue(ws.db_path)
+changes = []
+intake = Intake(ws, config, queue, on_correction=changes.append, on_inbox=lambda p, d: None,
+                log=Log())
+
+
+def settle():
+    time.sleep(0.4)
+    intake.wait_idle(30)
+    intake.rescan(wait=True, timeout=30)
+    intake.wait_idle(30)
+
+
+intake.start()
+settle()
+result = {"before": queue.counts()}
+subprocess.run(["umount", str(cat)], check=True)  # the share drops: Cat looks empty
+settle()
+result["during"] = queue.counts()
+result["status_during"] = intake.status()
+subprocess.run(["mount", "--bind", str(share), str(cat)], check=True)
+settle()
+result["after"] = queue.counts()
+result["status_after"] = intake.status()
+result["kinds"] = [c.kind for c in changes]
+intake.stop()
+queue.close()
+print(json.dumps(result))
+"""
+
+
+def test_unmounted_label_share_is_unavailable_not_deleted(tmp_path: Path, model_file: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    probe = subprocess.run(["unshare", "-rm", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip("needs unshare -rm (a private mount namespace) to mount a share")
+    share = tmp_path / "share"
+    share.mkdir()
+    for i in range(2):
+        (share / f"{i}.png").write_bytes(image_bytes(i))
+    proc = subprocess.run(
+        [
+            "unshare",
+            "-rm",
+            sys.executable,
+            "-c",
+            _MOUNT_FLAP,
+            str(tmp_path / "ws"),
+            str(model_file),
+            str(share),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["before"]["pending"] == 2
+    assert result["during"] == result["before"]
+    assert result["status_during"]["unavailable"] == ["corrections/Cat"]
+    assert result["after"] == result["before"]
+    assert result["status_after"]["source_available"]
+    assert result["kinds"] == ["new", "new"]

@@ -20,7 +20,15 @@ from typing import Any
 
 from ..errors import ImageError, MlupdatedError
 from .config import Config
-from .filters import check_image, file_kind, ignored_name, ignored_relpath, inside, sha256_file
+from .filters import (
+    check_image,
+    file_kind,
+    ignored_name,
+    ignored_relpath,
+    inside,
+    is_mount_point,
+    sha256_file,
+)
 from .queue import CorrectionChange, Queue
 from .workspace import Workspace, model_labels
 
@@ -79,6 +87,8 @@ class Arrivals:
         self._labels: list[str] = []
         self._labels_sig: tuple[int, int] | None = None
         self._unavailable: set[str] = set()
+        self._mounts: set[str] = set()
+        self._mount_checked: set[str] = set()
         self._lock = threading.Lock()
 
     def waiting(self) -> int:
@@ -159,17 +169,30 @@ class Arrivals:
 
     # --- removals and moves -----------------------------------------------------------
 
+    def _dir_available(self, rel: str) -> bool:
+        """A source folder is there: it exists and, if it was a mount point, still is one
+        (an unmounted share leaves an empty folder that must not read as "all deleted")."""
+        path = self.workspace.root / rel
+        if not path.is_dir():
+            return False
+        if rel in self._mounts:
+            return is_mount_point(path)
+        if rel not in self._mount_checked:  # once per sweep: mounts made later count too
+            self._mount_checked.add(rel)
+            if is_mount_point(path):
+                self._mounts.add(rel)
+        return True
+
     def _source_available(self, rel: str) -> bool:
         """False when the top folder or the label folder holding ``rel`` is missing."""
         parts = rel.split("/")
-        top = self.workspace.root / parts[0]
-        if not top.is_dir():
+        if not self._dir_available(parts[0]):
             self._mark_unavailable(parts[0])
             return False
         if parts[0] == "corrections" and len(parts) >= 3:
-            label_dir = top / parts[1]
-            if not label_dir.is_dir():
-                self._mark_unavailable(f"{parts[0]}/{parts[1]}")
+            label = f"{parts[0]}/{parts[1]}"
+            if not self._dir_available(label):
+                self._mark_unavailable(label)
                 return False
         return True
 
@@ -491,13 +514,14 @@ class Arrivals:
         renewing).
         """
         self.load_labels()
+        self._mount_checked.clear()
         seen = self.queue.seen_files()
         known = self.queue.correction_paths()
         found: set[str] = set()
         available: dict[str, bool] = {}
         for top in TOPS:
             top_dir = self.workspace.root / top
-            available[top] = top_dir.is_dir()
+            available[top] = self._dir_available(top)
             if not available[top]:
                 self._mark_unavailable(top)
                 continue
@@ -523,13 +547,13 @@ class Arrivals:
         missing_labels = {
             f"corrections/{label}"
             for label in self._labels
-            if available["corrections"] and not (self.workspace.corrections / label).is_dir()
+            if available["corrections"] and not self._dir_available(f"corrections/{label}")
         }
         for rel in missing_labels:
             self._mark_unavailable(rel)
         # What was unavailable and is back: say so, and re-watch it (the old watch died).
         with self._lock:
-            back = {r for r in self._unavailable if (self.workspace.root / r).is_dir()}
+            back = {r for r in self._unavailable if self._dir_available(r)}
             self._unavailable -= back
         for rel in sorted(back):
             self._log.info(f"source available again: {rel}", path=rel)

@@ -157,3 +157,30 @@ def _pillow_check(path: Path, *, max_pixels: int) -> None:
         raise ImageDecodeError("not an image (unknown format)", path=path) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageDecodeError(f"corrupt or truncated image ({exc})", path=path) from None
+
+
+_MOUNTINFO = "/proc/self/mountinfo"
+
+
+def _mount_points() -> set[str]:
+    # Read fresh every time: a cached answer would call an unmounted share "still there".
+    points: set[str] = set()
+    try:
+        with open(_MOUNTINFO, encoding="utf-8", errors="surrogateescape") as handle:
+            for line in handle:
+                fields = line.split()
+                if len(fields) > 4:
+                    # Spaces and the like are octal escapes (\040) in this file.
+                    raw = fields[4].encode("latin-1", "backslashreplace")
+                    points.add(raw.decode("unicode_escape"))
+    except OSError:
+        pass
+    return points
+
+
+def is_mount_point(path: str | os.PathLike[str]) -> bool:
+    """True when ``path`` is a mount point, bind mounts included (``os.path.ismount``
+    misses a bind mount from the same file system; Linux's mountinfo lists it)."""
+    if os.path.ismount(path):
+        return True
+    return os.path.realpath(path) in _mount_points()
