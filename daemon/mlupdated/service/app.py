@@ -41,6 +41,7 @@ from .worker import UpdateRunner, remove_stale_candidates
 
 LOOP_SECONDS = 1.0
 STATUS_SECONDS = 2.0
+STATUS_REFRESH_SECONDS = 60.0
 INTAKE_DEAD_TURNS = 5
 # After the child was told to stop, the run's bookkeeping needs a moment to finish.
 ABORT_GRACE_SECONDS = 10.0
@@ -84,6 +85,8 @@ class Daemon:
         self._update_now = False
         self._pause_changed = False
         self._intake_dead = 0
+        self._last_status: dict[str, Any] | None = None
+        self._last_status_time = 0.0
         self.notifier = Notifier.from_environ()
 
     # --- signals: flags only ---------------------------------------------------------------
@@ -173,7 +176,7 @@ class Daemon:
         self.scheduler.prime(
             pending=pending, oldest_age=None if oldest is None else time.time() - oldest
         )
-        if redo and pending:
+        if redo and pending and not self.scheduler.paused:
             log.info("redoing the interrupted update", pending=pending)
             self.scheduler.request_update("redo interrupted run")
         from .inbox import InboxClassifier
@@ -323,10 +326,9 @@ class Daemon:
         except ConfigError as exc:
             self.log.error("config not reloaded; keeping the old one", error=str(exc))
         else:
-            if new.intake != self.config.intake:
-                self.log.warning("intake settings change at the next restart")
+            if new.intake != self.config.intake or new.daemon != self.config.daemon:
+                self.log.warning("intake and daemon settings take effect at the next restart")
             self.config = new
-            _configure(new)
             self.log.info(
                 "config reloaded",
                 min_batch=new.update.min_batch,
@@ -368,19 +370,24 @@ class Daemon:
             observer = self.intake.status()
         except Exception as exc:
             observer = {"error": str(exc)}
+        data = {
+            "pid": os.getpid(),
+            "running": running,
+            "next_trigger": self.scheduler.next_trigger(),
+            "paused": self.scheduler.paused,
+            "observer": observer,
+        }
+        # Every write is an fsync: skip unchanged states, but refresh now and then so
+        # a reader can tell a live daemon from a stale file.
+        now = time.monotonic()
+        if data == self._last_status and now - self._last_status_time < STATUS_REFRESH_SECONDS:
+            return
         try:
-            write_daemon_status(
-                self.ws,
-                {
-                    "pid": os.getpid(),
-                    "running": running,
-                    "next_trigger": self.scheduler.next_trigger(),
-                    "paused": self.scheduler.paused,
-                    "observer": observer,
-                },
-            )
+            write_daemon_status(self.ws, data)
         except MlupdatedError as exc:
             self.log.warning("status not written", error=str(exc))
+            return
+        self._last_status, self._last_status_time = data, now
 
 
 def _wait_until(condition: Any, timeout: float) -> bool:
