@@ -58,7 +58,7 @@ def test_notify_reload_bad_files_second_daemon_and_stop(
     workspace, daemons, tmp_path, manager
 ) -> None:
     label, (photo,) = wrong_photos(workspace, tmp_path / "camera", count=1)
-    workspace.write_config(update={"min_batch": 10})
+    workspace.write_config(update={"min_batch": 10}, intake={"rescan_seconds": 2})
     daemon = daemons(workspace, {"NOTIFY_SOCKET": manager.path, "WATCHDOG_USEC": "1000000"}).start()
     manager.wait_for("READY=1")
     manager.wait_for("WATCHDOG=1")
@@ -81,7 +81,7 @@ def test_notify_reload_bad_files_second_daemon_and_stop(
     shutil.copy2(photo, workspace.corrections / label / photo.name)
     daemon.wait_for(event="correction queued", path=f"corrections/{label}/{photo.name}")
     assert not daemon.find(event="update started")
-    workspace.write_config(update={"min_batch": 1})
+    workspace.write_config(update={"min_batch": 1}, intake={"rescan_seconds": 2})
     mark = daemon.mark()
     daemon.signal(signal.SIGHUP)
     reloaded = daemon.wait_for(event="config reloaded", since=mark)
@@ -91,7 +91,7 @@ def test_notify_reload_bad_files_second_daemon_and_stop(
     assert daemon.proc.poll() is None
 
     # Each bad file was reported once, even after a rescan went over them again.
-    time.sleep(6)  # rescan_seconds is 5 in the test config
+    time.sleep(3)  # longer than rescan_seconds
     for name in ("Dog/corrupt.png", "Cat/notes.png", "Hamster/h.png"):
         assert len(daemon.find(event=f"not queued: corrections/{name}")) == 1, name
     state = status(workspace.root)

@@ -11,7 +11,13 @@ from tests.daemon.conftest import make_photo, predict, sha256_of, status, wrong_
 
 def test_ten_wrong_photos_become_a_new_current_version(workspace, daemons, tmp_path) -> None:
     label, photos = wrong_photos(workspace, tmp_path / "camera", count=10)
+    workspace.write_config(intake={"rescan_seconds": 2})
     daemon = daemons(workspace).start()
+    # A photo in the inbox before the update: classified by version 1, and that answer
+    # must stand after the swap.
+    early = make_photo(workspace.root / "inbox" / "early.png", "red", 998)
+    first = daemon.wait_for(event="inbox: classified", path="inbox/early.png")
+    assert first["version"] == 1
 
     dropped = []
     for photo in photos:
@@ -58,14 +64,18 @@ def test_ten_wrong_photos_become_a_new_current_version(workspace, daemons, tmp_p
 
     # The inbox: a new photo is classified by the new model and written down once.
     inbox_photo = make_photo(workspace.root / "inbox" / "new.png", "red", 999)
-    record = daemon.wait_for(event="inbox: classified", timeout=30)
+    record = daemon.wait_for(event="inbox: classified", path="inbox/new.png", timeout=30)
     assert record["version"] == 2
-    lines = (workspace.root / "predictions.jsonl").read_text().splitlines()
-    assert len(lines) == 1
-    entry = json.loads(lines[0])
-    assert entry["sha256"] == sha256_of(inbox_photo)
-    assert entry["label"] == label
-    assert entry["version"] == 2
+    time.sleep(2.5)  # a rescan goes over the inbox again
+    lines = [json.loads(line) for line in (workspace.root / "predictions.jsonl").open()]
+    assert [(e["path"], e["version"]) for e in lines] == [
+        ("inbox/early.png", 1),
+        ("inbox/new.png", 2),
+    ]
+    assert lines[0]["sha256"] == sha256_of(early)
+    assert lines[1]["sha256"] == sha256_of(inbox_photo)
+    assert lines[1]["label"] == label
+    assert len(daemon.find(event="inbox: classified")) == 2
     assert daemon.stop() == 0
 
 

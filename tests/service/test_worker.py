@@ -196,3 +196,22 @@ def test_a_worse_candidate_is_kept_but_not_promoted(setup) -> None:
     assert (entry["version"], entry["promoted"], entry["gate"]["passed"]) == (3, False, False)
     assert ws.current_model.read_bytes() == before
     assert len(queue.pending()) == 4
+
+
+def test_replay_policy_trains_on_a_sample_of_earlier_corrections(setup) -> None:
+    ws, queue = setup
+    assert _runner(ws, queue).run("test") == "promoted"
+    _add(ws, queue, "new1.png", "Cat", 60)
+    _add(ws, queue, "new2.png", "Dog", 61)
+    runner = _runner(ws, queue, policy="replay", replay_sample=3, gate={"tolerance": 1.0})
+    assert runner.run("test") == "promoted"
+    run = queue.last_run()
+    assert run["policy"] == "replay"
+    assert run["metrics"]["replayed"] == 3
+    assert run["metrics"]["examples_used"] == 5
+    # The gate measured on the one earlier correction that was not replayed; replayed
+    # ones keep the version that first learned them.
+    assert run["metrics"]["gate"]["current"]["count"] == 1
+    entry = ModelStore(ws).manifest()[-1]
+    assert entry["corrections"]["count"] == 2
+    assert sorted(c.version for c in queue.all_trained()) == [2, 2, 2, 2, 3, 3]
