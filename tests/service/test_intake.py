@@ -107,7 +107,7 @@ class Harness:
 
     def settle(self) -> None:
         """Let events arrive, then wait until intake has nothing left to do."""
-        time.sleep(max(STABILITY, 0.3))
+        time.sleep(max(self.intake.config.intake.stability_seconds, 0.3))
         assert self.intake.wait_idle(TIMEOUT)
         assert self.intake.rescan(wait=True, timeout=TIMEOUT)
         assert self.intake.wait_idle(TIMEOUT)
@@ -208,7 +208,9 @@ def test_drop_queues_once(make: Callable[..., Harness], observer: str) -> None:
 def test_slow_writer_is_queued_once_when_complete(
     make: Callable[..., Harness], observer: str
 ) -> None:
-    h = make(observer)
+    # A generous stability time: the writer's pauses must stay well below it even on a
+    # loaded CI machine, or the half-written file would (rightly) be reported bad.
+    h = make(observer, stability_seconds=1.0)
     data = image_bytes(7, size=64, fmt="JPEG")
     chunks = [data[i : i + len(data) // 12 + 1] for i in range(0, len(data), len(data) // 12 + 1)]
     with open(h.dog / "slow.jpg", "wb") as handle:
@@ -224,7 +226,7 @@ def test_slow_writer_is_queued_once_when_complete(
 
 
 def test_preallocated_zero_file_then_filled(make: Callable[..., Harness], observer: str) -> None:
-    h = make(observer)
+    h = make(observer, stability_seconds=1.0)
     data = image_bytes(8, size=48, fmt="PNG")
     path = h.cat / "prealloc.png"
     path.write_bytes(b"\0" * len(data))
