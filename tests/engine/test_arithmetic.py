@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
-from .helpers import assert_close, rng, run_one_layer
+from .helpers import assert_close, rng, run_one_layer, run_spec
+from .torch_convert import convert_module, layer_types
 
 SHAPE = (3, 4, 5)
 
@@ -85,3 +87,60 @@ def test_broadcastable(method: str, shapes) -> None:
         nd=True,
     )
     assert_close(got, ND_CASES[method](feeds["a"], feeds["b"]), atol=1e-4)
+
+
+@pytest.mark.parametrize("method", sorted(ND_CASES))
+def test_broadcastable_lower_rank_operand_keeps_its_batch(method: str) -> None:
+    """A lower-rank operand that carries the batch meets the other per example: its
+    batch axis must not slide onto a data axis (batch 3 == H 3 would hide it)."""
+    r = rng(6)
+    a = r.standard_normal((3, 2, 3, 4)).astype(np.float32)
+    b = r.uniform(0.5, 2.0, (3, 4)).astype(np.float32)
+    got = run_one_layer(
+        lambda builder: getattr(builder, method)("op", ["a", "b"], "y"),
+        {"a": (1, 2, 3, 4), "b": (1, 4)},
+        {"a": a, "b": b},
+        nd=True,
+    )
+    expected = np.concatenate([ND_CASES[method](a[i : i + 1], b[i : i + 1]) for i in range(3)])
+    assert_close(got, expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("swap", [False, True])
+def test_broadcastable_lower_rank_first_operand(swap: bool) -> None:
+    r = rng(7)
+    a = r.standard_normal((2, 5, 2, 3)).astype(np.float32)
+    b = r.standard_normal((2, 3)).astype(np.float32)
+    inputs = {"a": (1, 5, 2, 3), "b": (1, 3)}
+    order = ["b", "a"] if swap else ["a", "b"]
+    got = run_one_layer(
+        lambda builder: builder.add_subtract_broadcastable("op", order, "y"),
+        inputs,
+        {"a": a, "b": b},
+        nd=True,
+    )
+    pairs = [(a[i : i + 1], b[i : i + 1]) for i in range(2)]
+    expected = np.concatenate([(y - x) if swap else (x - y) for x, y in pairs])
+    assert_close(got, expected)
+
+
+class _ScaleByColumnMean(torch.nn.Module):
+    """``x * y`` with ``y = x.mean((1, 2))``: a rank-2 ``[N, W]`` operand against a
+    rank-4 ``[N, C, H, W]`` one, as coremltools converts it."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * x.mean(dim=(1, 2)) + x.amax(dim=(1, 2))
+
+
+def test_broadcastable_lower_rank_operand_from_pytorch() -> None:
+    module = _ScaleByColumnMean()
+    spec = convert_module(module, (1, 2, 3, 4))
+    kinds = layer_types(spec)
+    assert {"multiplyBroadcastable", "addBroadcastable"} <= kinds, kinds
+    x = rng(8).standard_normal((3, 2, 3, 4)).astype(np.float32)
+    (got,) = run_spec(spec, {"x": x}).values()
+    with torch.no_grad():
+        expected = np.concatenate(
+            [module(torch.from_numpy(x[i : i + 1])).numpy() for i in range(3)]
+        )
+    assert_close(got, expected)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import onnx
+
 from ...errors import InvalidModelError, UnsupportedLayerError
 from ..registry import ConvertContext
 
@@ -63,3 +65,28 @@ def per_channel_shape(count: int, rank: int) -> tuple[int, ...]:
 def same_rank_output(layer: Any, ctx: ConvertContext, source: str | None = None) -> None:
     """Give the layer's (single) output the rank of its (first) input."""
     ctx.set_rank(layer.output[0], ctx.rank(source or layer.input[0]))
+
+
+def align_batch(
+    ctx: ConvertContext, blob: str, rank: int, target_rank: int, nodes: list[onnx.NodeProto]
+) -> str:
+    """Make a lower-rank operand that carries the batch broadcast per example.
+
+    Core ML aligns shapes from the right, with a batch of one in front of each blob.
+    A lower-rank blob's batch axis (of size N here) would then meet a data axis of the
+    other operand; moving it back to axis 0 (``[N, 1, ..., rest]``) gives what Core ML
+    computes for each example. Constants (every axis known at compile time) have no
+    batch of their own and broadcast from the right unchanged.
+    """
+    if rank >= target_rank:
+        return blob
+    try:
+        first = ctx.static_shape(blob)[0]
+    except (InvalidModelError, IndexError):
+        first = None
+    if first is not None:
+        return blob
+    aligned = ctx.fresh(f"{blob}__aligned")
+    axes = ctx.int64s(list(range(1, 1 + target_rank - rank)), hint="axes")
+    nodes.append(ctx.node("Unsqueeze", [blob, axes], [aligned]))
+    return aligned

@@ -1,6 +1,7 @@
 """Converters for element-wise arithmetic: the classic ``add``, ``multiply``,
 ``average``, ``max``, ``min`` (N inputs; ``alpha`` when there is one), and the ND
-broadcastable ones (``addBroadcastable``, ``subtractBroadcastable``...)."""
+broadcastable ones (``addBroadcastable``, ``subtractBroadcastable``...), which align a
+lower-rank operand that carries the batch the way ``batchedMatmul`` does."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 import onnx
 
 from ..registry import ConvertContext, converts
-from ._common import check_io, invalid
+from ._common import align_batch, check_io, invalid
 
 _BROADCASTABLE = {
     "addBroadcastable": "Add",
@@ -86,4 +87,8 @@ def convert_broadcastable(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProt
     if min(ranks) < 1:
         raise invalid(layer, "inputs must have rank >= 1")
     _out_rank(layer, ctx)
-    return [ctx.node(_BROADCASTABLE[kind], [a, b], [layer.output[0]])]
+    # Core ML broadcasts per example: a lower-rank operand's batch stays on axis 0.
+    nodes: list[onnx.NodeProto] = []
+    a = align_batch(ctx, a, ranks[0], max(ranks), nodes)
+    b = align_batch(ctx, b, ranks[1], max(ranks), nodes)
+    return [*nodes, ctx.node(_BROADCASTABLE[kind], [a, b], [layer.output[0]])]

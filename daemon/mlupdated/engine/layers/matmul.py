@@ -3,7 +3,7 @@ or of one blob with a stored ``[X1, X2]`` weight matrix (plus an optional bias).
 
 Both operands carry the batch as axis 0 (rank >= 2); the matrices are their last two
 axes and the leading axes broadcast as in NumPy, so a per-example product stays per
-example (a lower-rank operand is first aligned on the batch, see ``_align_batch``).
+example (a lower-rank operand is first aligned on the batch, see ``align_batch``).
 A one-input layer stores its weight matrix transposed (``[X2, X1]``, row-major), the
 way coremltools writes it.
 """
@@ -18,6 +18,7 @@ import onnx
 from ...coreml.weights import decode_weights
 from ...errors import InvalidModelError, UnsupportedLayerError
 from ..registry import ConvertContext, converts
+from ._common import align_batch
 
 _MIN_RANK = 2  # the batch axis plus at least the vector axis
 
@@ -41,31 +42,6 @@ def _check_rank(layer: Any, ctx: ConvertContext, blob: str) -> int:
     return rank
 
 
-def _align_batch(
-    ctx: ConvertContext, blob: str, rank: int, target_rank: int, nodes: list[onnx.NodeProto]
-) -> str:
-    """Make a lower-rank operand that carries the batch broadcast per example.
-
-    Core ML aligns shapes from the right, with a batch of one in front of each blob.
-    A lower-rank blob's batch axis (of size N here) would then meet a data axis of the
-    other operand; moving it back to axis 0 (``[N, 1, ..., rest]``) gives what Core ML
-    computes for each example. Constants (every axis known at compile time) have no
-    batch of their own and broadcast from the right unchanged.
-    """
-    if rank >= target_rank:
-        return blob
-    try:
-        first = ctx.static_shape(blob)[0]
-    except (InvalidModelError, IndexError):
-        first = None
-    if first is not None:
-        return blob
-    aligned = ctx.fresh(f"{blob}__aligned")
-    axes = ctx.int64s(list(range(1, 1 + target_rank - rank)), hint="axes")
-    nodes.append(ctx.node("Unsqueeze", [blob, axes], [aligned]))
-    return aligned
-
-
 @converts("batchedMatmul")
 def convert_batched_matmul(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
     """``y = A @ B`` (transposeA/B honoured) or ``y = A @ W + bias``."""
@@ -87,8 +63,8 @@ def convert_batched_matmul(layer: Any, ctx: ConvertContext) -> list[onnx.NodePro
             b, node = _swap_last(ctx, b, rank_b)
             nodes.append(node)
         rank = max(rank_a, rank_b)
-        a = _align_batch(ctx, a, rank_a, rank, nodes)
-        b = _align_batch(ctx, b, rank_b, rank, nodes)
+        a = align_batch(ctx, a, rank_a, rank, nodes)
+        b = align_batch(ctx, b, rank_b, rank, nodes)
         ctx.set_rank(target, rank)
         return [*nodes, ctx.node("MatMul", [a, b], [target])]
 
