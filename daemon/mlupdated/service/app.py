@@ -131,8 +131,9 @@ class Daemon:
         self.lock = WorkspaceLock(Path(ws.lock_path))
         self.lock.acquire()
         try:
-            self._start_up()
+            # Shut-down copes with a half-done start-up: it stops what was started.
             try:
+                self._start_up()
                 self._loop()
             finally:
                 self._shut_down()
@@ -254,22 +255,32 @@ class Daemon:
             self._wake.clear()
             if self._stop:
                 break
-            if self._reload:
-                self._reload = False
-                self._reload_config()
-            if self._update_now:
-                self._update_now = False
-                self.log.info("update requested")
-                self.scheduler.request_update()
-            if self._pause_changed:
-                self._pause_changed = False
-                self._apply_pause_flag()
-            self._check_intake()
-            self.notifier.watchdog()
+            try:
+                self._turn()
+            except Exception:  # one bad turn (a bug, a full disk) must not end the daemon
+                self.log.exception("daemon loop error; carrying on")
             now = time.monotonic()
             if now >= next_status:
                 next_status = now + STATUS_SECONDS
-                self._publish_status()
+                try:
+                    self._publish_status()
+                except Exception:
+                    self.log.exception("status not published")
+
+    def _turn(self) -> None:
+        """One pass over the flags the signal handlers set, and the health checks."""
+        if self._reload:
+            self._reload = False
+            self._reload_config()
+        if self._update_now:
+            self._update_now = False
+            self.log.info("update requested")
+            self.scheduler.request_update()
+        if self._pause_changed:
+            self._pause_changed = False
+            self._apply_pause_flag()
+        self._check_intake()
+        self.notifier.watchdog()
 
     def _shut_down(self) -> None:
         log = self.log
