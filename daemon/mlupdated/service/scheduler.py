@@ -305,7 +305,12 @@ class UpdateScheduler:
         else:
             # A job of its own, so the tick keeps ticking (and status stays fresh)
             # while the update runs.
-            aps.add_job(self._run, args=(reason, started), id="update", misfire_grace_time=None)
+            try:
+                aps.add_job(self._run, args=(reason, started), id="update", misfire_grace_time=None)
+            except Exception:  # shutting down under our feet: nothing runs, nothing waits
+                with self._lock:
+                    self._running = False
+                return None
         return reason
 
     def _run(self, reason: str, started: float) -> None:
