@@ -61,3 +61,16 @@ def test_load_session_caches_per_cut(tmp_path: Path, monkeypatch: pytest.MonkeyP
     x = np.random.default_rng(0).standard_normal((2, 4, 2, 2)).astype(np.float32)
     features = load_session(spec, stop_before=1).run({"x": x})
     np.testing.assert_allclose(features["h"], np.maximum(x, 0))
+
+
+def test_a_cache_directory_that_cannot_be_made_costs_only_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv("MLUPDATED_CACHE_DIR", str(blocker / "cache"))
+    start = runtime.compile_count
+    session = load_session(_spec())
+    assert runtime.compile_count == start + 1
+    x = np.ones((1, 4, 2, 2), np.float32)
+    np.testing.assert_allclose(session.run({"x": x})["y"].sum(axis=1), 1.0, rtol=1e-6)

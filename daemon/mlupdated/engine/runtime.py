@@ -108,7 +108,11 @@ def compile_cached(
     path = None
     if cache:
         key = cache_key(spec, stop_before=stop_before, outputs=outputs)
-        path = cache_dir(CACHE_SUBDIR) / f"{key}.onnx"
+        try:
+            path = cache_dir(CACHE_SUBDIR) / f"{key}.onnx"
+        except OSError as exc:  # an unusable cache directory costs time only
+            _log.warning("graph cache unavailable, compiling", error=str(exc))
+    if path is not None:
         try:
             data = path.read_bytes()
             onnx.load_model_from_string(data)  # a corrupt file must not reach onnxruntime
