@@ -46,7 +46,7 @@ SWAP_DELAY = 0.5
 PHASES = ("start-up", "intake", "training", "version-write", "swap", "after-promote")
 # Cheap phases more often: they cost a start, the update phases a whole update.
 WEIGHTS = (3, 3, 3, 2, 2, 2)
-WAIT = 25.0
+WAIT = 10.0
 KIND_OF = {"Cat": "red", "Dog": "blue"}
 
 CRASH_CONFIG = {
