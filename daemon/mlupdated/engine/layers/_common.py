@@ -21,6 +21,15 @@ def invalid(layer: Any, message: str) -> InvalidModelError:
     )
 
 
+def refused(layer: Any, message: str) -> UnsupportedLayerError:
+    """An UnsupportedLayerError naming the layer and its type, with ``message``."""
+    return UnsupportedLayerError(
+        f"layer {layer.name!r} ({layer_type(layer)}): {message}",
+        layer=layer.name,
+        layer_type=layer_type(layer),
+    )
+
+
 def unsupported(layer: Any, feature: str) -> UnsupportedLayerError:
     """An UnsupportedLayerError for a parameter value the engine does not run."""
     return UnsupportedLayerError(
@@ -39,6 +48,16 @@ def check_io(layer: Any, *, inputs: int | tuple[int, int | None] = 1, outputs: i
         raise invalid(layer, f"takes {want} input(s), has {n}")
     if len(layer.output) != outputs:
         raise invalid(layer, f"produces {outputs} output(s), has {len(layer.output)}")
+
+
+def one_input(layer: Any) -> tuple[str, str]:
+    """The (input, output) blob names of a layer that takes one and produces one."""
+    if len(layer.input) != 1 or len(layer.output) != 1:
+        raise invalid(
+            layer,
+            f"needs 1 input and 1 output, has {len(layer.input)} and {len(layer.output)}",
+        )
+    return layer.input[0], layer.output[0]
 
 
 def channel_axis(rank: int) -> int:

@@ -7,24 +7,15 @@ from typing import Any
 import numpy as np
 import onnx
 
-from ...errors import InvalidModelError
 from ..registry import ConvertContext, converts
-
-
-def _one_input(layer: Any) -> tuple[str, str]:
-    if len(layer.input) != 1 or len(layer.output) != 1:
-        raise InvalidModelError(
-            f"layer {layer.name!r} ({layer.WhichOneof('layer')}) needs 1 input and 1 output",
-            layer=layer.name,
-        )
-    return layer.input[0], layer.output[0]
+from ._common import one_input
 
 
 @converts("clip")
 def convert_clip(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
     """``y = min(max(x, minVal), maxVal)`` (ONNX Clip gives maxVal when minVal > maxVal,
     as this formula does)."""
-    source, target = _one_input(layer)
+    source, target = one_input(layer)
     params = layer.clip
     low = ctx.const(np.float32(params.minVal), hint="min")
     high = ctx.const(np.float32(params.maxVal), hint="max")
@@ -35,7 +26,7 @@ def convert_clip(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
 @converts("clampedReLU")
 def convert_clamped_relu(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
     """``y = min(beta, x)`` for ``x >= 0`` and ``min(beta, alpha*x)`` below zero."""
-    source, target = _one_input(layer)
+    source, target = one_input(layer)
     params = layer.clampedReLU
     leaky = ctx.fresh(f"{target}__leaky")
     ctx.set_rank(target, ctx.rank(source))

@@ -17,6 +17,7 @@ import onnx
 
 from ...errors import InvalidModelError, UnsupportedLayerError
 from ..registry import ConvertContext, converts
+from ._common import one_input
 
 DEFAULT_EPSILON = 1e-6  # proto: "Defaults to 1e-6 if not set or is set to 0"
 
@@ -73,22 +74,12 @@ def reduce_node(
     return ctx.node(op_type, [source], [target], axes=axes, keepdims=int(keepdims))
 
 
-def _one_input(layer: Any) -> tuple[str, str]:
-    if len(layer.input) != 1 or len(layer.output) != 1:
-        raise InvalidModelError(
-            f"layer {layer.name!r} ({layer.WhichOneof('layer')}) needs 1 input and 1 output, "
-            f"has {len(layer.input)} and {len(layer.output)}",
-            layer=layer.name,
-        )
-    return layer.input[0], layer.output[0]
-
-
 @converts("reduce")
 def convert_reduce(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
     """Classic ``reduce``: SUM/AVG/PROD/LOGSUM/SUMSQUARE/L1/L2/MAX/MIN/ARGMAX over
     C, H, W, HW or CHW; the reduced axes stay as size 1."""
     params = layer.reduce
-    source, target = _one_input(layer)
+    source, target = one_input(layer)
     if params.axis not in _CLASSIC_AXES:
         raise InvalidModelError(
             f"layer {layer.name!r}: unknown reduce axis {params.axis}", layer=layer.name
@@ -143,7 +134,7 @@ def convert_reduce_nd(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
     layer_type = layer.WhichOneof("layer")
     params = getattr(layer, layer_type)
     op_type = _ND_OPS[layer_type]
-    source, target = _one_input(layer)
+    source, target = one_input(layer)
     rank = ctx.rank(source)
     if params.reduceAll:
         axes = set(range(rank))
@@ -192,7 +183,7 @@ def convert_arg_extreme(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]
     largest/smallest value; ``removeDim`` drops the axis (unless the input is 1-D)."""
     layer_type = layer.WhichOneof("layer")
     params = getattr(layer, layer_type)
-    source, target = _one_input(layer)
+    source, target = one_input(layer)
     rank = ctx.rank(source)
     if not -rank <= params.axis < rank:
         raise InvalidModelError(

@@ -13,6 +13,7 @@ import onnx
 
 from ...errors import InvalidModelError
 from ..registry import ConvertContext, converts
+from ._common import one_input
 
 
 def _broadcast_shape(layer: Any, shape: list[int], *, what: str) -> tuple[int, ...]:
@@ -41,19 +42,10 @@ def _operand(
     return ctx.weights(params, dims, hint=f"{layer.name}/{what}")
 
 
-def _one_input(layer: Any) -> tuple[str, str]:
-    if len(layer.input) != 1 or len(layer.output) != 1:
-        raise InvalidModelError(
-            f"layer {layer.name!r} ({layer.WhichOneof('layer')}) needs 1 input and 1 output",
-            layer=layer.name,
-        )
-    return layer.input[0], layer.output[0]
-
-
 @converts("scale")
 def convert_scale(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
     """``y = scale * x (+ bias)``, both broadcast to the input."""
-    source, target = _one_input(layer)
+    source, target = one_input(layer)
     params = layer.scale
     rank = ctx.rank(source)
     scale = _operand(layer, ctx, params.scale, list(params.shapeScale), what="scale", rank=rank)
@@ -71,7 +63,7 @@ def convert_scale(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
 @converts("bias")
 def convert_bias(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
     """``y = x + bias``, the bias broadcast to the input."""
-    source, target = _one_input(layer)
+    source, target = one_input(layer)
     params = layer.bias
     rank = ctx.rank(source)
     bias = _operand(layer, ctx, params.bias, list(params.shape), what="bias", rank=rank)

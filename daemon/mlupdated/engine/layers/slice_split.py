@@ -14,32 +14,13 @@ from typing import Any
 
 import onnx
 
-from ...errors import InvalidModelError, UnsupportedLayerError
 from ..registry import ConvertContext, converts
+from ._common import invalid, one_input, refused
 
 _INT64_MAX = 2**63 - 1
 _INT64_MIN = -(2**63)
 # Classic SliceLayerParams.SliceAxis -> negative axis.
 _CLASSIC_AXES = {0: -3, 1: -2, 2: -1}
-
-
-def _invalid(layer: Any, message: str) -> InvalidModelError:
-    return InvalidModelError(
-        f"layer {layer.name!r} ({layer.WhichOneof('layer')}): {message}", layer=layer.name
-    )
-
-
-def _unsupported(layer: Any, message: str) -> UnsupportedLayerError:
-    layer_type = str(layer.WhichOneof("layer"))
-    return UnsupportedLayerError(
-        f"layer {layer.name!r} ({layer_type}): {message}", layer=layer.name, layer_type=layer_type
-    )
-
-
-def _one_input(layer: Any) -> tuple[str, str]:
-    if len(layer.input) != 1 or len(layer.output) != 1:
-        raise _invalid(layer, "needs 1 input and 1 output")
-    return layer.input[0], layer.output[0]
 
 
 def _slice_node(ctx: ConvertContext, source: str, target: str, starts, ends, axes, steps):
@@ -59,20 +40,20 @@ def _slice_node(ctx: ConvertContext, source: str, target: str, starts, ends, axe
 @converts("slice")
 def convert_slice(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
     """``x[..., start:end:stride]`` along C, H or W."""
-    source, target = _one_input(layer)
+    source, target = one_input(layer)
     params = layer.slice
     if params.axis not in _CLASSIC_AXES:
-        raise _invalid(layer, f"unknown slice axis {params.axis}")
+        raise invalid(layer, f"unknown slice axis {params.axis}")
     axis = _CLASSIC_AXES[params.axis]
     rank = ctx.rank(source)
     if rank < 1 - axis:
-        raise _invalid(
+        raise invalid(
             layer,
             f"slicing axis {axis} needs an input of rank >= {1 - axis} "
             f"(batch included), got rank {rank}",
         )
     if params.stride < 1:
-        raise _invalid(layer, f"stride must be positive, got {params.stride}")
+        raise invalid(layer, f"stride must be positive, got {params.stride}")
     ctx.set_rank(target, rank)
     return [
         _slice_node(
@@ -91,7 +72,7 @@ def _batch_axis_kept(begin: int, begin_mask: bool, end: int, end_mask: bool, str
 @converts("sliceStatic")
 def convert_slice_static(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
     """NumPy-style ``x[b0:e0:s0, b1:e1:s1, ...]`` with begin/end/squeeze masks."""
-    source, target = _one_input(layer)
+    source, target = one_input(layer)
     params = layer.sliceStatic
     rank = ctx.rank(source)
     begins, ends, strides = list(params.beginIds), list(params.endIds), list(params.strides)
@@ -107,13 +88,13 @@ def convert_slice_static(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto
         ("squeezeMasks", squeeze_masks),
     ):
         if len(values) != rank:
-            raise _invalid(layer, f"{name} has {len(values)} values for an input of rank {rank}")
+            raise invalid(layer, f"{name} has {len(values)} values for an input of rank {rank}")
     if 0 in strides:
-        raise _invalid(layer, "a stride of 0")
+        raise invalid(layer, "a stride of 0")
     if squeeze_masks[0]:
-        raise _unsupported(layer, "squeezing the batch axis 0")
+        raise refused(layer, "squeezing the batch axis 0")
     if not _batch_axis_kept(begins[0], begin_masks[0], ends[0], end_masks[0], strides[0]):
-        raise _unsupported(layer, "the slice of the batch axis 0 would be empty")
+        raise refused(layer, "the slice of the batch axis 0 would be empty")
     starts_out, ends_out, axes_out, steps_out, squeezed = [], [], [], [], []
     for axis in range(1, rank):
         if squeeze_masks[axis]:
@@ -166,9 +147,9 @@ def _uniform_sizes(
     # ONNX Split at this opset needs the sizes; the axis length is known at compile time.
     length = ctx.static_shape(source)[axis]
     if length is None:
-        raise _unsupported(layer, f"the length of axis {axis} is not known at compile time")
+        raise refused(layer, f"the length of axis {axis} is not known at compile time")
     if length % parts:
-        raise _invalid(
+        raise invalid(
             layer, f"axis {axis} of length {length} does not split into {parts} equal parts"
         )
     return [length // parts] * parts
@@ -178,14 +159,14 @@ def _uniform_sizes(
 def convert_split(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
     """``nOutputs`` equal parts along the channel axis."""
     if len(layer.input) != 1 or len(layer.output) < 1:
-        raise _invalid(layer, "needs 1 input and at least 1 output")
+        raise invalid(layer, "needs 1 input and at least 1 output")
     source = layer.input[0]
     parts = int(layer.split.nOutputs) or len(layer.output)
     if parts != len(layer.output):
-        raise _invalid(layer, f"nOutputs is {parts} but the layer has {len(layer.output)} outputs")
+        raise invalid(layer, f"nOutputs is {parts} but the layer has {len(layer.output)} outputs")
     rank = ctx.rank(source)
     if rank < 4:
-        raise _invalid(
+        raise invalid(
             layer,
             f"splitting channels needs an input of rank >= 4 (batch included), got rank {rank}",
         )
@@ -196,20 +177,20 @@ def convert_split(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
 def convert_split_nd(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
     """Split along ``axis`` into ``splitSizes`` or ``numSplits`` equal parts."""
     if len(layer.input) != 1 or len(layer.output) < 1:
-        raise _invalid(layer, "needs 1 input and at least 1 output")
+        raise invalid(layer, "needs 1 input and at least 1 output")
     source = layer.input[0]
     params = layer.splitND
     rank = ctx.rank(source)
     if not -rank <= params.axis < rank:
-        raise _invalid(layer, f"axis {params.axis} is out of range for rank {rank}")
+        raise invalid(layer, f"axis {params.axis} is out of range for rank {rank}")
     axis = params.axis % rank
     if axis == 0:
-        raise _unsupported(layer, "splitting the batch axis 0")
+        raise refused(layer, "splitting the batch axis 0")
     if params.splitSizes:
         sizes = [int(s) for s in params.splitSizes]
     else:
         parts = int(params.numSplits) or len(layer.output)
         sizes = _uniform_sizes(layer, ctx, source, axis, parts)
     if len(sizes) != len(layer.output):
-        raise _invalid(layer, f"{len(sizes)} parts but {len(layer.output)} outputs")
+        raise invalid(layer, f"{len(sizes)} parts but {len(layer.output)} outputs")
     return _split(layer, ctx, source, axis, sizes)

@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 import onnx
 
-from ...errors import InvalidModelError, UnsupportedLayerError
+from ...errors import UnsupportedLayerError
 from ..registry import ConvertContext, converts
+from ._common import one_input
 
 DEFAULT_EPSILON = 1e-6  # proto: "Defaults to 1e-6 if not set or set to 0"
 DEFAULT_SCALE = 1.0  # proto: "Defaults to 1.0 if not set or set to 0"
@@ -45,15 +46,6 @@ _ND_OPS = {
 }
 
 
-def _one_input(layer: Any) -> tuple[str, str]:
-    if len(layer.input) != 1 or len(layer.output) != 1:
-        raise InvalidModelError(
-            f"layer {layer.name!r} ({layer.WhichOneof('layer')}) needs 1 input and 1 output",
-            layer=layer.name,
-        )
-    return layer.input[0], layer.output[0]
-
-
 def _scalar(ctx: ConvertContext, value: float, hint: str) -> str:
     return ctx.const(np.float32(value), hint=hint)
 
@@ -61,7 +53,7 @@ def _scalar(ctx: ConvertContext, value: float, hint: str) -> str:
 @converts("unary")
 def convert_unary(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
     """``f(scale*x + shift)`` for SQRT, RSQRT, INVERSE, POWER, EXP, LOG, ABS, THRESHOLD."""
-    source, target = _one_input(layer)
+    source, target = one_input(layer)
     params = layer.unary
     scale = params.scale if params.scale != 0 else DEFAULT_SCALE
     epsilon = params.epsilon if params.epsilon != 0 else DEFAULT_EPSILON
@@ -104,7 +96,7 @@ def convert_unary(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
 @converts("exp2")
 def convert_exp2(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
     """``y = 2^x``."""
-    source, target = _one_input(layer)
+    source, target = one_input(layer)
     ctx.set_rank(target, ctx.rank(source))
     return [ctx.node("Pow", [_scalar(ctx, 2.0, "two"), source], [target])]
 
@@ -112,6 +104,6 @@ def convert_exp2(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
 @converts(*_ND_OPS)
 def convert_elementwise(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
     """The parameterless ND elementwise functions (see ``_ND_OPS``)."""
-    source, target = _one_input(layer)
+    source, target = one_input(layer)
     ctx.set_rank(target, ctx.rank(source))
     return [ctx.node(_ND_OPS[layer.WhichOneof("layer")], [source], [target])]

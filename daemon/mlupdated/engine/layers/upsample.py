@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 import onnx
 
-from ...errors import InvalidModelError, UnsupportedLayerError
 from ..registry import ConvertContext, converts
+from ._common import invalid, refused
 
 _RANK = 4  # batch, C, H, W
 _MIN_RANK = 3  # Core ML's [C, H, W], whose C is our batch axis
@@ -36,19 +36,6 @@ _NN, _BILINEAR = 0, 1
 # UpsampleLayerParams.LinearUpsampleMode -> ONNX coordinate_transformation_mode.
 _LINEAR_MODES = {0: "asymmetric", 1: "align_corners", 2: "half_pixel"}
 _STRICT_ALIGN, _ALIGN_ENDPOINTS, _UPSAMPLE_MODE, _ROI_ALIGN = range(4)
-
-
-def _unsupported(layer: Any, message: str) -> UnsupportedLayerError:
-    layer_type = str(layer.WhichOneof("layer"))
-    return UnsupportedLayerError(
-        f"layer {layer.name!r} ({layer_type}): {message}", layer=layer.name, layer_type=layer_type
-    )
-
-
-def _invalid(layer: Any, message: str) -> InvalidModelError:
-    return InvalidModelError(
-        f"layer {layer.name!r} ({layer.WhichOneof('layer')}): {message}", layer=layer.name
-    )
 
 
 def as_nchw(
@@ -62,11 +49,11 @@ def as_nchw(
     the batch and unfold them afterwards.
     """
     if len(layer.input) != 1 or len(layer.output) != 1:
-        raise _invalid(layer, "needs 1 input and 1 output")
+        raise invalid(layer, "needs 1 input and 1 output")
     source, target = layer.input[0], layer.output[0]
     rank = ctx.rank(source)
     if rank < _MIN_RANK:
-        raise _invalid(layer, f"needs an input of rank >= {_MIN_RANK}, got rank {rank}")
+        raise invalid(layer, f"needs an input of rank >= {_MIN_RANK}, got rank {rank}")
     ctx.set_rank(target, rank)
     if rank == _RANK:
         return body(source, target)
@@ -117,17 +104,17 @@ def convert_upsample(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
     integer = [int(v) for v in params.scalingFactor]
     fractional = [float(v) for v in params.fractionalScalingFactor]
     if integer and fractional:
-        raise _invalid(layer, "scalingFactor and fractionalScalingFactor are both set")
+        raise invalid(layer, "scalingFactor and fractionalScalingFactor are both set")
     if params.mode not in (_NN, _BILINEAR):
-        raise _unsupported(layer, f"interpolation mode {params.mode}")
+        raise refused(layer, f"interpolation mode {params.mode}")
     if params.linearUpsampleMode not in _LINEAR_MODES:
-        raise _unsupported(layer, f"linearUpsampleMode {params.linearUpsampleMode}")
+        raise refused(layer, f"linearUpsampleMode {params.linearUpsampleMode}")
     factors = fractional or integer or [1, 1]
     if len(factors) != 2 or min(factors) <= 0:
-        raise _invalid(layer, f"needs two positive scaling factors [H, W], got {factors}")
+        raise invalid(layer, f"needs two positive scaling factors [H, W], got {factors}")
     if params.mode == _NN:
         if fractional and any(f != math.floor(f) for f in fractional):
-            raise _unsupported(layer, "fractional scaling factors with NN interpolation")
+            raise refused(layer, "fractional scaling factors with NN interpolation")
         attrs = {
             "mode": "nearest",
             "coordinate_transformation_mode": "asymmetric",
@@ -188,8 +175,8 @@ def _resize_bilinear_mode(layer: Any, method: int, size: int) -> str:
     if method == _UPSAMPLE_MODE:
         return "asymmetric"
     if method == _ROI_ALIGN:
-        raise _unsupported(layer, "sampling mode ROI_ALIGN_MODE")
-    raise _unsupported(layer, f"sampling mode {method}")
+        raise refused(layer, "sampling mode ROI_ALIGN_MODE")
+    raise refused(layer, f"sampling mode {method}")
 
 
 @converts("resizeBilinear")
@@ -198,7 +185,7 @@ def convert_resize_bilinear(layer: Any, ctx: ConvertContext) -> list[onnx.NodePr
     params = layer.resizeBilinear
     size = [int(v) for v in params.targetSize] or [1, 1]
     if len(size) != 2 or min(size) < 1:
-        raise _invalid(layer, f"targetSize must be two positive sizes [H, W], got {size}")
+        raise invalid(layer, f"targetSize must be two positive sizes [H, W], got {size}")
     method = params.mode.samplingMethod
     modes = [_resize_bilinear_mode(layer, method, n) for n in size]
     return as_nchw(layer, ctx, lambda x, y: _resize_bilinear(ctx, x, y, size, modes))
