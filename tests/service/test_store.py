@@ -298,3 +298,36 @@ def test_kill_during_swaps_leaves_a_consistent_store(
     assert not list(ws.models.rglob(f"{TEMP_PREFIX}*"))
     for entry in store.manifest():
         assert store.read_version(entry["version"]) in {_bytes(s) for s in (0, 1, 2, 3)}
+
+
+def test_recover_rebuilds_a_lost_manifest_without_deleting_history(ws: Workspace) -> None:
+    store = ModelStore(ws)
+    store.promote(_add(store, 1))
+    _add(store, 2)
+    ws.manifest.unlink()
+    report = store.recover()
+    assert report["deleted"] == [] and report["recovered"] == [1, 2, 3]
+    assert store.versions() == [1, 2, 3] == _files(ws)
+    assert store.current_version() == 2
+    assert [e["promoted"] for e in store.manifest()] == [False, True, False]
+
+
+def test_recover_adopts_a_hand_placed_current_model(ws: Workspace) -> None:
+    store = ModelStore(ws)
+    ws.current_model.write_bytes(_bytes(5))
+    report = store.recover()
+    assert report["adopted_current"] == 2
+    assert store.current_version() == 2
+    assert store.read_version(2) == _bytes(5) == ws.current_model.read_bytes()
+    assert store.entry(2)["reason"] == "adopted current.mlmodel"
+
+
+def test_recover_after_versions_folder_emptied(ws: Workspace) -> None:
+    store = ModelStore(ws)
+    store.promote(_add(store, 1))
+    for path in ws.versions.iterdir():
+        path.unlink()
+    report = store.recover()
+    assert report["dropped"] == [1, 2]
+    assert store.versions() == [3] == _files(ws)
+    assert store.read_version(3) == _bytes(1) == ws.current_model.read_bytes()

@@ -12,13 +12,18 @@ so. ``recover()`` at start-up repairs what a kill between two steps left:
 
 - stale temporary files are removed;
 - a version file without a manifest entry is an update that never reached its
-  manifest write, so it was never promoted: it is **deleted** (the interrupted run is
-  redone) — unless it is byte-identical to ``current.mlmodel``, in which case it gets
-  an entry with reason ``"recovered"``;
+  manifest write (or a retention that never reached its deletes), so it was never
+  promoted: it is **deleted** (the interrupted run is redone) — unless it is
+  byte-identical to ``current.mlmodel`` (then it gets an entry, reason
+  ``"recovered"``), or the manifest itself is gone (then every version file is kept
+  and listed as ``"recovered"``: history is not thrown away with a lost index);
 - a manifest entry whose file is gone is dropped;
-- ``current.mlmodel`` must exist and parse; if its bytes are those of a known version,
-  the manifest's ``current`` follows it; otherwise it is restored from the manifest's
-  current version (or the newest promoted one that still has its file).
+- ``current.mlmodel`` must exist and parse. If its bytes are those of a stored
+  version, the manifest's ``current`` follows it (a kill between the swap and the
+  manifest write). If it parses but is no stored version (put there by hand), it is
+  kept and stored as a new version (``"adopted current.mlmodel"``). If it is missing
+  or broken, it is restored from the manifest's current version (or the newest
+  promoted one that still has its file).
 
 Retention removes manifest entries first and files second, so a kill in between only
 leaves orphans that ``recover()`` deletes. Every operation holds an ``flock`` on
@@ -248,8 +253,7 @@ class ModelStore:
             )
         with self._locked():
             data = self._read_manifest()
-            known = [e["version"] for e in data["versions"]]
-            version = max([0, *known, *self._files_on_disk()]) + 1
+            version = self._next_number(data, self._files_on_disk())
             self.workspace.versions.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(self.version_path(version), model_bytes)
             data["versions"].append(
@@ -361,10 +365,12 @@ class ModelStore:
             "dropped": [],
             "restored_current": None,
             "current_from_file": None,
+            "adopted_current": None,
         }
         with self._locked():
             for directory in (self.workspace.models, self.workspace.versions):
                 report["temps"] += [str(p) for p in remove_stale_temps(directory)]
+            manifest_present = self.workspace.manifest.exists()
             data = self._read_manifest()
             on_disk = self._files_on_disk()
             current_path = self.workspace.current_model
@@ -380,20 +386,17 @@ class ModelStore:
                 if version in listed:
                     continue
                 blob = path.read_bytes()
-                if current_sha is not None and sha256_bytes(blob) == current_sha:
+                blob_sha = sha256_bytes(blob)
+                # With a manifest, an unlisted file is an interrupted add_version or
+                # retention: never promoted, safe to delete. Without one (deleted by
+                # hand), every version file is history worth keeping.
+                if not manifest_present or blob_sha == current_sha:
+                    if not model_parses(blob):
+                        path.unlink()
+                        report["deleted"].append(version)
+                        continue
                     data["versions"].append(
-                        {
-                            "version": version,
-                            "parent": None,
-                            "time": _now_iso(),
-                            "reason": "recovered",
-                            "corrections": {"count": 0, "ids": []},
-                            "loss": None,
-                            "metrics": {},
-                            "gate": None,
-                            "promoted": True,
-                            "sha256": current_sha,
-                        }
+                        self._recovered_entry(version, blob_sha, promoted=blob_sha == current_sha)
                     )
                     report["recovered"].append(version)
                 else:
@@ -414,13 +417,22 @@ class ModelStore:
                 pass  # the manifest and the file agree
             elif current_ok and current_sha in by_sha:
                 entry = by_sha[current_sha]
-                if data.get("current") != entry["version"] or not entry.get("promoted"):
-                    report["current_from_file"] = entry["version"]
-                    data["current"] = entry["version"]
-                    entry["promoted"] = True
-            elif not current_ok or data.get("current") not in {
-                e["version"] for e in data["versions"]
-            }:
+                report["current_from_file"] = entry["version"]
+                data["current"] = entry["version"]
+                entry["promoted"] = True
+            elif current_ok and current_bytes is not None:
+                # A model put there by hand (or versions/ emptied): it is what readers load,
+                # so keep it and give it a version of its own.
+                version = self._next_number(data, on_disk)
+                self.workspace.versions.mkdir(parents=True, exist_ok=True)
+                atomic_write_bytes(self.version_path(version), current_bytes)
+                data["versions"].append(
+                    self._recovered_entry(version, current_sha or "", promoted=True)
+                )
+                data["versions"][-1]["reason"] = "adopted current.mlmodel"
+                data["current"] = version
+                report["adopted_current"] = version
+            else:
                 source = self._restore_source(data)
                 if source is None:
                     raise WorkspaceError(
@@ -431,12 +443,33 @@ class ModelStore:
                 data["current"] = source
                 self._entry(data, source)["promoted"] = True  # type: ignore[index]
                 report["restored_current"] = source
-            # else: a current.mlmodel the user put there by hand; it parses, keep it.
             self._write_manifest(data)
         changed = {k: v for k, v in report.items() if v}
         if changed:
             self._log.warning("model store repaired", **changed)
         return report
+
+    @staticmethod
+    def _next_number(data: dict[str, Any], on_disk: dict[int, Path]) -> int:
+        """One past every number ever used (entries, files, promotions): never reused."""
+        used = [e["version"] for e in data["versions"]]
+        used += [h.get("version") or 0 for h in data.get("history", [])]
+        return max([0, *used, *on_disk]) + 1
+
+    @staticmethod
+    def _recovered_entry(version: int, sha: str, *, promoted: bool) -> dict[str, Any]:
+        return {
+            "version": version,
+            "parent": None,
+            "time": _now_iso(),
+            "reason": "recovered",
+            "corrections": {"count": 0, "ids": []},
+            "loss": None,
+            "metrics": {},
+            "gate": None,
+            "promoted": promoted,
+            "sha256": sha,
+        }
 
     def _restore_source(self, data: dict[str, Any]) -> int | None:
         candidates: list[int] = []
