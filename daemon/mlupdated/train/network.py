@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ..coreml.padding import include_last_pixel_pads, pair, same_pads, valid_pads
 from ..coreml.proto import Model_pb2
 from ..coreml.spec import class_labels, neural_network
 from ..coreml.weights import decode_weights, replace_weights
@@ -34,23 +35,6 @@ TRAINABLE_LAYERS = (
     "activation",
     "softmax",
 )
-
-
-def _pair(values: object, default: int) -> tuple[int, int]:
-    v = [int(x) for x in values]  # type: ignore[attr-defined]
-    if not v:
-        return default, default
-    if len(v) != 2:
-        raise ValueError(f"expected (height, width), got {v}")
-    return v[0], v[1]
-
-
-def _border(valid: object) -> ops_spatial.Pads:
-    amounts = list(valid.paddingAmounts.borderAmounts)  # type: ignore[attr-defined]
-    if not amounts:
-        return 0, 0, 0, 0
-    h, w = amounts
-    return int(h.startEdgeSize), int(h.endEdgeSize), int(w.startEdgeSize), int(w.endEdgeSize)
 
 
 class SuffixNetwork:
@@ -180,19 +164,20 @@ class SuffixNetwork:
         if p.isDeconvolution:  # type: ignore[attr-defined]
             raise ValueError("deconvolution cannot be trained")
         groups = int(p.nGroups) or 1  # type: ignore[attr-defined]
-        kh, kw = _pair(p.kernelSize, 3)  # type: ignore[attr-defined]
-        stride = _pair(p.stride, 1)  # type: ignore[attr-defined]
-        dilation = _pair(p.dilationFactor, 1)  # type: ignore[attr-defined]
+        kh, kw = pair(p.kernelSize, 3)  # type: ignore[attr-defined]
+        stride = pair(p.stride, 1)  # type: ignore[attr-defined]
+        dilation = pair(p.dilationFactor, 1)  # type: ignore[attr-defined]
         shape = (int(p.outputChannels), int(p.kernelChannels), kh, kw)  # type: ignore[attr-defined]
         w, b = self._weights(layer, p, shape, bool(p.hasBias))  # type: ignore[attr-defined]
         same = p.WhichOneof("ConvolutionPaddingType") == "same"  # type: ignore[attr-defined]
         mode = p.same.asymmetryMode  # type: ignore[attr-defined]
-        border = _border(p.valid)  # type: ignore[attr-defined]
+        (bt, bb), (bl, br) = valid_pads(p.valid)  # type: ignore[attr-defined]
+        border = (bt, bb, bl, br)
 
         def run(x: Value) -> Value:
             if same:
-                top, bottom = ops_spatial.same_pads(x.shape[2], kh, stride[0], dilation[0], mode)
-                left, right = ops_spatial.same_pads(x.shape[3], kw, stride[1], dilation[1], mode)
+                top, bottom = same_pads(x.shape[2], kh, stride[0], dilation[0], mode)
+                left, right = same_pads(x.shape[3], kw, stride[1], dilation[1], mode)
                 pads = (top, bottom, left, right)
             else:
                 pads = border
@@ -208,8 +193,8 @@ class SuffixNetwork:
             raise ValueError("only MAX and AVERAGE pooling can be trained through")
         if p.globalPooling:  # type: ignore[attr-defined]
             return lambda x: ops_spatial.global_pool(x, kind=kind)
-        kernel = _pair(p.kernelSize, 3)  # type: ignore[attr-defined]
-        stride = _pair(p.stride, 1)  # type: ignore[attr-defined]
+        kernel = pair(p.kernelSize, 3)  # type: ignore[attr-defined]
+        stride = pair(p.stride, 1)  # type: ignore[attr-defined]
         padding = p.WhichOneof("PoolingPaddingType")  # type: ignore[attr-defined]
         exclude = bool(p.avgPoolExcludePadding)  # type: ignore[attr-defined]
 
@@ -217,14 +202,14 @@ class SuffixNetwork:
             h, w = x.shape[2], x.shape[3]
             if padding == "same":
                 mode = p.same.asymmetryMode  # type: ignore[attr-defined]
-                top, bottom = ops_spatial.same_pads(h, kernel[0], stride[0], 1, mode)
-                left, right = ops_spatial.same_pads(w, kernel[1], stride[1], 1, mode)
+                top, bottom = same_pads(h, kernel[0], stride[0], 1, mode)
+                left, right = same_pads(w, kernel[1], stride[1], 1, mode)
             elif padding == "includeLastPixel":
-                ph, pw = _pair(p.includeLastPixel.paddingAmounts, 0)  # type: ignore[attr-defined]
-                top, bottom = ops_spatial.include_last_pixel_pads(h, kernel[0], stride[0], ph)
-                left, right = ops_spatial.include_last_pixel_pads(w, kernel[1], stride[1], pw)
+                ph, pw = pair(p.includeLastPixel.paddingAmounts, 0)  # type: ignore[attr-defined]
+                top, bottom = include_last_pixel_pads(h, kernel[0], stride[0], ph)
+                left, right = include_last_pixel_pads(w, kernel[1], stride[1], pw)
             else:
-                top, bottom, left, right = _border(p.valid)  # type: ignore[attr-defined]
+                (top, bottom), (left, right) = valid_pads(p.valid)  # type: ignore[attr-defined]
             pads = (top, bottom, left, right)
             if kind == "max":
                 return ops_spatial.max_pool2d(x, kernel=kernel, stride=stride, pads=pads)

@@ -2,14 +2,12 @@
 
 Both take explicit ``(top, bottom, left, right)`` pads; turning Core ML's padding rules
 (valid with amounts, same, includeLastPixel) into pads is done once, from the layer's
-parameters and the input size, by the helpers at the bottom. Windows are strided views
-(no copies on the forward pass); the backward pass adds each kernel tap's share back
-into the padded input, which handles overlapping windows.
+parameters and the input size, by ``coreml.padding`` (shared with the engine). Windows
+are strided views (no copies on the forward pass); the backward pass adds each kernel
+tap's share back into the padded input, which handles overlapping windows.
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -17,9 +15,6 @@ from numpy.lib.stride_tricks import sliding_window_view
 from .autodiff import DTYPE, Value, make
 
 Pads = tuple[int, int, int, int]  # top, bottom, left, right
-
-# SamePadding.asymmetryMode values.
-BOTTOM_RIGHT_HEAVY, TOP_LEFT_HEAVY = 0, 1
 
 
 def _windows(
@@ -172,24 +167,3 @@ def global_pool(x: Value, *, kind: str) -> Value:
         x.accumulate(gx.reshape(n, c, h, w))
 
     return make(y.astype(DTYPE), [x], backward, op=f"global{kind.title()}Pool")
-
-
-# --- Core ML padding rules → explicit pads ------------------------------------------
-
-
-def same_pads(size: int, kernel: int, stride: int, dilation: int, mode: int) -> tuple[int, int]:
-    """(start, end) pads of Core ML's "same" rule along one axis (``ceil(size/stride)``)."""
-    out = math.ceil(size / stride)
-    span = (kernel - 1) * dilation + 1
-    total = max((out - 1) * stride + span - size, 0)
-    small, big = total // 2, total - total // 2
-    return (big, small) if mode == TOP_LEFT_HEAVY else (small, big)
-
-
-def include_last_pixel_pads(size: int, kernel: int, stride: int, pad: int) -> tuple[int, int]:
-    """(start, end) pads giving Core ML's includeLastPixel output size (ceil mode)."""
-    out = math.ceil((size + 2 * pad - kernel) / stride) + 1
-    # A last window that would start inside the end padding only is dropped.
-    if pad > 0 and (out - 1) * stride >= size + pad:
-        out -= 1
-    return pad, max((out - 1) * stride + kernel - size - pad, 0)

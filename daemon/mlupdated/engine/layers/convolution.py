@@ -9,46 +9,19 @@ does not depend on how a runtime reads ``auto_pad``.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import onnx
 
+from ...coreml.padding import TOP_LEFT_HEAVY, pair, same_pads, valid_pads
 from ..registry import ConvertContext, converts
 from ._common import check_io, invalid, unsupported
 
-# SamePadding.asymmetryMode values.
-BOTTOM_RIGHT_HEAVY, TOP_LEFT_HEAVY = 0, 1
-
-
-def pair(values: Any, default: int) -> tuple[int, int]:
-    """A (height, width) pair from a repeated field (empty = default)."""
-    v = [int(x) for x in values]
-    if not v:
-        return default, default
-    if len(v) != 2:
-        raise ValueError(f"expected 2 values (height, width), got {v}")
-    return v[0], v[1]
-
 
 def border_pads(valid: Any) -> tuple[int, int, int, int]:
-    """(top, left, bottom, right) from ``ValidPadding.paddingAmounts``."""
-    amounts = list(valid.paddingAmounts.borderAmounts)
-    if not amounts:
-        return 0, 0, 0, 0
-    if len(amounts) != 2:
-        raise ValueError("paddingAmounts needs two border amounts (height, width)")
-    h, w = amounts
-    return int(h.startEdgeSize), int(w.startEdgeSize), int(h.endEdgeSize), int(w.endEdgeSize)
-
-
-def same_pads(size: int, kernel: int, stride: int, dilation: int, mode: int) -> tuple[int, int]:
-    """(start, end) pads of Core ML's "same" rule along one axis."""
-    out = math.ceil(size / stride)
-    effective = (kernel - 1) * dilation + 1
-    total = max((out - 1) * stride + effective - size, 0)
-    small, big = total // 2, total - total // 2
-    return (big, small) if mode == TOP_LEFT_HEAVY else (small, big)
+    """(top, left, bottom, right), ONNX's order, from ``ValidPadding.paddingAmounts``."""
+    (top, bottom), (left, right) = valid_pads(valid)
+    return top, left, bottom, right
 
 
 def _decode(layer: Any, params: Any, shape: tuple[int, ...], *, channel_axis: int) -> Any:

@@ -9,12 +9,12 @@ conventions never come into play.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 import onnx
 
+from ...coreml.padding import include_last_pixel_pads
 from ..registry import ConvertContext, converts
 from ._common import check_io, invalid
 from .convolution import border_pads, pair, same_pads, spatial_size
@@ -22,15 +22,6 @@ from .convolution import border_pads, pair, same_pads, spatial_size
 # PoolingLayerParams.PoolingType values.
 MAX, AVERAGE, L2 = 0, 1, 2
 _GLOBAL_OPS = {MAX: "GlobalMaxPool", AVERAGE: "GlobalAveragePool", L2: "GlobalLpPool"}
-
-
-def include_last_pixel_pads(size: int, kernel: int, stride: int, pad: int) -> tuple[int, int]:
-    """(start, end) pads that give Core ML's includeLastPixel output size in floor mode."""
-    out = math.ceil((size + 2 * pad - kernel) / stride) + 1
-    if pad > 0 and (out - 1) * stride >= size + pad:
-        out -= 1
-    end = max((out - 1) * stride + kernel - size - pad, 0)
-    return pad, end
 
 
 def _last_window_factor(
