@@ -40,6 +40,13 @@ def run_main(capsys, monkeypatch, *args: str, cache: Path) -> subprocess.Complet
     return subprocess.CompletedProcess(args, code, captured.out, captured.err)
 
 
+def update_in_process(capsys, monkeypatch, workspace, out: Path, *extra: str):
+    """``update`` on the workspace's model and data, writing ``out``, in this process."""
+    tmp, model, data = workspace
+    args = ("--model", str(model), "--data", str(data), "--out", str(out), *extra)
+    return run_main(capsys, monkeypatch, *args, cache=tmp / "cache")
+
+
 @pytest.fixture
 def workspace(tmp_path):
     spec = build_updatable_spec(input_shape=(3, 16, 16), learning_rate=0.05)
@@ -92,17 +99,7 @@ def test_json_events_match_the_python_api(workspace):
 def test_summary_line_without_json(workspace, capsys, monkeypatch):
     tmp, model, data = workspace
     out = tmp / "out.mlmodel"
-    proc = run_main(
-        capsys,
-        monkeypatch,
-        "--model",
-        str(model),
-        "--data",
-        str(data),
-        "--out",
-        str(out),
-        cache=tmp / "cache",
-    )
+    proc = update_in_process(capsys, monkeypatch, workspace, out)
     assert proc.returncode == 0, proc.stderr
     assert "10 examples (0 skipped)" in proc.stdout
     assert len(proc.stdout.strip().splitlines()) == 1
@@ -112,17 +109,7 @@ def test_summary_line_without_json(workspace, capsys, monkeypatch):
 def test_unknown_label_folder_exits_2_naming_it(workspace, capsys, monkeypatch):
     tmp, model, data = workspace
     (data / "Horse").mkdir()
-    proc = run_main(
-        capsys,
-        monkeypatch,
-        "--model",
-        str(model),
-        "--data",
-        str(data),
-        "--out",
-        str(tmp / "o.mlmodel"),
-        cache=tmp / "cache",
-    )
+    proc = update_in_process(capsys, monkeypatch, workspace, tmp / "o.mlmodel")
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1
@@ -140,19 +127,7 @@ def test_unknown_label_folder_exits_2_naming_it(workspace, capsys, monkeypatch):
 )
 def test_override_outside_the_range_exits_2(workspace, capsys, monkeypatch, option, value, message):
     tmp, model, data = workspace
-    proc = run_main(
-        capsys,
-        monkeypatch,
-        "--model",
-        str(model),
-        "--data",
-        str(data),
-        "--out",
-        str(tmp / "o.mlmodel"),
-        option,
-        value,
-        cache=tmp / "cache",
-    )
+    proc = update_in_process(capsys, monkeypatch, workspace, tmp / "o.mlmodel", option, value)
     assert proc.returncode == 2
     assert message in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
@@ -202,17 +177,7 @@ def test_not_updatable_model_exits_2_with_the_rule(workspace, capsys, monkeypatc
     spec.isUpdatable = False
     save_spec(spec, model)
     (data / "Horse").mkdir()  # the model is refused first, before the data is looked at
-    proc = run_main(
-        capsys,
-        monkeypatch,
-        "--model",
-        str(model),
-        "--data",
-        str(data),
-        "--out",
-        str(tmp / "o.mlmodel"),
-        cache=tmp / "cache",
-    )
+    proc = update_in_process(capsys, monkeypatch, workspace, tmp / "o.mlmodel")
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "not updatable" in lines[0] and str(model) in lines[0]
