@@ -56,6 +56,7 @@ def _allowed_on_path(layer: object) -> bool:
 
 
 def check_network(spec: Model_pb2.Model) -> list[Problem]:
+    """Structural problems of a neural network spec (blobs, names, shapes), one per finding."""
     problems: list[Problem] = []
     nn = getattr(spec, spec.WhichOneof("Type"))
     layers = list(nn.layers)

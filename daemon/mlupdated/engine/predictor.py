@@ -182,6 +182,7 @@ class Predictor:
 
     @property
     def is_classifier(self) -> bool:
+        """Whether the model is a classifier (labels and probabilities out)."""
         return any(
             isinstance(s, _KnnStage) or (isinstance(s, _NetworkStage) and s.prob_blob)
             for s in self._stages

@@ -128,6 +128,7 @@ class ConvertContext:
         self._ranks[blob] = rank
 
     def has_blob(self, blob: str) -> bool:
+        """Whether a layer or input has produced ``blob`` so far."""
         return blob in self._ranks
 
     # -- constants -----------------------------------------------------------------

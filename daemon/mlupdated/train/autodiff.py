@@ -43,6 +43,7 @@ class Value:
 
     @property
     def shape(self) -> tuple[int, ...]:
+        """The shape of the value."""
         return self.data.shape
 
     def accumulate(self, grad: np.ndarray) -> None:

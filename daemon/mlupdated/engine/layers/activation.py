@@ -48,6 +48,7 @@ def _affine(ctx: ConvertContext, x: str, out: str, alpha: float, beta: float) ->
 
 @converts("activation")
 def convert_activation(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
+    """Every ``ActivationParams`` kind, with its per-channel or scalar parameters."""
     check_io(layer)
     x, y = layer.input[0], layer.output[0]
     params = layer.activation
@@ -101,6 +102,7 @@ def convert_activation(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
 
 @converts("gelu")
 def convert_gelu(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
+    """GELU, exact or in one of Core ML's two approximations (tanh, sigmoid)."""
     check_io(layer)
     x, y = layer.input[0], layer.output[0]
     same_rank_output(layer, ctx)

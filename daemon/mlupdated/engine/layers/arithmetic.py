@@ -41,6 +41,7 @@ def _fold(ctx: ConvertContext, op: str, inputs: list[str], out: str) -> list[onn
 
 @converts("add", "multiply")
 def convert_add_multiply(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
+    """Classic ``add``/``multiply``: the inputs folded pairwise, or one input with ``alpha``."""
     check_io(layer, inputs=(1, None))
     kind = layer.WhichOneof("layer")
     op = "Add" if kind == "add" else "Mul"
@@ -57,6 +58,7 @@ def convert_add_multiply(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto
 
 @converts("average")
 def convert_average(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
+    """Classic ``average``: the sum of the inputs divided by their count."""
     check_io(layer, inputs=(1, None))
     _out_rank(layer, ctx)
     inputs = list(layer.input)
@@ -71,6 +73,7 @@ def convert_average(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
 
 @converts("max", "min")
 def convert_max_min(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
+    """Classic ``max``/``min`` over any number of inputs, broadcast together."""
     check_io(layer, inputs=(1, None))
     _out_rank(layer, ctx)
     op = "Max" if layer.WhichOneof("layer") == "max" else "Min"
@@ -80,6 +83,7 @@ def convert_max_min(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
 
 @converts(*_BROADCASTABLE)
 def convert_broadcastable(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
+    """The two-input ND ops (``addBroadcastable``...) with NumPy broadcasting per example."""
     check_io(layer, inputs=2)
     kind = layer.WhichOneof("layer")
     a, b = layer.input

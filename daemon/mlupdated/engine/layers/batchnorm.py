@@ -23,6 +23,8 @@ def _channel_values(layer: Any, params: Any, channels: int, what: str) -> np.nda
 
 @converts("batchnorm")
 def convert_batchnorm(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
+    """Batch normalisation with the stored mean and variance, or with each example's own
+    (``computeMeanVar``)."""
     check_io(layer)
     p = layer.batchnorm
     x, y = layer.input[0], layer.output[0]

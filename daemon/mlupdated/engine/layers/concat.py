@@ -19,6 +19,7 @@ def _common_rank(layer: Any, ctx: ConvertContext) -> int:
 
 @converts("concat")
 def convert_concat(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
+    """Classic ``concat`` along channels (``sequenceConcat`` is refused)."""
     check_io(layer, inputs=(1, None))
     if layer.concat.sequenceConcat:
         raise unsupported(layer, "sequenceConcat")
@@ -30,6 +31,7 @@ def convert_concat(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
 
 @converts("concatND")
 def convert_concat_nd(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
+    """``concatND`` along ``axis`` (negative counts from the end)."""
     check_io(layer, inputs=(1, None))
     if layer.concatND.interleave:
         raise unsupported(layer, "interleave")

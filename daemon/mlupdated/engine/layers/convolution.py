@@ -37,6 +37,7 @@ def _decode(layer: Any, params: Any, shape: tuple[int, ...], *, channel_axis: in
 
 
 def spatial_size(layer: Any, ctx: ConvertContext, blob: str) -> tuple[int, int]:
+    """The static (height, width) of a ``[N, C, H, W]`` blob, or an error naming the layer."""
     shape = ctx.static_shape(blob)
     if len(shape) != 4 or shape[2] is None or shape[3] is None:
         raise invalid(layer, f"needs a [N, C, H, W] input of known size, got {shape}")
@@ -45,6 +46,7 @@ def spatial_size(layer: Any, ctx: ConvertContext, blob: str) -> tuple[int, int]:
 
 @converts("convolution")
 def convert_convolution(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
+    """Convolution and deconvolution with Core ML's padding rules made explicit."""
     check_io(layer, inputs=(1, 2))
     if len(layer.input) == 2:
         raise unsupported(layer, "weights given as a second input")

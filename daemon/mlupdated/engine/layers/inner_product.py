@@ -14,6 +14,7 @@ from ._common import check_io, invalid, unsupported
 
 @converts("innerProduct")
 def convert_inner_product(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
+    """``innerProduct``: ``W x (+ b)`` over the flattened channel axis."""
     check_io(layer)
     p = layer.innerProduct
     if p.int8DynamicQuantize:

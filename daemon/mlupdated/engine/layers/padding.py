@@ -34,6 +34,7 @@ def _pad_node(
 
 @converts("padding")
 def convert_padding(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
+    """Classic ``padding`` (constant, reflection, replication) of height and width."""
     check_io(layer)
     p = layer.padding
     x, y = layer.input[0], layer.output[0]
@@ -54,6 +55,7 @@ def convert_padding(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
 
 @converts("constantPad")
 def convert_constant_pad(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
+    """``constantPad`` of any axes by stored amounts."""
     check_io(layer)
     p = layer.constantPad
     if p.padToGivenOutputSizeMode:

@@ -43,6 +43,7 @@ def _last_window_factor(
 
 @converts("pooling")
 def convert_pooling(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
+    """MAX, AVERAGE and L2 pooling, global or windowed, with Core ML's output sizes."""
     check_io(layer)
     p = layer.pooling
     x, y = layer.input[0], layer.output[0]
@@ -105,6 +106,7 @@ _GLOBAL_3D_OPS = {0: "GlobalMaxPool", 1: "GlobalAveragePool"}
 
 @converts("globalPooling3d")
 def convert_global_pooling_3d(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
+    """``globalPooling3d``: MAX or AVERAGE over depth, height and width."""
     check_io(layer)
     x, y = layer.input[0], layer.output[0]
     if ctx.rank(x) != 5:

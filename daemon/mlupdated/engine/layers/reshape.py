@@ -33,6 +33,7 @@ def _batch_shape(layer: Any, target: list[int]) -> list[int]:
 
 @converts("flatten")
 def convert_flatten(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
+    """Classic ``flatten`` to ``[N, C*H*W, 1, 1]`` in channel-first or channel-last order."""
     check_io(layer)
     x, y = layer.input[0], layer.output[0]
     rank = ctx.rank(x)
@@ -52,6 +53,7 @@ def convert_flatten(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
 
 @converts("flattenTo2D")
 def convert_flatten_to_2d(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
+    """``flattenTo2D``: the axes before and after ``axis`` each flattened into one."""
     check_io(layer)
     x, y = layer.input[0], layer.output[0]
     rank = ctx.rank(x)
@@ -65,6 +67,7 @@ def convert_flatten_to_2d(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProt
 
 @converts("reshape")
 def convert_reshape(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
+    """Classic ``reshape`` to a target shape, in channel-first or channel-last order."""
     check_io(layer)
     p = layer.reshape
     x, y = layer.input[0], layer.output[0]
@@ -94,6 +97,7 @@ def convert_reshape(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
 
 @converts("reshapeStatic", "rankPreservingReshape")
 def convert_reshape_static(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
+    """``reshapeStatic``/``rankPreservingReshape`` to a stored shape; the batch is kept."""
     check_io(layer, inputs=(1, 2) if layer.WhichOneof("layer") == "rankPreservingReshape" else 1)
     params = getattr(layer, layer.WhichOneof("layer"))
     x, y = layer.input[0], layer.output[0]
@@ -107,6 +111,7 @@ def convert_reshape_static(layer: Any, ctx: ConvertContext) -> list[onnx.NodePro
 
 @converts("reshapeLike")
 def convert_reshape_like(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
+    """``reshapeLike``: the first input reshaped to the second input's shape."""
     check_io(layer, inputs=2)
     x, ref = layer.input
     y = layer.output[0]
@@ -117,6 +122,7 @@ def convert_reshape_like(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto
 
 @converts("permute")
 def convert_permute(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
+    """Classic ``permute`` of the C, H, W axes."""
     check_io(layer)
     axes = [int(a) for a in layer.permute.axis]
     if sorted(axes) != [0, 1, 2, 3] or axes[0] != 0:
@@ -129,6 +135,7 @@ def convert_permute(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
 
 @converts("transpose")
 def convert_transpose(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
+    """ND ``transpose``: ``axes`` must permute all the input's axes."""
     check_io(layer)
     rank = ctx.rank(layer.input[0])
     axes = [int(a) for a in layer.transpose.axes]
@@ -140,6 +147,7 @@ def convert_transpose(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
 
 @converts("squeeze")
 def convert_squeeze(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
+    """``squeeze`` of the given size-1 axes (or all of them but the batch)."""
     check_io(layer)
     x, y = layer.input[0], layer.output[0]
     rank = ctx.rank(x)
@@ -159,6 +167,7 @@ def convert_squeeze(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
 
 @converts("expandDims")
 def convert_expand_dims(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
+    """``expandDims``: new size-1 axes at the given positions."""
     check_io(layer)
     x, y = layer.input[0], layer.output[0]
     rank = ctx.rank(x)
@@ -172,6 +181,7 @@ def convert_expand_dims(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]
 
 @converts("copy")
 def convert_copy(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
+    """``copy``: the input unchanged under the output's name."""
     check_io(layer)
     same_rank_output(layer, ctx)
     return [ctx.node("Identity", [layer.input[0]], [layer.output[0]])]

@@ -12,6 +12,7 @@ from ._common import channel_axis, check_io, nd_axis, same_rank_output
 
 @converts("softmax")
 def convert_softmax(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
+    """Classic ``softmax`` over the channel axis."""
     check_io(layer)
     rank = ctx.rank(layer.input[0])
     same_rank_output(layer, ctx)
@@ -20,6 +21,7 @@ def convert_softmax(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
 
 @converts("softmaxND")
 def convert_softmax_nd(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
+    """``softmaxND`` over any axis."""
     check_io(layer)
     rank = ctx.rank(layer.input[0])
     axis = nd_axis(layer, int(layer.softmaxND.axis), rank)
