@@ -41,8 +41,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import gate as gate_module
-
 FAULT_ENV = "MLUPDATED_TEST_WORKER_FAULT"
 SWAP_DELAY_ENV = "MLUPDATED_TEST_SWAP_DELAY"
 AFTER_SWAP_DELAY_ENV = "MLUPDATED_TEST_AFTER_SWAP_DELAY"
@@ -90,6 +88,8 @@ class UpdateRunner:
     def run(self, reason: str) -> str:
         """One update: returns ``promoted``, ``rejected``, ``failed``, ``abandoned`` or
         ``nothing``."""
+        from . import gate as gate_module
+
         config = self._config()
         upd, rules = config.update, gate_module.GateRules.from_config(config.gate)
         pending = self._queue.pending()
@@ -159,6 +159,8 @@ class UpdateRunner:
         config: Any,
         log: Any,
     ) -> tuple[str, int | None, float | None, dict[str, Any], str | None]:
+        from . import gate as gate_module
+
         upd = config.update
         examples = train + replayed
         overrides = {
@@ -417,6 +419,7 @@ def _exit_when_orphaned() -> None:
 def _poison(spec: Any) -> None:
     from ..coreml.spec import updatable_stage
     from ..coreml.weights import decode_weights, replace_weights
+    from . import gate as gate_module
 
     stage = updatable_stage(spec)
     network = getattr(stage, stage.WhichOneof("Type"))
@@ -438,7 +441,10 @@ def _child(job: dict[str, Any]) -> None:
         _emit("progress", event="trainingBegin", note="test hook: hanging")
         while True:
             time.sleep(3600)
+    # Heavy imports only after the hooks: a test of a crash or a hang must not wait for
+    # NumPy and the Core ML protobufs to load on a busy machine.
     from ..errors import DivergedError
+    from . import gate as gate_module
 
     if fault == "diverge":
         raise DivergedError("test hook: training diverged (non-finite loss)")
