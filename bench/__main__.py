@@ -21,7 +21,7 @@ from .common import Section, machine_facts, progress, source_photos
 
 SECTIONS = ("forward", "update", "daemon", "startup")
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
-FORWARD_REPEATS, QUICK_FORWARD_REPEATS = 7, 1
+FORWARD_REPEATS, QUICK_FORWARD_REPEATS = 5, 1
 UPDATE_REPEATS, QUICK_UPDATE_REPEATS = 3, 1
 
 

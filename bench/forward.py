@@ -12,8 +12,8 @@ from .common import Section, Target, fmt, interleaved, median, progress, ratio, 
 
 BATCHES = (1, 16)
 QUICK_BATCHES = (1, 2)
-# Each timed sample covers about this many images, so batch-1 samples are not too short.
-IMAGES_PER_SAMPLE = 16
+# A batch-1 sample times this many calls, so that it is not lost in timer noise.
+IMAGES_PER_SAMPLE = 4
 ENGINE_VS_ORT_GOAL = 0.9
 ENGINE_VS_EAGER_GOAL = 2.0
 
