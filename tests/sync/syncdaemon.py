@@ -33,6 +33,8 @@ POLL_SECONDS = 0.25
 # Short enough to keep the tests quick, long enough that a writer pausing between two
 # chunks (CHUNK_PAUSE) never looks finished.
 STABILITY_SECONDS = 1.0
+# The log event of intake for a new correction: "correction queued: PATH as LABEL".
+QUEUED_EVENT = "correction queued"
 CHUNK_PAUSE = 0.05
 
 
@@ -146,6 +148,18 @@ class Daemon:
     def pending(self) -> dict[str, int]:
         """Pending corrections per label, labels with none left out."""
         return {label: n for label, n in self.status()["pending"].items() if n}
+
+    def queued_paths(self) -> list[str]:
+        """Workspace-relative paths the log reports as queued corrections, in order."""
+        paths = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if str(event.get("event", "")).startswith(QUEUED_EVENT):
+                paths.append(event["path"])
+        return paths
 
     def predictions(self) -> list[dict[str, Any]]:
         path = self.workspace / "predictions.jsonl"

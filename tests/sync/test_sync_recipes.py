@@ -5,6 +5,8 @@ prediction) and no temporary may give any. Temporaries left behind hold complete
 valid and distinct images, so a missing ignore rule shows up as an extra correction
 rather than hiding behind a decode error or the content de-duplication.
 
+What was taken is read from the daemon's log ("correction queued: PATH as LABEL"), so
+the check is on paths, not just counts, and then from ``mlupdated status --json``.
 "Nothing more was taken" is made observable without sleeping: after the expected
 files are queued, one last real file (the sentinel) is dropped. The daemon takes
 files once they have been stable for a while, so by the time the sentinel is queued,
@@ -30,12 +32,31 @@ def _seed(name: str) -> int:
     return 1000 + zlib.crc32(name.encode())
 
 
-def _finish_with_sentinel(daemon: Daemon, expected: dict[str, int], folder: Path) -> None:
-    daemon.wait_until(f"pending == {expected}", lambda: daemon.pending() == expected)
-    (folder / "sentinel.jpg").write_bytes(make_jpeg(_seed("sentinel")))
-    label = folder.name
-    final = dict(expected, **{label: expected.get(label, 0) + 1})
-    daemon.wait_until(f"pending == {final}", lambda: daemon.pending() == final)
+def _wait_queued(daemon: Daemon, expected: set[str]) -> None:
+    """Wait until exactly the ``expected`` paths are queued; fail at once on any other."""
+
+    def reached() -> bool:
+        queued = daemon.queued_paths()
+        assert set(queued) <= expected, f"queued beyond the finished files: {sorted(queued)}"
+        assert len(queued) == len(set(queued)), f"a file was queued twice: {sorted(queued)}"
+        return set(queued) == expected
+
+    daemon.wait_until(f"queued == {sorted(expected)}", reached)
+
+
+def _finish_with_sentinel(daemon: Daemon, finished: dict[str, tuple[str, ...]]) -> None:
+    """Check the finished files were queued, then nothing else even after a sentinel."""
+    expected = {
+        f"corrections/{label}/{name}" for label, names in finished.items() for name in names
+    }
+    _wait_queued(daemon, expected)
+    label = next(iter(finished))
+    sentinel = daemon.workspace / "corrections" / label / "sentinel.jpg"
+    sentinel.write_bytes(make_jpeg(_seed("sentinel")))
+    _wait_queued(daemon, expected | {f"corrections/{label}/sentinel.jpg"})
+    counts = {lbl: len(names) for lbl, names in finished.items()}
+    counts[label] += 1
+    assert daemon.pending() == counts
 
 
 def _assert_no_errors_about(daemon: Daemon, names: list[str]) -> None:
@@ -65,7 +86,7 @@ def test_syncthing(make_daemon):
         temp = cat / f".syncthing.{name}.tmp"
         write_in_chunks(temp, make_jpeg(_seed(name)))
         os.replace(temp, cat / name)
-    _finish_with_sentinel(daemon, {"Cat": len(CAT_FILES)}, cat)
+    _finish_with_sentinel(daemon, {"Cat": CAT_FILES})
     _assert_no_errors_about(daemon, ["IMG_0999", "IMG_0998", "IMG_0000", ".stignore"])
     _stop(daemon)
 
@@ -86,7 +107,7 @@ def test_nextcloud_desktop_client(make_daemon):
         temp = dog / f".{name}.~{_seed(name) % 0xFFFFFFFF:08x}"
         write_in_chunks(temp, make_jpeg(_seed(name)))
         os.replace(temp, dog / name)
-    _finish_with_sentinel(daemon, {"Dog": len(DOG_FILES)}, dog)
+    _finish_with_sentinel(daemon, {"Dog": DOG_FILES})
     _assert_no_errors_about(daemon, ["IMG_0199", "IMG_0198", "IMG_0197", "IMG_0196"])
     _stop(daemon)
 
@@ -112,8 +133,7 @@ def test_rsync(make_daemon):
         write_in_chunks(dog / ".~tmp~" / name, make_jpeg(_seed(name)))
     for name in DOG_FILES:
         os.replace(dog / ".~tmp~" / name, dog / name)
-    expected = {"Cat": len(CAT_FILES), "Dog": len(DOG_FILES)}
-    _finish_with_sentinel(daemon, expected, cat)
+    _finish_with_sentinel(daemon, {"Cat": CAT_FILES, "Dog": DOG_FILES})
     _assert_no_errors_about(daemon, ["IMG_0999", "IMG_0199", "IMG_0198"])
     _stop(daemon)
 
@@ -134,7 +154,7 @@ def test_icloud_drive(make_daemon):
     for name in CAT_FILES:
         write_in_chunks(cat / name, make_jpeg(_seed(name)))
         (cat / f".{name}.icloud").unlink()
-    _finish_with_sentinel(daemon, {"Cat": len(CAT_FILES)}, cat)
+    _finish_with_sentinel(daemon, {"Cat": CAT_FILES})
     _assert_no_errors_about(daemon, [".icloud", ".DS_Store", "._IMG"])
     _stop(daemon)
 
@@ -143,7 +163,7 @@ def test_network_share_with_polling_observer(make_daemon):
     """SMB/NFS share: no inotify events, so the polling observer; writes land in place."""
     daemon = make_daemon(observer="polling")
     daemon.wait_until("the observer in status", lambda: bool(daemon.status().get("observer")))
-    assert "polling" in json.dumps(daemon.status()["observer"])
+    assert daemon.status()["observer"]["observer"] == "polling"
     dog = daemon.workspace / "corrections" / "Dog"
     # A NAS's own bookkeeping (Synology thumbnails are real JPEGs) and recycle bin.
     (dog / "@eaDir" / "IMG_0101.jpg").mkdir(parents=True)
@@ -155,7 +175,7 @@ def test_network_share_with_polling_observer(make_daemon):
     # An SMB copy sets the final size first, then fills the file in, under its real name.
     for name in DOG_FILES:
         write_in_chunks(dog / name, make_jpeg(_seed(name)), chunks=4, preallocate=True)
-    _finish_with_sentinel(daemon, {"Dog": len(DOG_FILES)}, dog)
+    _finish_with_sentinel(daemon, {"Dog": DOG_FILES})
     _assert_no_errors_about(daemon, ["SYNOFILE", "#recycle", "Thumbs.db", "desktop.ini"])
     _stop(daemon)
 
@@ -175,13 +195,15 @@ def test_phone_upload_over_webdav_into_inbox(make_daemon):
         write_in_chunks(temp, make_jpeg(_seed(name)))
         os.replace(temp, inbox / name)
 
-    def predicted() -> list[str]:
-        return sorted(Path(entry["path"]).name for entry in daemon.predictions())
+    def predicted(expected: list[str]) -> bool:
+        seen = sorted(Path(entry["path"]).name for entry in daemon.predictions())
+        assert set(seen) <= set(expected), f"predictions for temporaries: {seen}"
+        return seen == sorted(expected)
 
-    daemon.wait_until(f"predictions for {names}", lambda: predicted() == sorted(names))
+    daemon.wait_until(f"predictions for {names}", lambda: predicted(names))
     (inbox / "sentinel.jpg").write_bytes(make_jpeg(_seed("sentinel")))
-    final = sorted([*names, "sentinel.jpg"])
-    daemon.wait_until("the sentinel's prediction", lambda: predicted() == final)
+    final = [*names, "sentinel.jpg"]
+    daemon.wait_until("the sentinel's prediction", lambda: predicted(final))
     # Photos in the inbox are classified, never taken as corrections.
     assert daemon.pending() == {}
     _assert_no_errors_about(daemon, ["IMG_0999", ".davfs", "IMG_0998", "IMG_0997"])
