@@ -149,6 +149,17 @@ def test_readme_commands_install_and_run_the_daemon(tmp_path: Path):
     ).stdout.split()
     assert where[0] == str(bin_dir / "mlupdated")
     assert Path(where[1]).is_relative_to(bin_dir.parent), "mlupdated imported from elsewhere"
+    # The unit templates are package data: an installed copy (not the source tree) must
+    # render a unit that starts this installation's command.
+    unit = subprocess.run(
+        ["bash", "-c", "mlupdated service print --user"],
+        cwd=home,
+        env=dict(env, MLUPDATED_SERVICE_PLATFORM="linux"),
+        capture_output=True,
+        text=True,
+    )
+    assert unit.returncode == 0, unit.stderr
+    assert f"ExecStart={bin_dir / 'mlupdated'} run --workspace {home / 'mlupdated'}" in unit.stdout
 
     # AF_UNIX socket paths are limited to ~100 bytes.
     scratch = Path(tempfile.mkdtemp(prefix="mlreadme-"))
