@@ -4,8 +4,8 @@ Rule (DESIGN.md "The daemon"): at least ``min_batch`` pending corrections, then 
 ``quiet_seconds`` without a new drop or ``max_wait_seconds`` since the oldest pending
 one. Besides: an optional cron schedule (at its times, update if anything is pending),
 ``update-now`` (update if anything is pending, whatever the rules, the pause or the
-back-off say), ``pause``/``resume``, and a doubling back-off after a failed or rejected
-run. One update at a time.
+back-off say; the cron schedule does respect those two), ``pause``/``resume``, and a
+doubling back-off after a failed or rejected run. One update at a time.
 
 Time is measured with ``time.monotonic`` from drops this process saw, so a wall-clock
 jump (a day back, years forward, a laptop waking up) neither stalls the queue nor
@@ -35,6 +35,7 @@ TICK_GRACE_SECONDS = 30
 CRON_GRACE_SECONDS = 3600
 
 OUTCOMES_THAT_BACK_OFF = ("failed", "rejected")
+CRON_REASON = "cron"
 
 
 @dataclass(frozen=True)
@@ -261,7 +262,7 @@ class UpdateScheduler:
             )
 
     def _cron_fired(self) -> None:
-        self.request_update("cron")
+        self.request_update(CRON_REASON)
 
     # --- the decision ---------------------------------------------------------------------
 
@@ -278,6 +279,12 @@ class UpdateScheduler:
                 return None
             now = self._clock()
             reason: str | None = None
+            backing_off = self._backoff_until is not None and now < self._backoff_until
+            if self._forced == CRON_REASON and (self._paused or backing_off):
+                # A schedule is not a person asking: pause and back-off hold for it.
+                self._log.info("cron trigger skipped", paused=self._paused)
+                self._forced = None
+                return None
             if self._forced is not None:
                 if pending > 0:
                     reason = self._forced
@@ -286,7 +293,7 @@ class UpdateScheduler:
                 self._forced = None
             elif self._paused:
                 return None
-            elif self._backoff_until is not None and now < self._backoff_until:
+            elif backing_off:
                 return None
             else:
                 reason = due_reason(
