@@ -104,6 +104,7 @@ def test_system_unit_has_the_service_and_hardening_keys():
         "ProtectKernelModules": "yes",
         "ProtectControlGroups": "yes",
         "KillMode": "mixed",
+        "PrivateNetwork": "yes",
     }
     assert {key: _one(unit, "Service", key) for key in expected} == expected
     assert "MemoryMax" in service
@@ -223,6 +224,24 @@ def test_systemd_analyze_catches_a_missing_executable(tmp_path: Path):
     result = _verify(unit_path, user=False, runtime_dir=runtime)
     assert result.returncode != 0
     assert "no-such-mlupdated" in result.stderr
+
+
+@needs_systemd_analyze
+def test_system_unit_exposure_is_rated_safe_or_ok(tmp_path: Path):
+    """systemd's own sandbox review of the system unit (lower is better; 10 = none)."""
+    unit_path = tmp_path / "mlupdated.service"
+    unit_path.write_text(render_unit("system", command=installed_command()))
+    env = dict(os.environ, SYSTEMD_LOG_LEVEL="warning", XDG_RUNTIME_DIR=str(tmp_path))
+    result = subprocess.run(
+        [SYSTEMD_ANALYZE, "security", "--offline=yes", "--no-pager", str(unit_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    verdict = result.stdout.strip().splitlines()[-1]
+    assert "Overall exposure level for mlupdated.service" in verdict, result.stdout
+    assert verdict.split()[-2] in ("SAFE", "OK"), verdict
 
 
 # --- the LaunchAgent ---------------------------------------------------------------------
