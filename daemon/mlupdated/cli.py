@@ -65,7 +65,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from .engine.predictor import run_predict_command
 
     return run_predict_command(
-        resolve_model(args), [Path(p) for p in args.images], as_json=args.json
+        resolve_model(args), [Path(p) for p in args.images], as_json=args.json, resize=args.resize
     )
 
 
@@ -154,6 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", metavar="PATH", help="model to use (default: see README)")
     workspace_option(p)
     p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument(
+        "--resize",
+        choices=("scaleFill", "centerCrop", "scaleFit"),
+        default="scaleFill",
+        help="how images are fitted to the model's input size (default: scaleFill)",
+    )
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.set_defaults(func=_cmd_predict)
 
@@ -177,6 +183,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--seed", type=int)
     p.add_argument("--cache-dir", metavar="DIR", help="feature cache (default: user cache)")
+    p.add_argument(
+        "--resize",
+        choices=("scaleFill", "centerCrop", "scaleFit"),
+        default="scaleFill",
+        help="how images are fitted to the model's input size (default: scaleFill)",
+    )
     p.add_argument("--json", action="store_true", help="one JSON object per progress event")
     p.set_defaults(func=_cmd_update)
 

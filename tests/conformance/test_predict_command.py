@@ -158,3 +158,44 @@ def test_missing_model_is_one_line_and_exit_two(tmp_path: Path, photos: list[Pat
     assert proc.stdout == ""
     (line,) = proc.stderr.strip().splitlines()
     assert "absent.mlmodel" in line
+
+
+def test_resize_option_reaches_the_image_pipeline(
+    model_path: Path, photos: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mlupdated.cli import main
+    from PIL import Image
+
+    # A wide strip of a photo: the three resize modes see different pixels.
+    with Image.open(photos[0]) as img:
+        wide = img.convert("RGB").resize((120, 40))
+    path = tmp_path / "wide.png"
+    wide.save(path)
+    predictor = Predictor.from_path(model_path)
+    seen = {}
+    for mode in ("scaleFill", "centerCrop", "scaleFit"):
+        assert (
+            main(["predict", "--model", str(model_path), "--json", "--resize", mode, str(path)])
+            == 0
+        )
+        (line,) = [json.loads(text) for text in capsys.readouterr().out.splitlines()]
+        (want,) = predictor.predict_paths([path], resize=mode)
+        for label, p in want.probabilities.items():
+            assert abs(line["probabilities"][label] - p) <= 1e-6
+        seen[mode] = np.array([line["probabilities"][label] for label in LABELS])
+    assert main(["predict", "--model", str(model_path), "--json", str(path)]) == 0
+    default = json.loads(capsys.readouterr().out)
+    np.testing.assert_allclose([default["probabilities"][k] for k in LABELS], seen["scaleFill"])
+    # The same pixels give the same numbers bit for bit; other pixels do not.
+    assert not np.array_equal(seen["scaleFill"], seen["centerCrop"])
+    assert not np.array_equal(seen["scaleFill"], seen["scaleFit"])
+
+
+def test_unknown_resize_mode_is_a_usage_error(
+    model_path: Path, photos: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mlupdated.cli import main
+
+    code = main(["predict", "--model", str(model_path), "--resize", "stretch", str(photos[0])])
+    assert code == 2
+    assert "stretch" in capsys.readouterr().err

@@ -182,3 +182,31 @@ def test_not_updatable_model_exits_2_with_the_rule(workspace, capsys, monkeypatc
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "not updatable" in lines[0] and str(model) in lines[0]
     assert not (tmp / "o.mlmodel").exists()
+
+
+def test_resize_option_is_used_for_the_training_images(workspace, capsys, monkeypatch):
+    tmp, model, data = workspace
+    outs = {}
+    for mode in ("scaleFill", "centerCrop", "scaleFit"):
+        outs[mode] = tmp / f"{mode}.mlmodel"
+        proc = update_in_process(capsys, monkeypatch, workspace, outs[mode], "--resize", mode)
+        assert proc.returncode == 0, proc.stderr
+        expected = run_update(
+            load_spec(model),
+            examples_from_folder(data, ["Cat", "Dog"]),
+            resize=mode,
+            cache=FeatureCache(tmp / f"api-cache-{mode}"),
+        )
+        assert load_spec(outs[mode]) == expected.spec
+    default = tmp / "default.mlmodel"
+    assert update_in_process(capsys, monkeypatch, workspace, default).returncode == 0
+    assert load_spec(default) == load_spec(outs["scaleFill"])
+    assert load_spec(outs["centerCrop"]) != load_spec(outs["scaleFill"])
+    assert load_spec(outs["scaleFit"]) != load_spec(outs["scaleFill"])
+
+
+def test_unknown_resize_mode_is_a_usage_error(workspace, capsys, monkeypatch):
+    tmp, _, _ = workspace
+    proc = update_in_process(capsys, monkeypatch, workspace, tmp / "o.mlmodel", "--resize", "x")
+    assert proc.returncode == 2 and "--resize" in proc.stderr
+    assert not (tmp / "o.mlmodel").exists()

@@ -264,13 +264,20 @@ class Predictor:
 
 
 def run_predict_command(
-    model_path: str | os.PathLike[str], images: Sequence[Path], *, as_json: bool
+    model_path: str | os.PathLike[str],
+    images: Sequence[Path],
+    *,
+    as_json: bool,
+    resize: str = "scaleFill",
 ) -> int:
-    """``mlupdated predict``: one line per image on stdout; 1 if any image failed."""
+    """``mlupdated predict``: one line per image on stdout; 1 if any image failed.
+
+    ``resize`` is how each image is fitted to the model's input (``RESIZE_MODES``).
+    """
     from .report import format_result
 
     predictor = Predictor.from_path(model_path)
-    results = predictor.predict_paths(images)
+    results = predictor.predict_paths(images, resize=resize)
     failed = False
     for result in results:
         failed = failed or isinstance(result, PredictionFailure)

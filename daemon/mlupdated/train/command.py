@@ -106,7 +106,13 @@ def run_update_command(args: argparse.Namespace) -> int:
 
     try:
         result = run_update(
-            spec, examples, overrides=overrides, progress=progress, cache=cache, path=model_path
+            spec,
+            examples,
+            overrides=overrides,
+            progress=progress,
+            cache=cache,
+            path=model_path,
+            resize=getattr(args, "resize", None) or "scaleFill",
         )
     finally:
         if bar is not None:
