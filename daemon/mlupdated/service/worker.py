@@ -288,6 +288,9 @@ class UpdateRunner:
                 stdout=subprocess.PIPE,
                 stderr=stderr,
                 close_fds=True,
+                # Its own session: a Ctrl-C at the daemon's terminal goes to the daemon,
+                # which then decides (finish or abandon) instead of the child dying mid-run.
+                start_new_session=True,
             )
         self._child = child
         lines: queue_module.Queue[bytes | None] = queue_module.Queue()
