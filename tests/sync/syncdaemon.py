@@ -32,7 +32,7 @@ STOP_TIMEOUT = 90.0
 POLL_SECONDS = 0.25
 # Short enough to keep the tests quick, long enough that a writer pausing between two
 # chunks (CHUNK_PAUSE) never looks finished.
-STABILITY_SECONDS = 1.0
+STABILITY_SECONDS = 1.5
 # The log event of intake for a new correction: "correction queued: PATH as LABEL".
 QUEUED_EVENT = "correction queued"
 CHUNK_PAUSE = 0.05
