@@ -165,3 +165,16 @@ def test_installed_command_prefers_the_script_we_were_started_as(tmp_path: Path)
     script.write_text("#!/bin/sh\n")
     script.chmod(0o755)
     assert install.installed_command(argv0=str(script)) == [str(script)]
+
+
+def test_install_system_with_a_new_workspace_prints_how_to_create_it(home: Path, capsys, tmp_path):
+    workspace = tmp_path / "srv" / "photo ml"
+    code, out, _ = _run(capsys, "service", "install", "--system", "--workspace", str(workspace))
+    assert code == 0
+    unit = tmp_path / "root" / "etc" / "systemd" / "system" / "mlupdated.service"
+    parsed = parse_unit(unit.read_text())
+    assert split_words(parsed["Service"]["ReadWritePaths"][0]) == [str(workspace)]
+    enable = out.strip().splitlines()[-1]
+    # Outside StateDirectory= the service user cannot create it under ProtectSystem=strict.
+    assert f"install -d -o mlupdated -g mlupdated '{workspace}'" in enable
+    assert enable.endswith("systemctl enable --now mlupdated")
