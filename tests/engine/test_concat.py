@@ -45,3 +45,46 @@ def test_inputs_of_different_rank_are_refused() -> None:
     )
     with pytest.raises(InvalidModelError, match="badcat"):
         compile_network(spec)
+
+
+@pytest.mark.parametrize("axis", [1, -1])
+def test_concat_nd_with_a_constant_gives_each_example_the_constant(axis: int) -> None:
+    """A loadConstantND has a batch of one; concatenated with a batch of N examples it
+    is repeated for each (Core ML runs the network once per example)."""
+    const = np.arange(6, dtype=np.float32).reshape(1, 2, 3)
+    if axis == -1:
+        const = const.reshape(1, 3, 2)
+
+    def add(b):
+        b.add_load_constant_nd("c", "k", constant_value=const, shape=const.shape)
+        b.add_concat_nd("cat", ["x", "k"], "y", axis=axis)
+
+    x = rng(3).standard_normal((3, 3, 3)).astype(np.float32)
+    got = run_one_layer(add, {"x": (1, 3, 3)}, {"x": x}, nd=True)
+    expected = np.concatenate([x, np.repeat(const, 3, axis=0)], axis=axis)
+    assert_close(got, expected)
+
+
+def test_classic_concat_with_a_constant() -> None:
+    const = np.full((2, 4, 4), 0.5, dtype=np.float32)
+
+    def add(b):
+        b.add_load_constant("c", "k", constant_value=const, shape=const.shape)
+        b.add_elementwise("cat", ["x", "k"], "y", "CONCAT")
+
+    x = rng(4).standard_normal((3, 3, 4, 4)).astype(np.float32)
+    got = run_one_layer(add, {"x": (3, 4, 4)}, {"x": x})
+    assert_close(got, np.concatenate([x, np.repeat(const[None], 3, axis=0)], axis=1))
+
+
+def test_concat_nd_along_the_batch_axis_is_refused() -> None:
+    from mlupdated.errors import UnsupportedLayerError
+
+    spec = build_spec(
+        {"a": (1, 3), "b": (1, 3)},
+        ["y"],
+        lambda b: b.add_concat_nd("batchcat", ["a", "b"], "y", axis=0),
+        nd=True,
+    )
+    with pytest.raises(UnsupportedLayerError, match="batchcat"):
+        compile_network(spec)

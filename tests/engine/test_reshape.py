@@ -133,3 +133,16 @@ def test_copy() -> None:
     x = _x(2, 3, 4, seed=10)
     got = run_one_layer(lambda b: b.add_copy("c", "x", "y"), {"x": (2, 3, 4)}, {"x": x})
     assert_close(got, x)
+
+
+def test_transpose_that_moves_the_batch_axis_is_refused() -> None:
+    from mlupdated.engine.compile import compile_network
+    from mlupdated.errors import UnsupportedLayerError
+
+    from .helpers import build_spec
+
+    spec = build_spec(
+        {"x": (1, 2, 3)}, ["y"], lambda b: b.add_transpose("tb", (1, 0, 2), "x", "y"), nd=True
+    )
+    with pytest.raises(UnsupportedLayerError, match="'tb'.*batch"):
+        compile_network(spec)

@@ -109,3 +109,46 @@ def align_batch(
     axes = ctx.int64s(list(range(1, 1 + target_rank - rank)), hint="axes")
     nodes.append(ctx.node("Unsqueeze", [blob, axes], [aligned]))
     return aligned
+
+
+def _first_axis(ctx: ConvertContext, blob: str) -> int | None:
+    """The compile-time size of a blob's axis 0: ``None`` for a batched blob."""
+    try:
+        return ctx.static_shape(blob)[0]
+    except (InvalidModelError, IndexError):
+        return None
+
+
+def batch_each(ctx: ConvertContext, blobs: list[str], nodes: list[onnx.NodeProto]) -> list[str]:
+    """Repeat constants (a batch of one) over the batch of the other blobs.
+
+    Layers that broadcast need nothing; a concatenation does: Core ML runs the network
+    once per example, so each example meets the constant. Blobs whose axis 0 is the
+    batch come back unchanged, and so does everything when no blob is batched.
+    """
+    firsts = [_first_axis(ctx, b) for b in blobs]
+    batched = [b for b, first in zip(blobs, firsts, strict=True) if first is None]
+    if not batched:
+        return list(blobs)
+    shape = ctx.fresh("batch_shape")
+    batch = ctx.fresh("batch_size")
+    nodes.append(ctx.node("Shape", [batched[0]], [shape]))
+    nodes.append(
+        ctx.node(
+            "Slice",
+            [shape, ctx.int64s([0], hint="starts"), ctx.int64s([1], hint="ends")],
+            [batch],
+        )
+    )
+    out = []
+    for blob, first in zip(blobs, firsts, strict=True):
+        if first != 1:
+            out.append(blob)
+            continue
+        rest = ctx.static_shape(blob)[1:]
+        target = ctx.fresh(f"{blob}__shape")
+        nodes.append(ctx.node("Concat", [batch, ctx.int64s(rest, hint="rest")], [target], axis=0))
+        expanded = ctx.fresh(f"{blob}__batched")
+        nodes.append(ctx.node("Expand", [blob, target], [expanded]))
+        out.append(expanded)
+    return out

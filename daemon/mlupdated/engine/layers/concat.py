@@ -1,4 +1,5 @@
-"""Converters for ``concat`` (classic: along channels) and ``concatND`` (any axis)."""
+"""Converters for ``concat`` (classic: along channels) and ``concatND`` (any axis but
+the batch). A constant among the inputs is repeated for each example of the batch."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 import onnx
 
 from ..registry import ConvertContext, converts
-from ._common import channel_axis, check_io, invalid, nd_axis, unsupported
+from ._common import batch_each, channel_axis, check_io, invalid, nd_axis, refused, unsupported
 
 
 def _common_rank(layer: Any, ctx: ConvertContext) -> int:
@@ -26,7 +27,9 @@ def convert_concat(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
     rank = _common_rank(layer, ctx)
     ctx.set_rank(layer.output[0], rank)
     axis = channel_axis(rank)
-    return [ctx.node("Concat", list(layer.input), [layer.output[0]], axis=axis)]
+    nodes: list[onnx.NodeProto] = []
+    inputs = batch_each(ctx, list(layer.input), nodes)
+    return [*nodes, ctx.node("Concat", inputs, [layer.output[0]], axis=axis)]
 
 
 @converts("concatND")
@@ -37,5 +40,10 @@ def convert_concat_nd(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
         raise unsupported(layer, "interleave")
     rank = _common_rank(layer, ctx)
     axis = nd_axis(layer, int(layer.concatND.axis), rank)
+    if axis == 0:
+        # Each example's axis 0 would grow past the batch of one it is for Core ML.
+        raise refused(layer, "concatenation along the batch axis 0 is not supported")
     ctx.set_rank(layer.output[0], rank)
-    return [ctx.node("Concat", list(layer.input), [layer.output[0]], axis=axis)]
+    nodes: list[onnx.NodeProto] = []
+    inputs = batch_each(ctx, list(layer.input), nodes)
+    return [*nodes, ctx.node("Concat", inputs, [layer.output[0]], axis=axis)]

@@ -14,7 +14,7 @@ from typing import Any
 import onnx
 
 from ..registry import ConvertContext, converts
-from ._common import check_io, invalid, nd_axis, same_rank_output
+from ._common import check_io, invalid, nd_axis, refused, same_rank_output
 
 # FlattenLayerParams.FlattenOrder / ReshapeLayerParams.ReshapeOrder values.
 CHANNEL_FIRST, CHANNEL_LAST = 0, 1
@@ -135,12 +135,14 @@ def convert_permute(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
 
 @converts("transpose")
 def convert_transpose(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
-    """ND ``transpose``: ``axes`` must permute all the input's axes."""
+    """ND ``transpose``: ``axes`` permute all the input's axes and keep the batch first."""
     check_io(layer)
     rank = ctx.rank(layer.input[0])
     axes = [int(a) for a in layer.transpose.axes]
     if sorted(axes) != list(range(rank)):
         raise invalid(layer, f"axes {axes} are not a permutation of a rank-{rank} input")
+    if axes[0] != 0:
+        raise refused(layer, f"axes {axes} move the batch axis 0, which is not supported")
     same_rank_output(layer, ctx)
     return [ctx.node("Transpose", [layer.input[0]], [layer.output[0]], perm=axes)]
 
