@@ -146,3 +146,15 @@ def test_transpose_that_moves_the_batch_axis_is_refused() -> None:
     )
     with pytest.raises(UnsupportedLayerError, match="'tb'.*batch"):
         compile_network(spec)
+
+
+@pytest.mark.parametrize("axes", [(0,), (0, 1), (0, -1)])
+def test_expand_dims_before_the_batch_keeps_the_batch_first(axes) -> None:
+    """Core ML inserts the axis in front of each example's batch-of-one axis; for a
+    batch that is one more size-1 axis after the batch."""
+    x = _x(3, 4, seed=10)
+    got = run_one_layer(
+        lambda b: b.add_expand_dims("e", "x", "y", axes=axes), {"x": (1, 3, 4)}, {"x": x}, nd=True
+    )
+    per_example = np.concatenate([np.expand_dims(x[i : i + 1], axes) for i in range(N)])
+    assert_close(got, per_example)

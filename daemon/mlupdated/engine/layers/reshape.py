@@ -177,6 +177,11 @@ def convert_expand_dims(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]
     axes = sorted({nd_axis(layer, int(a), out_rank) for a in layer.expandDims.axes})
     if not axes:
         raise invalid(layer, "axes is empty")
+    if axes[0] == 0:
+        # New axes in front of the batch: per example every axis up to the input's own
+        # axis 0 has size 1, so the batch can stay first and a size-1 axis follow it.
+        kept = min(set(range(out_rank)) - set(axes))
+        axes = sorted({*axes[1:], kept})
     ctx.set_rank(y, out_rank)
     return [ctx.node("Unsqueeze", [x, ctx.int64s(axes, hint="axes")], [y])]
 
