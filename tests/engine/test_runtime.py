@@ -22,12 +22,27 @@ def _spec():
     return build_spec({"x": (4, 2, 2)}, ["y"], add)
 
 
-def test_run_errors_become_engine_errors() -> None:
+def test_run_errors_become_engine_errors(capfd: pytest.CaptureFixture[str]) -> None:
     session = Session(compile_network(_spec()))
     with pytest.raises(EngineError, match="missing input"):
         session.run({})
     with pytest.raises(EngineError, match="onnxruntime"):
         session.run({"x": np.zeros((1, 3, 2, 2), np.float32)})  # wrong channel count
+    # A failure inside a kernel: the error is ours to report, onnxruntime's log is quiet.
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["v", "shape"], ["w"])],
+        "reshape",
+        [helper.make_tensor_value_info("v", TensorProto.FLOAT, [None])],
+        [helper.make_tensor_value_info("w", TensorProto.FLOAT, [5])],
+        initializer=[numpy_helper.from_array(np.array([5], np.int64), name="shape")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    with pytest.raises(EngineError, match="onnxruntime"):
+        Session(model).run({"v": np.zeros(3, np.float32)})
+    assert capfd.readouterr().err == ""
 
 
 def test_unloadable_graph_is_an_engine_error() -> None:

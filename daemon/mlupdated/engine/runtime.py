@@ -26,8 +26,9 @@ from .compile import OPSET, compile_network
 ENGINE_VERSION = "1"
 CACHE_SUBDIR = "graphs"
 # onnxruntime severities: 0 verbose .. 3 error, 4 fatal. Warnings (e.g. about unused
-# initializers) are not the user's business.
-_LOG_SEVERITY = 3
+# initializers) are not the user's business, and errors come back as EngineError with
+# onnxruntime's message: its own log line would only say the same thing twice.
+_LOG_SEVERITY = 4
 
 _log = get_logger(__name__)
 
