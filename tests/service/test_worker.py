@@ -1,6 +1,6 @@
 """The update worker's failure paths: the child crashes, hangs, diverges, or is abandoned.
 
-Each runs the real child process (``python -m mlupdated.service.worker``) through the
+Each runs the real child process (``python -m mlupdated.service.worker_child``) through the
 documented test hooks, on a real workspace, queue and store; the daemon side must
 record a failed (or abandoned) run and leave every correction pending and the current
 model untouched.

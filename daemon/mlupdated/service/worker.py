@@ -1,25 +1,18 @@
-"""The update job: training runs in a child process, the daemon only waits and swaps.
+"""The update job, parent side: the daemon only prepares, waits and swaps.
 
-Parent side (:class:`UpdateRunner`, called by the scheduler): pick the pending
-corrections, start a run in the queue, start ``python -m mlupdated.service.worker``
-with the job on stdin, stream its progress events into the log, enforce
-``timeout_seconds``, then pass the candidate through the gate, add it to the store and
-promote it. A crash, a hang past the timeout, a NaN (``DivergedError`` or non-finite
-weights) is a *failed* run: the corrections stay pending and the scheduler backs off.
-The daemon never trains in its own process, so none of that can take it down.
-
-Child side (:func:`main`): load the current model, run ``train.task.run_update``,
-write the candidate atomically to the path it was given, evaluate current and
-candidate on the evaluation examples (the gate's numbers), and print one JSON object
-per line: progress events, then a ``result`` or an ``error``. The child exits by
-itself when its stdin closes, so a daemon killed with -9 leaves no trainer behind.
+:class:`UpdateRunner` (called by the scheduler) picks the pending corrections, starts
+a run in the queue, starts the training child (``python -m
+mlupdated.service.worker_child``, see that module) with the job on stdin, streams its
+progress events into the log, enforces ``timeout_seconds``, then passes the candidate
+through the gate, adds it to the store and promotes it. A crash, a hang past the
+timeout, a NaN (``DivergedError`` or non-finite weights) is a *failed* run: the
+corrections stay pending and the scheduler backs off. The daemon never trains in its
+own process, so none of that can take it down.
 
 Test hooks (read from the environment; for the daemon's own tests only):
 
-- ``MLUPDATED_TEST_WORKER_FAULT`` = ``crash`` (the child kills itself with SIGKILL, as
-  the OOM killer would), ``hang`` (the child sleeps forever), ``nan`` (the child trains,
-  then writes NaN into the candidate's updatable weights), ``diverge`` (the child
-  reports ``DivergedError``).
+- ``MLUPDATED_TEST_WORKER_FAULT``: acted on by the child (``FAULT_ENV``, re-exported
+  here for the tests).
 - ``MLUPDATED_TEST_SWAP_DELAY`` = seconds the daemon sleeps between writing the new
   version and making it current, logged, so a test can kill -9 inside the swap.
 - ``MLUPDATED_TEST_AFTER_SWAP_DELAY`` = seconds it sleeps after making it current and
@@ -31,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 import queue as queue_module
-import signal
 import subprocess
 import sys
 import threading
@@ -41,7 +33,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-FAULT_ENV = "MLUPDATED_TEST_WORKER_FAULT"
+from .worker_child import FAULT_ENV
+
+__all__ = [
+    "AFTER_SWAP_DELAY_ENV",
+    "FAULT_ENV",
+    "SWAP_DELAY_ENV",
+    "ChildOutcome",
+    "UpdateRunner",
+    "remove_stale_candidates",
+]
+
+CHILD_MODULE = "mlupdated.service.worker_child"
 SWAP_DELAY_ENV = "MLUPDATED_TEST_SWAP_DELAY"
 AFTER_SWAP_DELAY_ENV = "MLUPDATED_TEST_AFTER_SWAP_DELAY"
 CANDIDATE_PREFIX = "candidate-"
@@ -283,7 +286,7 @@ class UpdateRunner:
         self._abort.clear()
         with open(stderr_path, "wb") as stderr:
             child = subprocess.Popen(
-                [sys.executable, "-m", "mlupdated.service.worker"],
+                [sys.executable, "-m", CHILD_MODULE],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=stderr,
@@ -403,122 +406,3 @@ def remove_stale_candidates(state_dir: Path) -> list[Path]:
         _unlink(entry)
         removed.append(entry)
     return removed
-
-
-# --- the child ----------------------------------------------------------------------------
-
-
-def _emit(message_type: str, **fields: Any) -> None:
-    sys.stdout.write(json.dumps({"type": message_type, **fields}, default=str) + "\n")
-    sys.stdout.flush()
-
-
-def _exit_when_orphaned() -> None:
-    # The daemon holds our stdin open for as long as it wants us; EOF means it is gone.
-    sys.stdin.buffer.read()
-    os._exit(3)
-
-
-def _poison(spec: Any) -> None:
-    from ..coreml.spec import updatable_stage
-    from ..coreml.weights import decode_weights, replace_weights
-    from . import gate as gate_module
-
-    stage = updatable_stage(spec)
-    network = getattr(stage, stage.WhichOneof("Type"))
-    for layer in network.layers:
-        layer_type = layer.WhichOneof("layer")
-        if layer.isUpdatable and layer_type in gate_module.WEIGHTED_LAYER_TYPES:
-            params = getattr(layer, layer_type).weights
-            values = decode_weights(params, count=None, layer=layer.name)
-            values[:] = float("nan")
-            replace_weights(params, values)
-            return
-
-
-def _child(job: dict[str, Any]) -> None:
-    fault = os.environ.get(FAULT_ENV, "")
-    if fault == "crash":
-        os.kill(os.getpid(), signal.SIGKILL)
-    if fault == "hang":
-        _emit("progress", event="trainingBegin", note="test hook: hanging")
-        while True:
-            time.sleep(3600)
-    # Heavy imports only after the hooks: a test of a crash or a hang must not wait for
-    # NumPy and the Core ML protobufs to load on a busy machine.
-    from ..errors import DivergedError
-    from . import gate as gate_module
-
-    if fault == "diverge":
-        raise DivergedError("test hook: training diverged (non-finite loss)")
-    from ..coreml.spec import class_labels, load_spec, save_spec
-    from ..train.cache import FeatureCache
-    from ..train.data import Example
-    from ..train.task import run_update
-
-    spec = load_spec(job["model"])
-    # The queue keeps labels as folder names; a model may label its classes with ints.
-    labels = {str(label): label for label in class_labels(spec)}
-    examples = [Example(Path(p), labels.get(label, label)) for p, label in job["examples"]]
-
-    def progress(event: Any) -> None:
-        fields = event.as_dict() if hasattr(event, "as_dict") else dict(event)
-        _emit("progress", **{k: v for k, v in fields.items() if _jsonable(v)})
-
-    result = run_update(
-        spec,
-        examples,
-        overrides=job["overrides"],
-        progress=progress,
-        cache=FeatureCache(Path(job["cache_dir"])),
-        resize=job["resize"],
-        should_stop=None,
-    )
-    if fault == "nan":
-        _poison(result.spec)
-    save_spec(result.spec, job["out"])
-    evaluation = [(p, label) for p, label in job["evaluate"]]
-    current = gate_module.evaluate(Path(job["model"]), evaluation)
-    candidate = gate_module.evaluate(Path(job["out"]), evaluation)
-    skipped = result.examples_skipped
-    _emit(
-        "result",
-        examples_used=_count(result.examples_used),
-        examples_skipped=_count(skipped),
-        skipped=[[str(s.source), s.reason] for s in skipped] if isinstance(skipped, list) else [],
-        final_loss=result.final_loss,
-        parameters_used=result.parameters_used,
-        current=current.to_dict(),
-        candidate=candidate.to_dict(),
-    )
-
-
-def _count(value: Any) -> int:
-    return len(value) if isinstance(value, list | tuple | set) else int(value or 0)
-
-
-def _jsonable(value: Any) -> bool:
-    return isinstance(value, str | int | float | bool | type(None))
-
-
-def main() -> int:
-    """Entry point of the training child (``python -m mlupdated.service.worker``)."""
-    line = sys.stdin.buffer.readline()
-    threading.Thread(target=_exit_when_orphaned, name="orphan-watch", daemon=True).start()
-    try:
-        _child(json.loads(line))
-    except Exception as exc:
-        _emit("error", kind=type(exc).__name__, message=str(exc))
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    code = 70
-    try:
-        code = main()
-    finally:
-        sys.stdout.flush()
-        # Leave without interpreter finalisation: the orphan watcher still blocks in a
-        # read of stdin, and finalising under it aborts the process.
-        os._exit(code)

@@ -1,0 +1,149 @@
+"""The training child: ``python -m mlupdated.service.worker_child``.
+
+The daemon (:class:`mlupdated.service.worker.UpdateRunner`) starts this module in a
+process of its own and writes one JSON job on its stdin. The child loads the current
+model, runs ``train.task.run_update``, writes the candidate to the path it was given,
+evaluates current and candidate on the evaluation examples (the gate's numbers), and
+prints one JSON object per line: progress events, then a ``result`` or an ``error``.
+It exits by itself when its stdin closes, so a daemon killed with -9 leaves no trainer
+behind.
+
+Test hook (for the daemon's own tests only): ``MLUPDATED_TEST_WORKER_FAULT`` =
+``crash`` (the child kills itself with SIGKILL, as the OOM killer would), ``hang``
+(the child sleeps forever), ``nan`` (the child trains, then writes NaN into the
+candidate's updatable weights), ``diverge`` (the child reports ``DivergedError``).
+The hooks act before the heavy imports, so a test of a crash or a hang does not wait
+for NumPy and the Core ML protobufs to load.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+FAULT_ENV = "MLUPDATED_TEST_WORKER_FAULT"
+# Exit statuses: an uncaught failure before main() returned, and stdin closed under us.
+EXIT_UNEXPECTED = 70
+EXIT_ORPHANED = 3
+
+
+def _emit(message_type: str, **fields: Any) -> None:
+    sys.stdout.write(json.dumps({"type": message_type, **fields}, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def _exit_when_orphaned() -> None:
+    # The daemon holds our stdin open for as long as it wants us; EOF means it is gone.
+    sys.stdin.buffer.read()
+    os._exit(EXIT_ORPHANED)
+
+
+def _poison(spec: Any) -> None:
+    from ..coreml.spec import updatable_stage
+    from ..coreml.weights import decode_weights, replace_weights
+    from . import gate as gate_module
+
+    stage = updatable_stage(spec)
+    network = getattr(stage, stage.WhichOneof("Type"))
+    for layer in network.layers:
+        layer_type = layer.WhichOneof("layer")
+        if layer.isUpdatable and layer_type in gate_module.WEIGHTED_LAYER_TYPES:
+            params = getattr(layer, layer_type).weights
+            values = decode_weights(params, count=None, layer=layer.name)
+            values[:] = float("nan")
+            replace_weights(params, values)
+            return
+
+
+def _child(job: dict[str, Any]) -> None:
+    fault = os.environ.get(FAULT_ENV, "")
+    if fault == "crash":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if fault == "hang":
+        _emit("progress", event="trainingBegin", note="test hook: hanging")
+        while True:
+            time.sleep(3600)
+    # Heavy imports only after the hooks: a test of a crash or a hang must not wait for
+    # NumPy and the Core ML protobufs to load on a busy machine.
+    from ..errors import DivergedError
+    from . import gate as gate_module
+
+    if fault == "diverge":
+        raise DivergedError("test hook: training diverged (non-finite loss)")
+    from ..coreml.spec import class_labels, load_spec, save_spec
+    from ..train.cache import FeatureCache
+    from ..train.data import Example
+    from ..train.task import run_update
+
+    spec = load_spec(job["model"])
+    # The queue keeps labels as folder names; a model may label its classes with ints.
+    labels = {str(label): label for label in class_labels(spec)}
+    examples = [Example(Path(p), labels.get(label, label)) for p, label in job["examples"]]
+
+    def progress(event: Any) -> None:
+        fields = event.as_dict() if hasattr(event, "as_dict") else dict(event)
+        _emit("progress", **{k: v for k, v in fields.items() if _jsonable(v)})
+
+    result = run_update(
+        spec,
+        examples,
+        overrides=job["overrides"],
+        progress=progress,
+        cache=FeatureCache(Path(job["cache_dir"])),
+        resize=job["resize"],
+        should_stop=None,
+    )
+    if fault == "nan":
+        _poison(result.spec)
+    save_spec(result.spec, job["out"])
+    evaluation = [(p, label) for p, label in job["evaluate"]]
+    current = gate_module.evaluate(Path(job["model"]), evaluation)
+    candidate = gate_module.evaluate(Path(job["out"]), evaluation)
+    skipped = result.examples_skipped
+    _emit(
+        "result",
+        examples_used=_count(result.examples_used),
+        examples_skipped=_count(skipped),
+        skipped=[[str(s.source), s.reason] for s in skipped] if isinstance(skipped, list) else [],
+        final_loss=result.final_loss,
+        parameters_used=result.parameters_used,
+        current=current.to_dict(),
+        candidate=candidate.to_dict(),
+    )
+
+
+def _count(value: Any) -> int:
+    return len(value) if isinstance(value, list | tuple | set) else int(value or 0)
+
+
+def _jsonable(value: Any) -> bool:
+    return isinstance(value, str | int | float | bool | type(None))
+
+
+def main() -> int:
+    """Read the job from stdin, run it, report on stdout; returns the exit status."""
+    line = sys.stdin.buffer.readline()
+    threading.Thread(target=_exit_when_orphaned, name="orphan-watch", daemon=True).start()
+    try:
+        _child(json.loads(line))
+    except Exception as exc:
+        _emit("error", kind=type(exc).__name__, message=str(exc))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    code = EXIT_UNEXPECTED
+    try:
+        code = main()
+    finally:
+        sys.stdout.flush()
+        # Leave without interpreter finalisation: the orphan watcher still blocks in a
+        # read of stdin, and finalising under it aborts the process.
+        os._exit(code)
