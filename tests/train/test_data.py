@@ -75,3 +75,36 @@ def test_empty_or_missing_data_is_an_error(tmp_path):
         examples_from_folder(tmp_path, ["Cat"])
     with pytest.raises(TrainingDataError, match="not a folder"):
         examples_from_folder(tmp_path / "missing", ["Cat"])
+
+
+def test_an_unlistable_data_folder_is_a_training_data_error(tmp_path, monkeypatch):
+    (tmp_path / "Cat").mkdir()
+    (tmp_path / "Cat" / "a.jpg").write_bytes(b"x")
+    real = os.scandir
+
+    def denied(path=".", *args, **kwargs):
+        if os.fspath(path) == os.fspath(tmp_path):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "scandir", denied)
+    with pytest.raises(TrainingDataError, match="Permission denied") as info:
+        examples_from_folder(tmp_path, ["Cat"])
+    assert info.value.path == str(tmp_path)
+
+
+def test_an_unreadable_label_subfolder_is_an_error_not_silently_empty(tmp_path, monkeypatch):
+    (tmp_path / "Cat" / "inner").mkdir(parents=True)
+    (tmp_path / "Cat" / "a.jpg").write_bytes(b"x")
+    inner = tmp_path / "Cat" / "inner"
+    real = os.scandir
+
+    def denied(path=".", *args, **kwargs):
+        if os.fspath(path) == os.fspath(inner):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "scandir", denied)
+    with pytest.raises(TrainingDataError, match="Permission denied") as info:
+        examples_from_folder(tmp_path, ["Cat"])
+    assert info.value.path == str(inner)

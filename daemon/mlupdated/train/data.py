@@ -59,17 +59,23 @@ def examples_from_folder(
 ) -> list[Example]:
     """The examples under ``directory``'s label folders, in relative-path byte order.
 
-    A folder whose name is not one of ``labels`` raises ``TrainingDataError`` naming it
-    and listing the labels, unless ``allow_new_labels`` (k-nearest-neighbours models
-    can learn a new class; the folder name becomes the label, an int when the model's
-    labels are ints). A missing or empty data folder is an error too.
+        A folder whose name is not one of ``labels`` raises ``TrainingDataError`` naming it
+        and listing the labels, unless ``allow_new_labels`` (k-nearest-neighbours models
+        can learn a new class; the folder name becomes the label, an int when the model's
+        labels are ints). A missing or empty data folder is an error too, and so is a
+    folder that cannot be listed.
     """
     root = Path(directory)
     if not root.is_dir():
         raise TrainingDataError("not a folder of <Label>/ sub-folders", path=root)
     int_labels = bool(labels) and all(isinstance(label, int) for label in labels)
     found: list[tuple[bytes, Example]] = []
-    for entry in sorted(root.iterdir(), key=lambda p: os.fsencode(p.name)):
+    try:
+        with os.scandir(root) as listing:
+            entries = [root / item.name for item in listing]
+    except OSError as exc:
+        raise TrainingDataError(f"cannot list: {exc.strerror or exc}", path=root) from exc
+    for entry in sorted(entries, key=lambda p: os.fsencode(p.name)):
         if _is_hidden(entry.name) or not entry.is_dir():
             continue
         label = _match_label(entry.name, labels)
@@ -102,9 +108,14 @@ def _new_label(folder: Path, int_labels: bool) -> Label:
         ) from None
 
 
+def _unlistable(exc: OSError) -> None:
+    # A folder that cannot be listed would otherwise look empty: its images unused.
+    raise TrainingDataError(f"cannot list: {exc.strerror or exc}", path=exc.filename) from exc
+
+
 def _files_under(folder: Path) -> list[Path]:
     files: list[Path] = []
-    for current, dirs, names in os.walk(folder):
+    for current, dirs, names in os.walk(folder, onerror=_unlistable):
         dirs[:] = [d for d in dirs if not _is_hidden(d)]
         for name in names:
             path = Path(current) / name
