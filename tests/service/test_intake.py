@@ -787,3 +787,34 @@ def test_unmounted_label_share_is_unavailable_not_deleted(tmp_path: Path, model_
     assert result["after"] == result["before"]
     assert result["status_after"]["source_available"]
     assert result["kinds"] == ["new", "new"]
+
+
+def test_a_read_that_blocks_never_stalls_intake(
+    make: Callable[..., Harness], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mlupdated.service.arrivals as arrivals
+
+    # A cloud placeholder: reading it blocks until the sync client has downloaded it.
+    # (Linux has no dataless files without FUSE; the decoder is made to block instead.)
+    downloaded = threading.Event()
+    real_check = arrivals.check_image
+
+    def blocking_check(path: Any, *, max_pixels: int) -> None:
+        if "placeholder" in str(path):
+            downloaded.wait(60)
+        real_check(path, max_pixels=max_pixels)
+
+    monkeypatch.setattr(arrivals, "check_image", blocking_check)
+    monkeypatch.setattr(arrivals, "SLOW_READ_SECONDS", 0.5)
+    h = make()
+    (h.cat / "placeholder.png").write_bytes(image_bytes(1))
+    time.sleep(0.5)
+    for i in range(5):
+        (h.dog / f"{i}.png").write_bytes(image_bytes(10 + i))
+    wait_for(lambda: h.queue.pending_counts() == {"Dog": 5})
+    wait_for(lambda: h.log.matching("waiting for corrections/Cat/placeholder.png: reading it"))
+    assert h.intake.status()["waiting"] == 1
+    downloaded.set()
+    h.settle()
+    assert h.queue.pending_counts() == {"Cat": 1, "Dog": 5}
+    assert h.not_queued() == []

@@ -10,9 +10,13 @@ label folder is missing, nothing under it is treated as removed.
 
 from __future__ import annotations
 
+import heapq
+import itertools
+import math
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +43,20 @@ BAD_AFTER_STABLE_CHECKS = 2
 # Read errors that are not the file's fault (cloud placeholders, flaky mounts): retry.
 RETRY_BACKOFF_MAX = 60.0
 MAX_WAIT_TICK = 0.25
+# Decoding and hashing run on reader threads so that a read that blocks (a cloud
+# placeholder being downloaded, a hung network share) never stalls intake. Two at a
+# time: about what two cores decode, and a stuck read cannot take more than its slot.
+MAX_READS = 2
+SLOW_READ_SECONDS = 30.0
+
+
+@dataclass
+class _Read:
+    """One decode-and-hash of a file at a given (size, mtime), on a reader thread."""
+
+    sig: tuple[int, int]
+    started: float
+    slow_logged: bool = False
 
 
 @dataclass
@@ -46,11 +64,14 @@ class _Candidate:
     rel: str
     sig: tuple[int, int] | None = None
     since: float = 0.0
-    due: float = 0.0
+    due: float = math.inf
     stable_failures: int = 0
     read_failures: int = 0
     store_failures: int = 0
     replaces: str | None = None
+    waiting_for_reader: bool = False
+    reading: _Read | None = None
+    read_result: tuple[_Read, tuple[Any, ...]] | None = None
 
 
 def _show(rel: str) -> str:
@@ -74,6 +95,7 @@ class Arrivals:
         on_inbox: Callable[[Path, str], None],
         log: Any,
         stopping: threading.Event,
+        post: Callable[[tuple[Any, ...]], None],
     ) -> None:
         self.workspace = workspace
         self.config = config
@@ -82,6 +104,11 @@ class Arrivals:
         self._on_inbox = on_inbox
         self._log = log
         self._stopping = stopping
+        self._post = post
+        self._reading: dict[str, _Read] = {}
+        self._to_read: deque[str] = deque()
+        self._due: list[tuple[float, int, str]] = []  # heap; stale entries skipped
+        self._seq = itertools.count()
         self._candidates: dict[str, _Candidate] = {}
         self._bad: dict[str, tuple[int, int]] = {}
         self._labels: list[str] = []
@@ -102,10 +129,23 @@ class Arrivals:
 
     def next_due_in(self) -> float:
         """Seconds until the next waiting file should be looked at (capped)."""
-        if not self._candidates:
+        self._drop_stale()
+        if not self._due:
             return MAX_WAIT_TICK
-        soonest = min(c.due for c in self._candidates.values())
-        return max(0.0, min(MAX_WAIT_TICK, soonest - time.monotonic()))
+        return max(0.0, min(MAX_WAIT_TICK, self._due[0][0] - time.monotonic()))
+
+    def _schedule(self, cand: _Candidate, due: float) -> None:
+        cand.due = due
+        if due != math.inf:
+            heapq.heappush(self._due, (due, next(self._seq), cand.rel))
+
+    def _drop_stale(self) -> None:
+        while self._due:
+            due, _seq, rel = self._due[0]
+            cand = self._candidates.get(rel)
+            if cand is not None and cand.due == due:
+                return
+            heapq.heappop(self._due)
 
     # --- paths ------------------------------------------------------------------------
 
@@ -133,9 +173,12 @@ class Arrivals:
         cand = self._candidates.get(rel)
         now = time.monotonic()
         if cand is None:
-            self._candidates[rel] = _Candidate(rel=rel, due=now, replaces=replaces)
+            cand = _Candidate(rel=rel, replaces=replaces)
+            self._candidates[rel] = cand
+            self._schedule(cand, now)
         else:
-            cand.due = min(cand.due, now + 0.05)
+            if cand.due > now + 0.05:
+                self._schedule(cand, now + 0.05)
             cand.replaces = cand.replaces or replaces
 
     def walk_into(self, directory: str) -> None:
@@ -276,28 +319,44 @@ class Arrivals:
     # --- the stability wait -----------------------------------------------------------
 
     def check_due(self) -> None:
-        """Look at every waiting file whose time has come."""
+        """Look at every waiting file whose time has come, then feed free readers."""
         now = time.monotonic()
-        for rel in [r for r, c in self._candidates.items() if c.due <= now]:
-            if self._stopping.is_set():
-                return
-            cand = self._candidates.get(rel)
-            if cand is None:
+        while not self._stopping.is_set():
+            self._drop_stale()
+            if not self._due or self._due[0][0] > now:
+                break
+            _due, _seq, rel = heapq.heappop(self._due)
+            cand = self._candidates[rel]
+            cand.due = math.inf  # _check schedules the next look
+            self._guarded_check(cand)
+        self._pump_reads()
+
+    def _guarded_check(self, cand: _Candidate) -> None:
+        try:
+            self._check(cand)
+        except MlupdatedError as exc:
+            self._store_failed(cand, exc)
+
+    def _pump_reads(self) -> None:
+        while self._to_read and len(self._reading) < MAX_READS and not self._stopping.is_set():
+            cand = self._candidates.get(self._to_read.popleft())
+            if cand is None or not cand.waiting_for_reader:
                 continue
-            try:
-                self._check(cand)
-            except MlupdatedError as exc:
-                # The queue could not be written (disk full, database locked): the file is
-                # fine, so keep it waiting and try again later instead of spinning.
-                cand.store_failures += 1
-                delay = min(RETRY_BACKOFF_MAX, 2.0**cand.store_failures)
-                cand.due = time.monotonic() + delay
-                if cand.store_failures == 1 or delay >= RETRY_BACKOFF_MAX:
-                    self._log.error(
-                        f"cannot queue {_show(rel)} yet: {exc}; retrying in {delay:g} s",
-                        path=rel,
-                        error=str(exc),
-                    )
+            cand.waiting_for_reader = False
+            self._guarded_check(cand)
+
+    def _store_failed(self, cand: _Candidate, exc: MlupdatedError) -> None:
+        # The queue could not be written (disk full, database locked): the file is fine,
+        # so keep it waiting and try again later instead of spinning.
+        cand.store_failures += 1
+        delay = min(RETRY_BACKOFF_MAX, 2.0**cand.store_failures)
+        self._schedule(cand, time.monotonic() + delay)
+        if cand.store_failures == 1 or delay >= RETRY_BACKOFF_MAX:
+            self._log.error(
+                f"cannot queue {_show(cand.rel)} yet: {exc}; retrying in {delay:g} s",
+                path=cand.rel,
+                error=str(exc),
+            )
 
     def _drop(self, cand: _Candidate) -> None:
         self._candidates.pop(cand.rel, None)
@@ -339,10 +398,10 @@ class Arrivals:
             return
         if sig != cand.sig:
             cand.sig, cand.since, cand.stable_failures = sig, now, 0
-            cand.due = now + stability
+            self._schedule(cand, now + stability)
             return
         if now - cand.since < stability:
-            cand.due = cand.since + stability
+            self._schedule(cand, cand.since + stability)
             return
         if self._bad.get(cand.rel) == sig:
             self._drop(cand)
@@ -351,32 +410,118 @@ class Arrivals:
         if seen is not None and seen[:2] == (info.st_size, info.st_mtime) and self._known(cand.rel):
             self._drop(cand)
             return
-        try:
-            check_image(path, max_pixels=self.config.intake.max_pixels)
-            digest, size = sha256_file(path, follow_symlinks=follow)
-        except ImageError as exc:
-            self._undecodable(cand, sig, exc.reason)
+        if cand.reading is not None:
+            self._still_reading(cand, now)
             return
+        if cand.read_result is not None:
+            self._finish_read(cand, now)
+            return
+        if len(self._reading) >= MAX_READS:
+            # Wait for a free reader without being looked at again and again.
+            if not cand.waiting_for_reader:
+                cand.waiting_for_reader = True
+                self._to_read.append(cand.rel)
+            self._schedule(cand, math.inf)
+            return
+        self._start_read(cand, path, sig, follow, now)
+
+    # --- reading (off the worker thread: a read may block for a long time) -------------
+
+    def _start_read(
+        self, cand: _Candidate, path: Path, sig: tuple[int, int], follow: bool, now: float
+    ) -> None:
+        read = _Read(sig=sig, started=now)
+        cand.reading = read
+        self._schedule(cand, now + SLOW_READ_SECONDS)
+        self._reading[cand.rel] = read
+        thread = threading.Thread(
+            target=self._read,
+            args=(cand.rel, path, read, follow, self.config.intake.max_pixels),
+            name="mlupdated-intake-read",
+            daemon=True,
+        )
+        thread.start()
+
+    def _read(self, rel: str, path: Path, read: _Read, follow: bool, max_pixels: int) -> None:
+        """Reader thread: decode and hash, then hand the outcome back to the worker."""
+        try:
+            check_image(path, max_pixels=max_pixels)
+            digest, size = sha256_file(path, follow_symlinks=follow)
+            outcome: tuple[Any, ...] = ("ok", digest, size)
+        except ImageError as exc:
+            outcome = ("undecodable", exc.reason)
         except PermissionError:
+            outcome = ("denied",)
+        except FileNotFoundError:
+            outcome = ("gone",)
+        except OSError as exc:
+            outcome = ("error", f"cannot read ({exc.strerror or exc})")
+        except Exception as exc:  # a decoder bug must not lose the file: retry later
+            outcome = ("error", f"cannot read ({exc})")
+        self._post(("read", rel, read, outcome))
+
+    def read_done(self, rel: str, read: _Read, outcome: tuple[Any, ...]) -> None:
+        """Worker thread: a reader finished; continue where ``_check`` left off."""
+        if self._reading.get(rel) is read:
+            del self._reading[rel]
+        self._pump_reads()
+        cand = self._candidates.get(rel)
+        if cand is None or cand.reading is not read:
+            return  # the file went away (or was re-considered) meanwhile
+        cand.reading = None
+        cand.read_result = (read, outcome)
+        self._schedule(cand, time.monotonic())
+        try:
+            self._finish_read(cand, time.monotonic())
+        except MlupdatedError as exc:
+            self._store_failed(cand, exc)
+
+    def _still_reading(self, cand: _Candidate, now: float) -> None:
+        read = cand.reading
+        assert read is not None
+        self._schedule(cand, now + SLOW_READ_SECONDS)
+        if not read.slow_logged and now - read.started >= SLOW_READ_SECONDS:
+            read.slow_logged = True
+            self._log.warning(
+                f"waiting for {_show(cand.rel)}: reading it has taken "
+                f"{now - read.started:.0f} s (a cloud placeholder not downloaded yet?)",
+                path=cand.rel,
+            )
+
+    def _finish_read(self, cand: _Candidate, now: float) -> None:
+        assert cand.read_result is not None
+        read, outcome = cand.read_result
+        cand.read_result = None
+        sig = read.sig
+        kind = outcome[0]
+        if kind == "undecodable":
+            self._undecodable(cand, sig, outcome[1])
+            return
+        if kind == "denied":
             self._reject(cand, sig, "permission denied")
             return
-        except FileNotFoundError:
+        if kind == "gone":
             self._drop(cand)
             return
-        except OSError as exc:
-            self._retry_later(cand, f"cannot read ({exc.strerror or exc})")
+        if kind == "error":
+            self._retry_later(cand, outcome[1])
             return
+        digest, size = outcome[1], outcome[2]
+        path = self._abs(cand.rel)
         try:
-            after = os.stat(path) if follow else os.lstat(path)
+            after = os.stat(path) if self.config.intake.follow_symlinks else os.lstat(path)
         except OSError:
             self._drop(cand)
             return
-        if (after.st_size, after.st_mtime_ns) != sig or size != info.st_size:
+        if (after.st_size, after.st_mtime_ns) != sig or size != sig[0]:
             cand.sig, cand.since = (after.st_size, after.st_mtime_ns), now
-            cand.due = now + stability
+            self._schedule(cand, now + self.config.intake.stability_seconds)
             return
-        # If the queue cannot be written, _take raises and the file stays a candidate.
-        self._take(cand.rel, info.st_size, info.st_mtime, digest)
+        # If the queue cannot be written, _take raises: the outcome is kept and the file
+        # stays a candidate, retried with back-off.
+        cand.read_result = (read, outcome)
+        self._take(cand.rel, after.st_size, after.st_mtime, digest)
+        cand.read_result = None
         self._candidates.pop(cand.rel, None)
         if cand.replaces:
             self.gone(cand.replaces, is_dir=False)
@@ -389,7 +534,7 @@ class Arrivals:
     def _retry_later(self, cand: _Candidate, why: str) -> None:
         cand.read_failures += 1
         delay = min(RETRY_BACKOFF_MAX, self.config.intake.stability_seconds * 2**cand.read_failures)
-        cand.due = time.monotonic() + max(delay, 0.5)
+        self._schedule(cand, time.monotonic() + max(delay, 0.5))
         if cand.read_failures == 3:
             self._log.warning(f"waiting for {_show(cand.rel)}: {why}", path=cand.rel)
 
@@ -397,7 +542,7 @@ class Arrivals:
         cand.stable_failures += 1
         if cand.stable_failures < BAD_AFTER_STABLE_CHECKS:
             # Maybe a writer that paused (a pre-allocated file being filled): look again.
-            cand.due = time.monotonic() + max(self.config.intake.stability_seconds, 0.2)
+            self._schedule(cand, time.monotonic() + max(self.config.intake.stability_seconds, 0.2))
             return
         self._reject(cand, sig, reason)
 

@@ -70,6 +70,7 @@ class Intake:
             on_inbox=on_inbox,
             log=log,
             stopping=self._stop,
+            post=self._events.put,
         )
         self._overflow = threading.Event()
         self._overflow_watch = OverflowWatch(self._overflow)
@@ -275,6 +276,8 @@ class Intake:
             arrivals.gone(arrivals.rel(item[1]), is_dir=item[2])
         elif kind == "moved":
             arrivals.moved(item[1], item[2], is_dir=item[3])
+        elif kind == "read":
+            arrivals.read_done(item[1], item[2], item[3])
         elif kind == "rescan":
             try:
                 self._sweep()
