@@ -11,16 +11,22 @@ Progress goes to stderr; the table to stdout.
 from __future__ import annotations
 
 import argparse
+import io
 import os
+import subprocess
 import sys
+import tarfile
 import tempfile
+import traceback
 from pathlib import Path
 
 from . import report
 from .common import Section, machine_facts, progress, source_photos
 
 SECTIONS = ("forward", "update", "daemon", "startup")
-DEFAULT_OUT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_OUT = REPO / "docs" / "benchmarks.md"
+SOURCE_ROOT = "daemon"
 FORWARD_REPEATS, QUICK_FORWARD_REPEATS = 5, 1
 UPDATE_REPEATS, QUICK_UPDATE_REPEATS = 3, 1
 
@@ -34,6 +40,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="Markdown file to write")
     parser.add_argument(
         "--no-write", action="store_true", help="print the table, do not write the file"
+    )
+    parser.add_argument(
+        "--at-commit",
+        metavar="REV",
+        help="benchmark the package as committed at REV (git archive), not the work tree",
     )
     args = parser.parse_args(argv)
     args.sections = [s.strip() for s in args.only.split(",") if s.strip()]
@@ -51,12 +62,24 @@ def main(argv: list[str] | None = None) -> int:
     progress(f"sections: {', '.join(args.sections)}{' (quick)' if args.quick else ''}")
     sources = source_photos()
     sections: list[Section] = []
-    with tempfile.TemporaryDirectory(prefix="bench-cache-") as cache:
+    failed = False
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        if args.at_commit:
+            facts["mlupdated"] = _use_commit(args.at_commit, Path(tmp) / "source")
+        else:
+            facts["mlupdated"] = _work_tree_state()
+        cache = Path(tmp) / "cache"
         # Our own cache directory: no run reads graphs or features a user's runs left.
-        os.environ["MLUPDATED_CACHE_DIR"] = cache
+        os.environ["MLUPDATED_CACHE_DIR"] = str(cache)
         env = dict(os.environ)
         for name in args.sections:
-            sections.append(_run_section(name, quick=args.quick, sources=sources, env=env))
+            try:
+                section = _run_section(name, quick=args.quick, sources=sources, env=env)
+            except Exception as exc:  # one broken section must not lose the others
+                failed = True
+                progress(f"{name}: FAILED\n{traceback.format_exc()}")
+                section = Section(f"{name} (failed)", ("error",), [(_one_line(exc),)])
+            sections.append(section)
     print(report.terminal(sections, facts), flush=True)
     if not args.no_write:
         text = report.markdown(
@@ -65,7 +88,49 @@ def main(argv: list[str] | None = None) -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text, encoding="utf-8")
         progress(f"wrote {args.out}")
-    return 0
+    return 1 if failed else 0
+
+
+def _one_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}".splitlines()[0].replace("|", "/")
+
+
+def _git(*args: str) -> str:
+    done = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=False)
+    return done.stdout.strip() if done.returncode == 0 else ""
+
+
+def _work_tree_state() -> str:
+    """The commit of the work tree the package is imported from, and whether the
+    package's sources differ from it (other work in progress changes the numbers)."""
+    head = _git("rev-parse", "--short", "HEAD")
+    if not head:
+        return "unknown (not a git checkout)"
+    dirty = _git("status", "--porcelain", "--", SOURCE_ROOT)
+    return f"{head} + uncommitted changes" if dirty else head
+
+
+def _use_commit(rev: str, target: Path) -> str:
+    """Unpack the package sources of ``rev`` into ``target`` and import them from there
+    (here and in every child process)."""
+    commit = _git("rev-parse", "--short", f"{rev}^{{commit}}")
+    if not commit:
+        raise SystemExit(f"python -m bench: --at-commit: no commit {rev!r}")
+    data = subprocess.run(
+        ["git", "archive", "--format=tar", commit, SOURCE_ROOT],
+        cwd=REPO,
+        capture_output=True,
+        check=True,
+    ).stdout
+    target.mkdir(parents=True)
+    with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+        archive.extractall(target, filter="data")
+    source = str(target / SOURCE_ROOT)
+    sys.path.insert(0, source)
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        [source, str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]
+    )
+    return f"{commit} (as committed)"
 
 
 def _run_section(name: str, *, quick: bool, sources: list, env: dict[str, str]) -> Section:

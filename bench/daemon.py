@@ -37,6 +37,8 @@ IDLE_CPU_GOAL = 0.5  # percent of one CPU
 IDLE_RSS_GOAL = 150.0  # MB
 BURST_GROWTH_GOAL = 50.0  # MB
 WAIT_TIMEOUT = 600.0
+# The burst is measured until every file is queued, or this long.
+BURST_TIMEOUT = 240.0
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -61,7 +63,7 @@ def run(*, quick: bool, sources: list[np.ndarray], env: dict[str, str]) -> Secti
         daemon = _Daemon(ws2, env).start()
         try:
             progress(f"daemon: burst of {burst} tiny PNGs")
-            before, peak, queued_in = _burst(daemon, ws2, burst, env)
+            before, peak, queued_in, queued = _burst(daemon, ws2, burst, env)
         finally:
             daemon.stop()
 
@@ -85,7 +87,9 @@ def run(*, quick: bool, sources: list[np.ndarray], env: dict[str, str]) -> Secti
         (
             f"peak RSS while {burst:,} files are queued",
             f"{peak:.0f} MB",
-            f"all queued in {queued_in:.0f} s",
+            f"all queued in {queued_in:.0f} s"
+            if queued >= burst
+            else f"only {queued:,} queued after {queued_in:.0f} s (gave up)",
         ),
         ("burst memory growth", f"{peak - before:.0f} MB", "peak − before"),
     ]
@@ -123,14 +127,18 @@ def run(*, quick: bool, sources: list[np.ndarray], env: dict[str, str]) -> Secti
         Target(
             f"memory growth over the {burst:,}-file burst",
             f"≤ {BURST_GROWTH_GOAL:.0f} MB",
-            f"{peak - before:.0f} MB",
-            peak - before <= BURST_GROWTH_GOAL,
-            ""
-            if peak - before <= BURST_GROWTH_GOAL
-            else f"{peak - before - BURST_GROWTH_GOAL:.0f} MB over",
+            f"{peak - before:.0f} MB" + ("" if queued >= burst else f" ({queued:,} queued)"),
+            peak - before <= BURST_GROWTH_GOAL and queued >= burst,
+            _burst_shortfall(peak - before, queued, burst),
         ),
     ]
     return section
+
+
+def _burst_shortfall(growth: float, queued: int, burst: int) -> str:
+    if queued < burst:
+        return f"not measured to the end: {queued:,} of {burst:,} queued in time"
+    return "" if growth <= BURST_GROWTH_GOAL else f"{growth - BURST_GROWTH_GOAL:.0f} MB over"
 
 
 def _cli(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
@@ -340,14 +348,15 @@ def _burst(
             folder = ws / "corrections" / ("Cat" if i % 2 else "Dog")
             (folder / f"tiny{i:05d}.png").write_bytes(_tiny_png(i))
         progress(f"daemon: {count} files written in {time.monotonic() - start:.1f} s")
-        deadline = start + WAIT_TIMEOUT
+        deadline = start + BURST_TIMEOUT
         while (pending := _pending(ws, env)) < count:
             if time.monotonic() > deadline:
-                raise RuntimeError(f"daemon: only {pending} of {count} files queued")
+                progress(f"daemon: only {pending} of {count} queued; giving up")
+                break
             progress(f"daemon: {max(pending, 0)} of {count} queued")
             time.sleep(2.0)
         queued_in = time.monotonic() - start
     finally:
         stop.set()
         sampler.join()
-    return before, peak, queued_in
+    return before, peak, queued_in, pending
