@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from mlupdated.engine.compile import compile_network
 from mlupdated.errors import InvalidModelError
 
-from .helpers import assert_close, build_spec, rng, run_one_layer
+from .helpers import assert_close, build_spec, rng, run_one_layer, run_spec
+from .torch_convert import convert_module, layer_types
 
 
 def test_channel_concat_of_three() -> None:
@@ -88,3 +90,30 @@ def test_concat_nd_along_the_batch_axis_is_refused() -> None:
     )
     with pytest.raises(UnsupportedLayerError, match="batchcat"):
         compile_network(spec)
+
+
+class _ClassToken(torch.nn.Module):
+    """A learned token in front of a sequence (as vision transformers do)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.token = torch.nn.Parameter(
+            torch.randn(1, 1, 4, generator=torch.Generator().manual_seed(0))
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.cat([self.token, x], dim=1)
+        return torch.softmax(h, dim=-1) * h.mean(dim=1, keepdim=True)
+
+
+def test_concat_with_a_constant_as_coremltools_converts_it() -> None:
+    module = _ClassToken().eval()
+    spec = convert_module(module, (1, 3, 4))
+    assert {"loadConstantND", "concatND"} <= layer_types(spec)
+    x = rng(5).standard_normal((3, 3, 4)).astype(np.float32)
+    (got,) = run_spec(spec, {"x": x}).values()
+    with torch.no_grad():
+        expected = np.concatenate(
+            [module(torch.from_numpy(x[i : i + 1])).numpy() for i in range(3)]
+        )
+    assert_close(got, expected)
