@@ -792,20 +792,20 @@ def test_unmounted_label_share_is_unavailable_not_deleted(tmp_path: Path, model_
 def test_a_read_that_blocks_never_stalls_intake(
     make: Callable[..., Harness], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import mlupdated.service.arrivals as arrivals
+    import mlupdated.service.waiting as waiting
 
     # A cloud placeholder: reading it blocks until the sync client has downloaded it.
     # (Linux has no dataless files without FUSE; the decoder is made to block instead.)
     downloaded = threading.Event()
-    real_check = arrivals.check_image
+    real_check = waiting.check_image
 
     def blocking_check(path: Any, *, max_pixels: int) -> None:
         if "placeholder" in str(path):
             downloaded.wait(60)
         real_check(path, max_pixels=max_pixels)
 
-    monkeypatch.setattr(arrivals, "check_image", blocking_check)
-    monkeypatch.setattr(arrivals, "SLOW_READ_SECONDS", 0.5)
+    monkeypatch.setattr(waiting, "check_image", blocking_check)
+    monkeypatch.setattr(waiting, "SLOW_READ_SECONDS", 0.5)
     h = make()
     (h.cat / "placeholder.png").write_bytes(image_bytes(1))
     time.sleep(0.5)

@@ -1,0 +1,395 @@
+"""The stability wait: a file is taken once it stopped changing *and* decodes.
+
+``WaitingFiles`` is the half of intake's worker that holds files in their wait:
+each has a due time in a heap; when due it is looked at again (``lstat``: size and
+mtime unchanged for ``stability_seconds``?), then decoded and hashed on a reader
+thread — two at a time, so a read that blocks (a cloud placeholder being downloaded,
+a hung share) never stalls intake — and its outcome comes back to the worker as an
+event. Undecodable files are reported once (``not queued: PATH: REASON``); read
+errors and queue write failures are retried with back-off. ``Arrivals`` (the other
+half) decides what a complete file means: ``_take``, ``gone``, ``_known``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import ImageError, MlupdatedError
+from .config import Config
+from .filters import check_image, file_kind, inside, sha256_file
+from .queue import Queue
+from .workspace import Workspace
+
+# Stable but undecodable: look once more after another stability period before calling
+# it bad, so a pre-allocated file whose writer pauses is not reported for nothing.
+BAD_AFTER_STABLE_CHECKS = 2
+# Read errors that are not the file's fault (cloud placeholders, flaky mounts): retry.
+RETRY_BACKOFF_MAX = 60.0
+MAX_WAIT_TICK = 0.25
+# Decoding and hashing run on reader threads so that a read that blocks (a cloud
+# placeholder being downloaded, a hung network share) never stalls intake. Two at a
+# time: about what two cores decode, and a stuck read cannot take more than its slot.
+MAX_READS = 2
+SLOW_READ_SECONDS = 30.0
+
+
+@dataclass
+class _Read:
+    """One decode-and-hash of a file at a given (size, mtime), on a reader thread."""
+
+    sig: tuple[int, int]
+    started: float
+    slow_logged: bool = False
+
+
+@dataclass
+class _Candidate:
+    rel: str
+    sig: tuple[int, int] | None = None
+    since: float = 0.0
+    due: float = math.inf
+    stable_failures: int = 0
+    read_failures: int = 0
+    store_failures: int = 0
+    replaces: str | None = None
+    waiting_for_reader: bool = False
+    reading: _Read | None = None
+    read_result: tuple[_Read, tuple[Any, ...]] | None = None
+
+
+def show_path(rel: str) -> str:
+    """A path for a log line: control characters (newlines in names) escaped, so one
+    problem stays one line."""
+    if rel.isprintable():
+        return rel
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in rel)
+
+
+class WaitingFiles:
+    """Files in their stability wait, and the reader threads (worker thread only)."""
+
+    def __init__(
+        self,
+        workspace: Workspace,
+        config: Config,
+        queue: Queue,
+        *,
+        log: Any,
+        stopping: threading.Event,
+        post: Callable[[tuple[Any, ...]], None],
+    ) -> None:
+        self.workspace = workspace
+        self.config = config
+        self.queue = queue
+        self._log = log
+        self._stopping = stopping
+        self._post = post
+        self._candidates: dict[str, _Candidate] = {}
+        self._bad: dict[str, tuple[int, int]] = {}
+        self._reading: dict[str, _Read] = {}
+        self._to_read: deque[str] = deque()
+        self._due: list[tuple[float, int, str]] = []  # heap; stale entries skipped
+        self._seq = itertools.count()
+
+    # --- what Arrivals decides ----------------------------------------------------------
+
+    def _take(self, rel: str, size: int, mtime: float, digest: str) -> bool:
+        raise NotImplementedError
+
+    def gone(self, rel: str, *, is_dir: bool) -> None:
+        raise NotImplementedError
+
+    def _known(self, rel: str) -> bool:
+        if rel.startswith("inbox/"):
+            return True
+        return self.queue.holds_path(rel)
+
+    def _abs(self, rel: str) -> Path:
+        return self.workspace.root / rel
+
+    def waiting(self) -> int:
+        """Files seen but not yet taken or refused (in their stability wait)."""
+        return len(self._candidates)
+
+    def next_due_in(self) -> float:
+        """Seconds until the next waiting file should be looked at (capped)."""
+        self._drop_stale()
+        if not self._due:
+            return MAX_WAIT_TICK
+        return max(0.0, min(MAX_WAIT_TICK, self._due[0][0] - time.monotonic()))
+
+    def _wait_for(self, rel: str, *, replaces: str | None) -> None:
+        """Start (or hurry) the stability wait of ``rel``."""
+        cand = self._candidates.get(rel)
+        now = time.monotonic()
+        if cand is None:
+            cand = _Candidate(rel=rel, replaces=replaces)
+            self._candidates[rel] = cand
+            self._schedule(cand, now)
+            return
+        cand.replaces = cand.replaces or replaces
+        if cand.due > now + 0.05:
+            self._schedule(cand, now + 0.05)
+
+    def _schedule(self, cand: _Candidate, due: float) -> None:
+        cand.due = due
+        if due != math.inf:
+            heapq.heappush(self._due, (due, next(self._seq), cand.rel))
+
+    def _drop_stale(self) -> None:
+        while self._due:
+            due, _seq, rel = self._due[0]
+            cand = self._candidates.get(rel)
+            if cand is not None and cand.due == due:
+                return
+            heapq.heappop(self._due)
+
+    # --- the stability wait -----------------------------------------------------------
+
+    def check_due(self) -> None:
+        """Look at every waiting file whose time has come, then feed free readers."""
+        now = time.monotonic()
+        while not self._stopping.is_set():
+            self._drop_stale()
+            if not self._due or self._due[0][0] > now:
+                break
+            _due, _seq, rel = heapq.heappop(self._due)
+            cand = self._candidates[rel]
+            cand.due = math.inf  # _check schedules the next look
+            self._guarded_check(cand)
+        self._pump_reads()
+
+    def _guarded_check(self, cand: _Candidate) -> None:
+        try:
+            self._check(cand)
+        except MlupdatedError as exc:
+            self._store_failed(cand, exc)
+
+    def _pump_reads(self) -> None:
+        while self._to_read and len(self._reading) < MAX_READS and not self._stopping.is_set():
+            cand = self._candidates.get(self._to_read.popleft())
+            if cand is None or not cand.waiting_for_reader:
+                continue
+            cand.waiting_for_reader = False
+            self._guarded_check(cand)
+
+    def _store_failed(self, cand: _Candidate, exc: MlupdatedError) -> None:
+        # The queue could not be written (disk full, database locked): the file is fine,
+        # so keep it waiting and try again later instead of spinning.
+        cand.store_failures += 1
+        delay = min(RETRY_BACKOFF_MAX, 2.0**cand.store_failures)
+        self._schedule(cand, time.monotonic() + delay)
+        if cand.store_failures == 1 or delay >= RETRY_BACKOFF_MAX:
+            self._log.error(
+                f"cannot queue {show_path(cand.rel)} yet: {exc}; retrying in {delay:g} s",
+                path=cand.rel,
+                error=str(exc),
+            )
+
+    def _drop(self, cand: _Candidate) -> None:
+        self._candidates.pop(cand.rel, None)
+        if cand.replaces:
+            self.gone(cand.replaces, is_dir=False)
+
+    def _check(self, cand: _Candidate) -> None:
+        path = self._abs(cand.rel)
+        stability = self.config.intake.stability_seconds
+        now = time.monotonic()
+        try:
+            info = os.lstat(path)
+        except FileNotFoundError:
+            self._drop(cand)
+            return
+        except OSError as exc:
+            self._retry_later(cand, f"cannot stat ({exc.strerror})")
+            return
+        kind = file_kind(info.st_mode)
+        follow = False
+        if kind == "symlink":
+            root = self.workspace.root
+            if self.config.intake.follow_symlinks and inside(path, root):
+                try:
+                    info = os.stat(path)
+                except OSError:
+                    self._reject(cand, (info.st_size, info.st_mtime_ns), "broken symbolic link")
+                    return
+                kind, follow = file_kind(info.st_mode), True
+            else:
+                why = "symbolic link (not followed)"
+                if self.config.intake.follow_symlinks:
+                    why = "symbolic link pointing outside the workspace (not followed)"
+                self._reject(cand, (info.st_size, info.st_mtime_ns), why)
+                return
+        sig = (info.st_size, info.st_mtime_ns)
+        if kind != "file":
+            self._reject(cand, sig, f"not a regular file ({kind})")
+            return
+        if sig != cand.sig:
+            cand.sig, cand.since, cand.stable_failures = sig, now, 0
+            self._schedule(cand, now + stability)
+            return
+        if now - cand.since < stability:
+            self._schedule(cand, cand.since + stability)
+            return
+        if self._bad.get(cand.rel) == sig:
+            self._drop(cand)
+            return
+        seen = self.queue.seen_file(cand.rel)
+        if seen is not None and seen[:2] == (info.st_size, info.st_mtime) and self._known(cand.rel):
+            self._drop(cand)
+            return
+        if cand.reading is not None:
+            self._still_reading(cand, now)
+            return
+        if cand.read_result is not None:
+            self._finish_read(cand, now)
+            return
+        if len(self._reading) >= MAX_READS:
+            # Wait for a free reader without being looked at again and again.
+            if not cand.waiting_for_reader:
+                cand.waiting_for_reader = True
+                self._to_read.append(cand.rel)
+            self._schedule(cand, math.inf)
+            return
+        self._start_read(cand, path, sig, follow, now)
+
+    # --- reading (off the worker thread: a read may block for a long time) -------------
+
+    def _start_read(
+        self, cand: _Candidate, path: Path, sig: tuple[int, int], follow: bool, now: float
+    ) -> None:
+        read = _Read(sig=sig, started=now)
+        cand.reading = read
+        self._schedule(cand, now + SLOW_READ_SECONDS)
+        self._reading[cand.rel] = read
+        thread = threading.Thread(
+            target=self._read,
+            args=(cand.rel, path, read, follow, self.config.intake.max_pixels),
+            name="mlupdated-intake-read",
+            daemon=True,
+        )
+        thread.start()
+
+    def _read(self, rel: str, path: Path, read: _Read, follow: bool, max_pixels: int) -> None:
+        """Reader thread: decode and hash, then hand the outcome back to the worker."""
+        try:
+            check_image(path, max_pixels=max_pixels)
+            digest, size = sha256_file(path, follow_symlinks=follow)
+            outcome: tuple[Any, ...] = ("ok", digest, size)
+        except ImageError as exc:
+            outcome = ("undecodable", exc.reason)
+        except PermissionError:
+            outcome = ("denied",)
+        except FileNotFoundError:
+            outcome = ("gone",)
+        except OSError as exc:
+            outcome = ("error", f"cannot read ({exc.strerror or exc})")
+        except Exception as exc:  # a decoder bug must not lose the file: retry later
+            outcome = ("error", f"cannot read ({exc})")
+        self._post(("read", rel, read, outcome))
+
+    def read_done(self, rel: str, read: _Read, outcome: tuple[Any, ...]) -> None:
+        """Worker thread: a reader finished; continue where ``_check`` left off."""
+        if self._reading.get(rel) is read:
+            del self._reading[rel]
+        self._pump_reads()
+        cand = self._candidates.get(rel)
+        if cand is None or cand.reading is not read:
+            return  # the file went away (or was re-considered) meanwhile
+        cand.reading = None
+        cand.read_result = (read, outcome)
+        self._schedule(cand, time.monotonic())
+        try:
+            self._finish_read(cand, time.monotonic())
+        except MlupdatedError as exc:
+            self._store_failed(cand, exc)
+
+    def _still_reading(self, cand: _Candidate, now: float) -> None:
+        read = cand.reading
+        assert read is not None
+        self._schedule(cand, now + SLOW_READ_SECONDS)
+        if not read.slow_logged and now - read.started >= SLOW_READ_SECONDS:
+            read.slow_logged = True
+            self._log.warning(
+                f"waiting for {show_path(cand.rel)}: reading it has taken "
+                f"{now - read.started:.0f} s (a cloud placeholder not downloaded yet?)",
+                path=cand.rel,
+            )
+
+    def _finish_read(self, cand: _Candidate, now: float) -> None:
+        assert cand.read_result is not None
+        read, outcome = cand.read_result
+        cand.read_result = None
+        sig = read.sig
+        kind = outcome[0]
+        if kind == "undecodable":
+            self._undecodable(cand, sig, outcome[1])
+            return
+        if kind == "denied":
+            self._reject(cand, sig, "permission denied")
+            return
+        if kind == "gone":
+            self._drop(cand)
+            return
+        if kind == "error":
+            self._retry_later(cand, outcome[1])
+            return
+        digest, size = outcome[1], outcome[2]
+        path = self._abs(cand.rel)
+        try:
+            after = os.stat(path) if self.config.intake.follow_symlinks else os.lstat(path)
+        except OSError:
+            self._drop(cand)
+            return
+        if (after.st_size, after.st_mtime_ns) != sig or size != sig[0]:
+            cand.sig, cand.since = (after.st_size, after.st_mtime_ns), now
+            self._schedule(cand, now + self.config.intake.stability_seconds)
+            return
+        # If the queue cannot be written, _take raises: the outcome is kept and the file
+        # stays a candidate, retried with back-off.
+        cand.read_result = (read, outcome)
+        self._take(cand.rel, after.st_size, after.st_mtime, digest)
+        cand.read_result = None
+        self._candidates.pop(cand.rel, None)
+        if cand.replaces:
+            self.gone(cand.replaces, is_dir=False)
+
+    def _retry_later(self, cand: _Candidate, why: str) -> None:
+        cand.read_failures += 1
+        delay = min(RETRY_BACKOFF_MAX, self.config.intake.stability_seconds * 2**cand.read_failures)
+        self._schedule(cand, time.monotonic() + max(delay, 0.5))
+        if cand.read_failures == 3:
+            self._log.warning(f"waiting for {show_path(cand.rel)}: {why}", path=cand.rel)
+
+    def _undecodable(self, cand: _Candidate, sig: tuple[int, int], reason: str) -> None:
+        cand.stable_failures += 1
+        if cand.stable_failures < BAD_AFTER_STABLE_CHECKS:
+            # Maybe a writer that paused (a pre-allocated file being filled): look again.
+            self._schedule(cand, time.monotonic() + max(self.config.intake.stability_seconds, 0.2))
+            return
+        self._reject(cand, sig, reason)
+
+    def _reject(self, cand: _Candidate, sig: tuple[int, int], reason: str) -> None:
+        self._candidates.pop(cand.rel, None)
+        if self._bad.get(cand.rel) != sig:
+            self._bad[cand.rel] = sig
+            self._not_queued(cand.rel, reason)
+        if cand.replaces:
+            self.gone(cand.replaces, is_dir=False)
+
+    def _not_queued(self, rel: str, reason: str) -> None:
+        self._log.warning(f"not queued: {show_path(rel)}: {reason}", path=rel, reason=reason)
+        try:
+            self.queue.record_error("intake", rel, reason)
+        except MlupdatedError as exc:
+            self._log.error("cannot record an intake error", error=str(exc))
