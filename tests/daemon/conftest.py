@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -82,13 +83,9 @@ def _photo(kind: str, seed: int, size: int) -> Image.Image:
 
 def make_photo(path: Path, kind: str, seed: int) -> Path:
     """A PNG that is mostly red (``kind="red"``) or mostly blue, with per-seed noise."""
-    rng = np.random.default_rng(seed)
-    pixels = rng.integers(0, 60, (IMAGE_SIZE, IMAGE_SIZE, 3)).astype(np.int32)
-    channel = 0 if kind == "red" else 2
-    pixels[..., channel] += 180
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".tmp-{path.name}"
-    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(tmp, format="PNG")
+    _photo(kind, seed, IMAGE_SIZE).save(tmp, format="PNG")
     os.replace(tmp, path)  # arrives whole: tests of partial writes do their own writing
     return path
 
@@ -277,10 +274,12 @@ class Workspace:
         (self.root / "config.toml").write_text(toml_text(config))
 
 
-@pytest.fixture(scope="session")
-def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The small updatable Cat/Dog model, built once per session."""
-    path = tmp_path_factory.mktemp("model") / "CatDogSmall.mlmodel"
+def build_small_model(path: Path) -> Path:
+    """Write the small updatable Cat/Dog model of the daemon tests to ``path``.
+
+    Shared with other end-to-end suites (import it from here) so that they test the
+    same model as the daemon's own tests.
+    """
     spec = build_updatable_spec(
         input_shape=(3, IMAGE_SIZE, IMAGE_SIZE),
         conv_channels=4,
@@ -293,6 +292,32 @@ def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     save_spec(spec, path)
     return path
+
+
+@contextmanager
+def daemon_factory() -> Iterator[Callable[..., DaemonProcess]]:
+    """A factory of :class:`DaemonProcess` es; each one made is killed (and its log kept
+    beside its workspace) when the ``with`` block ends. Shared with other end-to-end
+    suites: their ``daemons`` fixture can be ``with daemon_factory() as make: yield make``.
+    """
+    made: list[DaemonProcess] = []
+
+    def make(ws: Workspace, env: dict[str, str] | None = None) -> DaemonProcess:
+        daemon = DaemonProcess(ws.root, env)
+        made.append(daemon)
+        return daemon
+
+    try:
+        yield make
+    finally:
+        for daemon in made:
+            daemon.cleanup()
+
+
+@pytest.fixture(scope="session")
+def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The small updatable Cat/Dog model, built once per session."""
+    return build_small_model(tmp_path_factory.mktemp("model") / "CatDogSmall.mlmodel")
 
 
 @pytest.fixture
@@ -309,16 +334,8 @@ def workspace(tmp_path: Path, model_path: Path) -> Workspace:
 @pytest.fixture
 def daemons() -> Iterator[Callable[..., DaemonProcess]]:
     """Factory of daemon processes; every one is killed at the end of the test."""
-    made: list[DaemonProcess] = []
-
-    def make(ws: Workspace, env: dict[str, str] | None = None) -> DaemonProcess:
-        daemon = DaemonProcess(ws.root, env)
-        made.append(daemon)
-        return daemon
-
-    yield make
-    for daemon in made:
-        daemon.cleanup()
+    with daemon_factory() as make:
+        yield make
 
 
 def wrong_photos(

@@ -40,25 +40,14 @@ def setup(tmp_path: Path):
     save_spec(build_updatable_spec(), model)
     ws = init_workspace(tmp_path / "ws", model_path=model)
     queue = Queue(ws.db_path)
-    rng = np.random.default_rng(0)
     for i in range(4):
-        label = "Cat" if i % 2 else "Dog"
-        path = ws.corrections / label / f"img{i}.png"
-        pixels = _colour(label, rng)
-        Image.fromarray(pixels).save(path)
-        data = path.read_bytes()
-        queue.upsert_correction(
-            path=path.relative_to(ws.root).as_posix(),
-            sha256=hashlib.sha256(data).hexdigest(),
-            label=label,
-            size=len(data),
-            mtime=path.stat().st_mtime,
-        )
+        _add(ws, queue, f"img{i}.png", "Cat" if i % 2 else "Dog", i)
     yield ws, queue
     queue.close()
 
 
 def _add(ws, queue, name: str, label: str, seed: int) -> None:
+    """Write a photo of ``label``'s colour into its corrections folder and queue it."""
     path = ws.corrections / label / name
     pixels = _colour(label, np.random.default_rng(seed))
     Image.fromarray(pixels).save(path)

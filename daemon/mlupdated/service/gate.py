@@ -27,6 +27,7 @@ import numpy as np
 
 from ..coreml.spec import updatable_stage
 from ..coreml.weights import decode_weights
+from .sections import from_section
 
 # Evaluating on every correction ever made would make runs slower with age; a seeded
 # sample of this size keeps the gate's cost flat.
@@ -49,12 +50,7 @@ class GateRules:
     @classmethod
     def from_config(cls, gate: Any) -> GateRules:
         """Take the fields of a ``config.gate`` section."""
-        return cls(
-            enabled=gate.enabled,
-            holdout_fraction=gate.holdout_fraction,
-            min_holdout=gate.min_holdout,
-            tolerance=gate.tolerance,
-        )
+        return from_section(cls, gate)
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from ..errors import ConfigError
+from .sections import from_section
 
 TICK_SECONDS = 0.5
 # A tick or cron firing that is late by more than this (the machine slept) is folded
@@ -52,14 +53,7 @@ class TriggerRules:
     @classmethod
     def from_config(cls, update: Any) -> TriggerRules:
         """Take the fields of a ``config.update`` section."""
-        return cls(
-            min_batch=update.min_batch,
-            quiet_seconds=update.quiet_seconds,
-            max_wait_seconds=update.max_wait_seconds,
-            cron=update.cron,
-            retry_backoff_seconds=update.retry_backoff_seconds,
-            max_backoff_seconds=update.max_backoff_seconds,
-        )
+        return from_section(cls, update)
 
 
 def due_reason(
