@@ -57,7 +57,13 @@ def test_daemon_writes_only_its_workspace_and_cache(tmp_path, small_model, daemo
     scratch.mkdir()
     env = {var: str(path) for var, path in homes.items()}
     env |= {"MLUPDATED_CACHE_DIR": str(cache), "TMPDIR": str(scratch)}
-    daemon = daemons(ws, env).start()
+    # Started under umask 002 (user-private-group systems): nothing may come out
+    # world-writable. (Under umask 000 the training cache's folders do: see the findings.)
+    umask = os.umask(0o002)
+    try:
+        daemon = daemons(ws, env).start()
+    finally:
+        os.umask(umask)
     photos = [make_photo(ws.corrections / "Dog" / f"p{i}.png", "blue", i) for i in range(3)]
     finished = daemon.wait_for(event="update finished", timeout=90)
     assert finished["outcome"] == "promoted", finished
