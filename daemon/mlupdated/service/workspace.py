@@ -24,7 +24,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ModelError, ModelNotFoundError, WorkspaceError
+from ..errors import ModelNotFoundError, ModelParseError, WorkspaceError
 from ..fsutil import atomic_write_bytes
 from .config import CONFIG_NAME, DEFAULT_CONFIG_TEXT
 from .store import ModelStore, model_parses, sha256_bytes, version_filename
@@ -112,8 +112,6 @@ def _read_model(model_path: Path) -> bytes:
     except OSError as exc:
         raise ModelNotFoundError(f"cannot read the model: {exc.strerror}", path=model_path) from exc
     if not model_parses(data):
-        from ..errors import ModelParseError
-
         raise ModelParseError("not a Core ML model (protobuf parse failed)", path=model_path)
     return data
 
@@ -128,17 +126,13 @@ def init_workspace(
 ) -> Workspace:
     """Create (or complete) a workspace at ``root`` around ``model_path``; see the module doc."""
     ws = Workspace(Path(root).expanduser().absolute())
-    created, _ = _init(ws, Path(model_path))
-    del created
+    _init(ws, Path(model_path))
     return ws
 
 
 def _init(ws: Workspace, model_path: Path) -> tuple[list[Path], Workspace]:
     model_bytes = _read_model(model_path)
-    try:
-        labels = model_labels(model_path)
-    except ModelError:
-        raise
+    labels = model_labels(model_path)
     if not labels:
         raise WorkspaceError("the model is not a classifier (no class labels)", path=model_path)
     for label in labels:
