@@ -1,12 +1,16 @@
-"""Config values the running daemon must honour: ``max_wait_seconds`` with the real
-process."""
+"""Config values the running daemon must honour or refuse: ``max_wait_seconds`` with
+the real process, and training overrides outside what the model allows."""
 
 from __future__ import annotations
 
 import shutil
+import signal
 import time
 
-from tests.daemon.conftest import wrong_photos
+from tests.daemon.conftest import cli, wrong_photos
+
+# The model of these tests allows a learning rate in [0, 1] (tests/helpers).
+FORBIDDEN_LEARNING_RATE = 50
 
 
 def test_max_wait_updates_while_drops_keep_coming(workspace, daemons, tmp_path) -> None:
@@ -34,3 +38,25 @@ def test_max_wait_updates_while_drops_keep_coming(workspace, daemons, tmp_path) 
     finished = daemon.wait_for(event="update finished", since=mark, timeout=90)
     assert finished["outcome"] == "promoted", finished.get("reason")
     assert daemon.stop() == 0
+
+
+def test_overrides_the_model_forbids_are_refused(workspace, daemons) -> None:
+    daemon = daemons(workspace).start()
+    # On SIGHUP: one line naming the key and the allowed range; the old config stays.
+    workspace.write_config(update={"learning_rate": FORBIDDEN_LEARNING_RATE})
+    mark = daemon.mark()
+    daemon.signal(signal.SIGHUP)
+    refused = daemon.wait_for(event="config not reloaded", since=mark)
+    assert "update.learning_rate" in refused["error"]
+    assert "range [0.0, 1.0]" in refused["error"]
+    assert not daemon.find(event="config reloaded", since=mark)
+    assert daemon.proc.poll() is None
+    assert daemon.stop() == 0
+
+    # At start-up: the daemon does not start; one line, exit 2 (a configuration error).
+    done = cli("run", "--workspace", str(workspace.root))
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "config.toml: update.learning_rate:" in lines[0]
+    assert "range [0.0, 1.0]" in lines[0]

@@ -35,6 +35,7 @@ from ..logs import configure_logging, get_logger
 from .control import is_paused
 from .lock import WorkspaceLock
 from .notify import Notifier
+from .overrides import check_overrides
 from .scheduler import TriggerRules, UpdateScheduler
 from .status import write_daemon_status
 from .worker import UpdateRunner, remove_stale_candidates
@@ -126,6 +127,8 @@ class Daemon:
         ws = open_workspace(self.root, create=True, model_path=self.model_path)
         self.ws = ws
         self.config = load_config(ws.config_path)
+        # Refused before anything starts: a value the model forbids would fail every run.
+        check_overrides(self.config, model_path=Path(ws.current_model))
         _configure(self.config)
         self.log = get_logger("daemon", workspace=str(ws.root))
         self.lock = WorkspaceLock(Path(ws.lock_path))
@@ -333,6 +336,7 @@ class Daemon:
         self.notifier.reloading()
         try:
             new = load_config(self.ws.config_path)
+            check_overrides(new, model_path=Path(self.ws.current_model))
             self.scheduler.reconfigure(TriggerRules.from_config(new.update))
         except ConfigError as exc:
             self.log.error("config not reloaded; keeping the old one", error=str(exc))

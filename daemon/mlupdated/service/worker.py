@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .overrides import training_overrides
 from .worker_child import FAULT_ENV
 
 __all__ = [
@@ -166,22 +167,12 @@ class UpdateRunner:
 
         upd = config.update
         examples = train + replayed
-        overrides = {
-            k: v
-            for k, v in (
-                ("epochs", upd.epochs),
-                ("learning_rate", upd.learning_rate),
-                ("mini_batch_size", upd.batch_size),
-                ("seed", upd.seed),
-            )
-            if v is not None
-        }
         job = {
             "model": str(self._ws.current_model),
             "out": str(candidate_path),
             "examples": [[str(self._ws.root / c.path), c.label] for c in examples],
             "evaluate": [[str(self._ws.root / c.path), c.label] for c in evaluation],
-            "overrides": overrides,
+            "overrides": training_overrides(upd),
             "cache_dir": str(self._ws.cache),
             "resize": config.intake.resize,
         }
