@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -237,6 +238,12 @@ class DaemonProcess:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             pass
+
+
+def log_seconds(record: dict[str, Any]) -> float:
+    """The time a log record was written (its ISO UTC ``timestamp``), in epoch seconds:
+    for durations measured on the daemon's clock rather than the test's."""
+    return datetime.fromisoformat(record["timestamp"]).timestamp()
 
 
 def _matches(record: dict[str, Any], match: dict[str, Any]) -> bool:

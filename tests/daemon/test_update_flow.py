@@ -6,7 +6,14 @@ import json
 import shutil
 import time
 
-from tests.daemon.conftest import make_photo, predict, sha256_of, status, wrong_photos
+from tests.daemon.conftest import (
+    log_seconds,
+    make_photo,
+    predict,
+    sha256_of,
+    status,
+    wrong_photos,
+)
 
 
 def test_ten_wrong_photos_become_a_new_current_version(workspace, daemons, tmp_path) -> None:
@@ -26,15 +33,21 @@ def test_ten_wrong_photos_become_a_new_current_version(workspace, daemons, tmp_p
         dropped.append(target)
     hashes = {p: sha256_of(p) for p in dropped}
     stats = {p: p.stat() for p in dropped}
-    dropped_at = time.monotonic()
 
     finished = daemon.wait_for(event="update finished", timeout=90)
     assert finished["outcome"] == "promoted", finished.get("reason")
     assert finished["version"] == 2
-    # Quiet period (1 s) + stability wait + the update itself: the log says how long the
-    # update took; the whole wait must not exceed those plus a few seconds.
-    elapsed = time.monotonic() - dropped_at
-    assert elapsed < 1.0 + 0.5 + finished["seconds"] + 15, (elapsed, finished)
+    # The promise: the new version is current within the quiet period + the
+    # update's own time + a few seconds. Measured on the daemon's own log clock, from
+    # the last correction queued (the stability wait before it is the intake's, tested
+    # elsewhere) to the end of the promoted run, so a loaded 2-core CI machine slowing
+    # this test process down (log pumping, CLI starts) cannot fail it; the update's
+    # time comes from the same log. The margin stays generous (15 s over the ~1.5 s of
+    # quiet period and scheduler tick) because the daemon itself shares those cores.
+    queued = [r for r in daemon.find(event="correction queued") if r.get("label") == label]
+    assert len(queued) == 10
+    waited = log_seconds(finished) - max(log_seconds(r) for r in queued)
+    assert waited < 1.0 + 0.5 + finished["seconds"] + 15, (waited, finished)
 
     # The photos are now predicted as the label the owner gave them.
     after = predict(workspace.root, dropped)
