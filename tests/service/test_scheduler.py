@@ -211,13 +211,13 @@ def test_background_scheduler_runs_the_job() -> None:
 def test_cron_respects_pause_and_backoff_but_not_min_batch() -> None:
     pending = [1]  # below min_batch
     sched, clock, runs = _make(["failed"], pending)
-    sched.request_update("cron")
+    sched.request_update(reason="cron")
     assert sched.tick() == "cron"
-    sched.request_update("cron")
+    sched.request_update(reason="cron")
     assert sched.tick() is None  # in the back-off of the failed run
     clock.now += 100
     sched.pause()
-    sched.request_update("cron")
+    sched.request_update(reason="cron")
     assert sched.tick() is None
     sched.resume()
     assert sched.tick() is None  # the skipped firing is not kept for later

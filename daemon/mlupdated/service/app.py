@@ -36,6 +36,7 @@ from .control import is_paused
 from .lock import WorkspaceLock
 from .notify import Notifier
 from .overrides import check_overrides
+from .recovery import close_interrupted_runs
 from .scheduler import TriggerRules, UpdateScheduler
 from .status import write_daemon_status
 from .worker import UpdateRunner, remove_stale_candidates
@@ -160,7 +161,7 @@ class Daemon:
         if stale:
             log.info("removed leftovers of an interrupted run", files=[p.name for p in stale])
         self.queue = Queue(ws.db_path)
-        redo = self._close_interrupted_runs()
+        redo = close_interrupted_runs(self.queue, self.store, log=log)
         self.runner = UpdateRunner(
             workspace=ws,
             queue=self.queue,
@@ -182,7 +183,7 @@ class Daemon:
         )
         if redo and pending and not self.scheduler.paused:
             log.info("redoing the interrupted update", pending=pending)
-            self.scheduler.request_update("redo interrupted run")
+            self.scheduler.request_update(reason="redo interrupted run")
         from .inbox import InboxClassifier
 
         self.inbox = InboxClassifier(
@@ -207,46 +208,6 @@ class Daemon:
             paused=self.scheduler.paused,
             min_batch=self.config.update.min_batch,
         )
-
-    def _close_interrupted_runs(self) -> bool:
-        """Finish the runs a kill left open; True when one must be redone."""
-        redo = False
-        current = self.store.current_version()
-        for run in self.queue.interrupted_runs():
-            ids = list(run.get("corrections") or [])
-            entry = _entry_for(self.store, current)
-            # Killed after the swap but before the bookkeeping: the live model already
-            # learned these corrections; record that instead of training them twice.
-            done = _ids_of(entry) if entry else []
-            if entry and entry.get("promoted") and done and set(done) <= set(ids):
-                self.queue.mark_trained(done, current)
-                self.queue.finish_run(
-                    run["id"],
-                    outcome="promoted",
-                    version=current,
-                    loss=entry.get("loss"),
-                    metrics={},
-                    reason="completed at restart (killed after the swap)",
-                    duration=0.0,
-                )
-                self.log.warning(
-                    "interrupted run was already swapped in", run=run["id"], version=current
-                )
-                continue
-            self.queue.finish_run(
-                run["id"],
-                outcome="abandoned",
-                version=None,
-                loss=None,
-                metrics={},
-                reason="daemon stopped during the run",
-                duration=0.0,
-            )
-            self.log.warning(
-                "interrupted run abandoned; it will be redone", run=run["id"], corrections=len(ids)
-            )
-            redo = True
-        return redo
 
     def _loop(self) -> None:
         interval = LOOP_SECONDS
@@ -412,20 +373,6 @@ def _wait_until(condition: Any, timeout: float) -> bool:
             return False
         time.sleep(0.1)
     return True
-
-
-def _entry_for(store: Any, version: int) -> dict[str, Any] | None:
-    for entry in store.manifest():
-        if entry.get("version") == version:
-            return entry
-    return None
-
-
-def _ids_of(entry: dict[str, Any]) -> list[int]:
-    corrections = entry.get("corrections")
-    if isinstance(corrections, dict):
-        corrections = corrections.get("ids")
-    return sorted(int(i) for i in corrections or [])
 
 
 def _loggable(data: Any) -> dict[str, Any]:

@@ -41,7 +41,7 @@ class InboxClassifier:
         self._thread = threading.Thread(target=self._loop, name="inbox", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, *, timeout: float = 5.0) -> None:
         """Finish the file in hand and stop."""
         if self._thread is None:
             return

@@ -68,7 +68,7 @@ class Notifier:
             return False
         return True
 
-    def ready(self, status: str | None = None) -> bool:
+    def ready(self, *, status: str | None = None) -> bool:
         """Start-up is complete."""
         return self.send("READY=1" + (f"\nSTATUS={status}" if status else ""))
 

@@ -147,7 +147,7 @@ class UpdateScheduler:
             # drops too, and a user may still be copying.
             self._last_drop = now
 
-    def request_update(self, reason: str = "update-now") -> None:
+    def request_update(self, *, reason: str = "update-now") -> None:
         """Run an update at the next tick if anything is pending (``update-now``)."""
         with self._lock:
             self._forced = reason
@@ -256,7 +256,7 @@ class UpdateScheduler:
             )
 
     def _cron_fired(self) -> None:
-        self.request_update(CRON_REASON)
+        self.request_update(reason=CRON_REASON)
 
     # --- the decision ---------------------------------------------------------------------
 

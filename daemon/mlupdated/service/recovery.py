@@ -1,0 +1,65 @@
+"""Start-up recovery of update runs a kill left open.
+
+A run that was started and never finished was interrupted by a kill (-9, a power cut).
+Two cases: killed after the swap but before the bookkeeping (the live model already
+learned the run's corrections: record the run as promoted and the corrections as
+trained, instead of training them twice), or killed before the swap (the run is
+abandoned, its corrections are still pending, and the daemon redoes it at once).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def close_interrupted_runs(queue: Any, store: Any, *, log: Any) -> bool:
+    """Finish the runs a kill left open in ``queue``; True when one must be redone."""
+    redo = False
+    current = store.current_version()
+    for run in queue.interrupted_runs():
+        ids = list(run.get("corrections") or [])
+        entry = _entry_for(store, current)
+        # Killed after the swap but before the bookkeeping: the live model already
+        # learned these corrections; record that instead of training them twice.
+        done = _ids_of(entry) if entry else []
+        if entry and entry.get("promoted") and done and set(done) <= set(ids):
+            queue.mark_trained(done, current)
+            queue.finish_run(
+                run["id"],
+                outcome="promoted",
+                version=current,
+                loss=entry.get("loss"),
+                metrics={},
+                reason="completed at restart (killed after the swap)",
+                duration=0.0,
+            )
+            log.warning("interrupted run was already swapped in", run=run["id"], version=current)
+            continue
+        queue.finish_run(
+            run["id"],
+            outcome="abandoned",
+            version=None,
+            loss=None,
+            metrics={},
+            reason="daemon stopped during the run",
+            duration=0.0,
+        )
+        log.warning(
+            "interrupted run abandoned; it will be redone", run=run["id"], corrections=len(ids)
+        )
+        redo = True
+    return redo
+
+
+def _entry_for(store: Any, version: int) -> dict[str, Any] | None:
+    for entry in store.manifest():
+        if entry.get("version") == version:
+            return entry
+    return None
+
+
+def _ids_of(entry: dict[str, Any]) -> list[int]:
+    corrections = entry.get("corrections")
+    if isinstance(corrections, dict):
+        corrections = corrections.get("ids")
+    return sorted(int(i) for i in corrections or [])
