@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from .helpers import assert_close, rng, run_one_layer
+from .helpers import assert_close, rng, run_one_layer, run_spec
 
 
 def test_classic_softmax_over_channels() -> None:
@@ -41,3 +41,27 @@ def test_softmax_nd_over_the_batch_axis_stays_per_example(shape, axis: int) -> N
         [torch.softmax(torch.from_numpy(x[i : i + 1]), axis).numpy() for i in range(3)]
     )
     assert_close(got, per_example)
+
+
+class _SoftmaxOverFirstAxis(torch.nn.Module):
+    """``softmax(dim=-3)``: coremltools writes the classic softmax layer for it."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(x, dim=-3) * x
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 4), (1, 2, 3, 4)])
+def test_classic_softmax_on_an_nd_blob_uses_axis_minus_3(shape) -> None:
+    """On a rank-3 blob axis -3 is each example's batch axis of one: the result is 1."""
+    from .torch_convert import convert_module, layer_types
+
+    module = _SoftmaxOverFirstAxis()
+    spec = convert_module(module, shape)
+    assert "softmax" in layer_types(spec)
+    x = rng(4).standard_normal((3, *shape[1:])).astype(np.float32)
+    (got,) = run_spec(spec, {"x": x}).values()
+    with torch.no_grad():
+        expected = np.concatenate(
+            [module(torch.from_numpy(x[i : i + 1])).numpy() for i in range(3)]
+        )
+    assert_close(got, expected)
