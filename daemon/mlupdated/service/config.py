@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from ..coreml.images import DEFAULT_MAX_PIXELS as IMAGE_MAX_PIXELS
 from ..errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -27,9 +28,9 @@ else:  # pragma: no cover - Python 3.10
 
 CONFIG_NAME = "config.toml"
 
-# Pillow's own guard stops at ~89 MP; a 100 MP camera photo must still be usable,
-# while a decompression bomb (gigapixels) is refused before it is decoded.
-DEFAULT_MAX_PIXELS = 128_000_000
+# The same pixel limit the image loader uses by default (twice Pillow's own warning
+# level): a 100 MP camera photo is fine, a decompression bomb is refused unopened.
+DEFAULT_MAX_PIXELS = IMAGE_MAX_PIXELS
 
 POLICIES = ("incremental", "replay")
 OBSERVERS = ("native", "polling")
@@ -396,7 +397,7 @@ stability_seconds = 2.0
 # sync tools (Syncthing, Nextcloud, rsync, browsers, iCloud, Synology) are always ignored.
 ignore = []
 # Images with more pixels than this are refused (decompression bomb guard).
-max_pixels = 128000000
+max_pixels = 178956970
 # How images are fitted to the model's input size: "scaleFill" (stretch),
 # "centerCrop" or "scaleFit".
 resize = "scaleFill"
