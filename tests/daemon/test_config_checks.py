@@ -53,10 +53,24 @@ def test_overrides_the_model_forbids_are_refused(workspace, daemons) -> None:
     assert daemon.proc.poll() is None
     assert daemon.stop() == 0
 
-    # At start-up: the daemon does not start; one line, exit 2 (a configuration error).
+    # At start-up: the daemon does not start and exits 2 (a configuration error); the
+    # error is its last line, and the only one naming the key.
     done = cli("run", "--workspace", str(workspace.root))
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1, done.stderr
-    assert "config.toml: update.learning_rate:" in lines[0]
-    assert "range [0.0, 1.0]" in lines[0]
+    assert lines[-1].startswith("mlupdated: error: ")
+    assert "config.toml: update.learning_rate:" in lines[-1]
+    assert "range [0.0, 1.0]" in lines[-1]
+    assert [line for line in lines if "update.learning_rate" in line] == lines[-1:]
+    assert not [line for line in lines if '"event": "ready"' in line]
+
+
+def test_overrides_are_checked_after_the_store_is_repaired(workspace, daemons) -> None:
+    # A kill mid-write can leave current.mlmodel truncated; start-up repairs it from
+    # the versions, and the override check must read the repaired model, not fail.
+    good = workspace.current_model.read_bytes()
+    workspace.current_model.write_bytes(good[: len(good) // 3])
+    daemon = daemons(workspace).start()
+    assert daemon.find(event="model store repaired")
+    assert workspace.current_model.read_bytes() == good
+    assert daemon.stop() == 0

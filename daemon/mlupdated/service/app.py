@@ -128,8 +128,6 @@ class Daemon:
         ws = open_workspace(self.root, create=True, model_path=self.model_path)
         self.ws = ws
         self.config = load_config(ws.config_path)
-        # Refused before anything starts: a value the model forbids would fail every run.
-        check_overrides(self.config, model_path=Path(ws.current_model))
         _configure(self.config)
         self.log = get_logger("daemon", workspace=str(ws.root))
         self.lock = WorkspaceLock(Path(ws.lock_path))
@@ -157,6 +155,9 @@ class Daemon:
         repaired = _loggable(self.store.recover())
         if repaired:
             log.info("model store repaired", **repaired)
+        # Refused before anything starts (a value the model forbids would fail every
+        # run), and only now: the check reads current.mlmodel, which recover() repairs.
+        check_overrides(self.config, model_path=Path(ws.current_model))
         stale = remove_stale_candidates(Path(ws.state))
         if stale:
             log.info("removed leftovers of an interrupted run", files=[p.name for p in stale])
