@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, MlupdatedError
+from ..errors import MlupdatedError
 from ..logs import configure_logging, get_logger
 from .control import is_paused
 from .lock import WorkspaceLock
@@ -300,7 +300,7 @@ class Daemon:
             new = load_config(self.ws.config_path)
             check_overrides(new, model_path=Path(self.ws.current_model))
             self.scheduler.reconfigure(TriggerRules.from_config(new.update))
-        except ConfigError as exc:
+        except MlupdatedError as exc:  # a bad config, or a model the check cannot read
             self.log.error("config not reloaded; keeping the old one", error=str(exc))
         else:
             if new.intake != self.config.intake or new.daemon != self.config.daemon:
