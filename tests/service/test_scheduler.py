@@ -83,6 +83,25 @@ def test_steady_stream_is_capped_by_max_wait() -> None:
     assert runs == ["max_wait"]
 
 
+def test_retracted_batch_does_not_age_the_next_one() -> None:
+    pending = [0]
+    sched, clock, runs = _make([], pending)
+    sched.note_drop()
+    pending[0] = 1
+    sched.tick()
+    pending[0] = 0  # the owner deleted it again
+    sched.tick()
+    clock.now += 500  # far past max_wait
+    for _ in range(3):  # a new batch, dropped one second apart
+        sched.note_drop()
+        pending[0] += 1
+        clock.now += 1
+        assert sched.tick() is None  # neither quiet nor max_wait yet
+    clock.now += 9
+    assert sched.tick() == "quiet"
+    assert runs == ["quiet"]
+
+
 def test_backoff_doubles_up_to_the_cap_and_resets_on_success() -> None:
     pending = [3]
     sched, clock, runs = _make(["failed", "rejected", "failed", "promoted"], pending)

@@ -269,6 +269,10 @@ class UpdateScheduler:
             return None
         with self._lock:
             self._last_pending = pending
+            if pending <= 0 and not self._running:
+                # Everything pending was retracted: the next batch's age starts with
+                # its own first drop, not with one the owner took back long ago.
+                self._oldest = None
             if self._running:
                 return None
             now = self._clock()
