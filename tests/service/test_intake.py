@@ -818,3 +818,15 @@ def test_a_read_that_blocks_never_stalls_intake(
     h.settle()
     assert h.queue.pending_counts() == {"Cat": 1, "Dog": 5}
     assert h.not_queued() == []
+
+
+def test_label_folder_with_the_wrong_case_gets_a_hint(make: Callable[..., Harness]) -> None:
+    h = make()
+    (h.ws.corrections / "dog").mkdir()
+    (h.ws.corrections / "dog" / "a.png").write_bytes(image_bytes(1))
+    h.settle()
+    assert h.not_queued() == [
+        "not queued: corrections/dog/a.png: unknown label 'dog' (model labels: Cat, Dog); "
+        "did you mean 'Dog'?"
+    ]
+    assert h.paths() == {}

@@ -242,12 +242,12 @@ class Arrivals(WaitingFiles):
             return False
         label = parts[1]
         if label not in self._labels:
-            self._reject_name(
-                rel,
-                size,
-                mtime,
-                f"unknown label '{label}' (model labels: {', '.join(self._labels)})",
-            )
+            reason = f"unknown label '{label}' (model labels: {', '.join(self._labels)})"
+            # Labels are exact (they are what the model outputs); help with the usual slip.
+            near = [known for known in self._labels if known.casefold() == label.casefold()]
+            if near:
+                reason += f"; did you mean '{near[0]}'?"
+            self._reject_name(rel, size, mtime, reason)
             return False
         change = self.queue.upsert_correction(
             path=rel, sha256=digest, label=label, size=size, mtime=mtime
