@@ -100,8 +100,14 @@ class InboxClassifier:
         with self._lock:
             version = self._store.current_version()
             if self._predictor is None or version != self._predictor_version:
+                # The version's own file, not current.mlmodel: a swap replaces that
+                # file before the manifest names the new version, and an answer must
+                # carry the version that really gave it.
+                path = Path(self._store.version_path(version))
+                if not path.is_file():
+                    path = Path(self._ws.current_model)
                 try:
-                    self._predictor = Predictor.from_path(Path(self._ws.current_model))
+                    self._predictor = Predictor.from_path(path)
                 except MlupdatedError:
                     self._predictor = None
                     raise

@@ -1,0 +1,88 @@
+"""Inbox classification: each answer carries the model version that really gave it."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from mlupdated.coreml.spec import save_spec
+from mlupdated.engine.predictor import Predictor
+from mlupdated.logs import get_logger
+from mlupdated.service.inbox import InboxClassifier
+from mlupdated.service.queue import Queue
+from mlupdated.service.store import ModelStore
+from mlupdated.service.workspace import init_workspace
+from PIL import Image
+
+from tests.helpers.updatable_specs import build_updatable_spec
+
+
+@pytest.fixture
+def parts(tmp_path):
+    first, second = tmp_path / "v1.mlmodel", tmp_path / "v2.mlmodel"
+    save_spec(build_updatable_spec(weight_seed=1), first)
+    save_spec(build_updatable_spec(weight_seed=2), second)
+    ws = init_workspace(tmp_path / "ws", model_path=first)
+    queue = Queue(ws.db_path)
+    store = ModelStore(ws)
+    inbox = InboxClassifier(workspace=ws, queue=queue, store=store, log=get_logger("test"))
+    yield ws, queue, store, inbox, first, second
+    queue.close()
+
+
+def _photo(ws, name: str, seed: int):
+    pixels = np.random.default_rng(seed).integers(0, 255, (8, 8, 3)).astype(np.uint8)
+    path = ws.inbox / name
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+def _probabilities(model, photo) -> dict[str, float]:
+    (result,) = Predictor.from_path(model, cache=False).predict_paths([photo])
+    return {str(k): float(v) for k, v in result.probabilities.items()}
+
+
+def test_answer_comes_from_the_version_the_manifest_names(parts) -> None:
+    ws, queue, store, inbox, first, second = parts
+    photo = _photo(ws, "a.png", 1)
+    expected = _probabilities(first, photo)
+    assert expected != pytest.approx(_probabilities(second, photo))
+    # Mid-swap: version 2 is stored and current.mlmodel already holds it, but the
+    # manifest still names version 1 (promote writes the file, then the manifest).
+    store.add_version(
+        second.read_bytes(),
+        parent=1,
+        reason="update",
+        corrections=[],
+        loss=None,
+        metrics={},
+        gate=None,
+    )
+    ws.current_model.write_bytes(second.read_bytes())
+    record = inbox.classify(photo, "a" * 64)
+    assert record is not None
+    assert record["version"] == 1
+    assert record["probabilities"] == pytest.approx(expected)
+
+
+def test_content_is_classified_once_and_written_down(parts) -> None:
+    ws, queue, store, inbox, first, second = parts
+    photo = _photo(ws, "b.png", 2)
+    assert inbox.classify(photo, "b" * 64)["version"] == 1
+    store.promote(
+        store.add_version(
+            second.read_bytes(),
+            parent=1,
+            reason="update",
+            corrections=[],
+            loss=None,
+            metrics={},
+            gate=None,
+        )
+    )
+    # The same content again after a swap: the earlier answer stands.
+    assert inbox.classify(photo, "b" * 64) is None
+    lines = [json.loads(line) for line in ws.predictions_log.read_text().splitlines()]
+    assert [(e["path"], e["version"]) for e in lines] == [("inbox/b.png", 1)]
+    assert queue.prediction_for("b" * 64) is not None
