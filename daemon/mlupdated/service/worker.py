@@ -167,8 +167,10 @@ class UpdateRunner:
 
         upd = config.update
         examples = train + replayed
+        # The parent's own file: current.mlmodel may change under a rollback mid-run.
+        model = Path(self._store.version_path(parent))
         job = {
-            "model": str(self._ws.current_model),
+            "model": str(model if model.is_file() else self._ws.current_model),
             "out": str(candidate_path),
             "examples": [[str(self._ws.root / c.path), c.label] for c in examples],
             "evaluate": [[str(self._ws.root / c.path), c.label] for c in evaluation],
