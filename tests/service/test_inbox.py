@@ -38,6 +38,19 @@ def _photo(ws, name: str, seed: int):
     return path
 
 
+def _store(store, model) -> int:
+    """Add ``model`` as a new, not yet promoted version; return its number."""
+    return store.add_version(
+        model.read_bytes(),
+        parent=1,
+        reason="update",
+        corrections=[],
+        loss=None,
+        metrics={},
+        gate=None,
+    )
+
+
 def _probabilities(model, photo) -> dict[str, float]:
     (result,) = Predictor.from_path(model, cache=False).predict_paths([photo])
     return {str(k): float(v) for k, v in result.probabilities.items()}
@@ -50,15 +63,7 @@ def test_answer_comes_from_the_version_the_manifest_names(parts) -> None:
     assert expected != pytest.approx(_probabilities(second, photo))
     # Mid-swap: version 2 is stored and current.mlmodel already holds it, but the
     # manifest still names version 1 (promote writes the file, then the manifest).
-    store.add_version(
-        second.read_bytes(),
-        parent=1,
-        reason="update",
-        corrections=[],
-        loss=None,
-        metrics={},
-        gate=None,
-    )
+    _store(store, second)
     ws.current_model.write_bytes(second.read_bytes())
     record = inbox.classify(photo, "a" * 64)
     assert record is not None
@@ -70,17 +75,7 @@ def test_content_is_classified_once_and_written_down(parts) -> None:
     ws, queue, store, inbox, first, second = parts
     photo = _photo(ws, "b.png", 2)
     assert inbox.classify(photo, "b" * 64)["version"] == 1
-    store.promote(
-        store.add_version(
-            second.read_bytes(),
-            parent=1,
-            reason="update",
-            corrections=[],
-            loss=None,
-            metrics={},
-            gate=None,
-        )
-    )
+    store.promote(_store(store, second))
     # The same content again after a swap: the earlier answer stands.
     assert inbox.classify(photo, "b" * 64) is None
     lines = [json.loads(line) for line in ws.predictions_log.read_text().splitlines()]

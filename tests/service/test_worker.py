@@ -48,8 +48,11 @@ def setup(tmp_path: Path):
 
 def _add(ws, queue, name: str, label: str, seed: int) -> None:
     """Write a photo of ``label``'s colour into its corrections folder and queue it."""
+    _queue_pixels(ws, queue, _colour(label, np.random.default_rng(seed)), name, label)
+
+
+def _queue_pixels(ws, queue, pixels: np.ndarray, name: str, label: str) -> None:
     path = ws.corrections / label / name
-    pixels = _colour(label, np.random.default_rng(seed))
     Image.fromarray(pixels).save(path)
     data = path.read_bytes()
     queue.upsert_correction(
@@ -164,16 +167,7 @@ def test_a_worse_candidate_is_kept_but_not_promoted(setup) -> None:
         pixels = np.asarray(Image.open(source)).copy()
         pixels[0, 0, 0] ^= 1
         flipped = "Cat" if c.label == "Dog" else "Dog"
-        target = ws.corrections / flipped / f"flipped-{source.name}"
-        Image.fromarray(pixels).save(target)
-        data = target.read_bytes()
-        queue.upsert_correction(
-            path=target.relative_to(ws.root).as_posix(),
-            sha256=hashlib.sha256(data).hexdigest(),
-            label=flipped,
-            size=len(data),
-            mtime=target.stat().st_mtime,
-        )
+        _queue_pixels(ws, queue, pixels, f"flipped-{source.name}", flipped)
     before = ws.current_model.read_bytes()
     outcome = _runner(ws, queue, **strong).run("test")
     assert outcome == "rejected", queue.last_run()["metrics"]["gate"]
