@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -89,3 +91,33 @@ def test_a_cache_directory_that_cannot_be_made_costs_only_time(
     assert runtime.compile_count == start + 1
     x = np.ones((1, 4, 2, 2), np.float32)
     np.testing.assert_allclose(session.run({"x": x})["y"].sum(axis=1), 1.0, rtol=1e-6)
+
+
+def test_running_a_graph_writes_nothing_outside_our_cache(tmp_path: Path) -> None:
+    # onnxruntime's telemetry client writes a device id under the user's cache and a
+    # session file in the temp folder on import, unless mlupdated turns it off first.
+    home, cache, temp = (tmp_path / name for name in ("home", "xdg-cache", "tmp"))
+    for folder in (home, cache, temp):
+        folder.mkdir()
+    script = (
+        "import numpy as np\n"
+        "from mlupdated.engine.runtime import Session\n"
+        "from onnx import TensorProto, helper\n"
+        "x = helper.make_tensor_value_info('x', TensorProto.FLOAT, [1])\n"
+        "y = helper.make_tensor_value_info('y', TensorProto.FLOAT, [1])\n"
+        "graph = helper.make_graph([helper.make_node('Relu', ['x'], ['y'])], 'g', [x], [y])\n"
+        "model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)])\n"
+        "print(Session(model).run({'x': np.ones(1, np.float32)})['y'])\n"
+    )
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(home),
+        "XDG_CACHE_HOME": str(cache),
+        "TMPDIR": str(temp),
+        "MLUPDATED_CACHE_DIR": str(tmp_path / "ours"),
+    }
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "[1.]" in done.stdout
+    written = [p for folder in (home, cache, temp) for p in folder.rglob("*")]
+    assert written == []
