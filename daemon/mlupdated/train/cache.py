@@ -26,6 +26,8 @@ from ..paths import cache_dir
 CACHE_SUBDIR = "features"
 # Bump when the layout of an entry changes.
 ENTRY_FORMAT = "1"
+# Explicit, so a daemon started under a permissive umask makes no world-writable folder.
+DIR_MODE = 0o755
 
 _log = get_logger(__name__)
 
@@ -52,7 +54,7 @@ class FeatureCache:
                 raise StoreError(f"cannot create the feature cache: {exc.strerror or exc}") from exc
         self.directory = Path(directory)
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            self.directory.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
         except OSError as exc:
             raise StoreError(
                 f"cannot create the feature cache: {exc.strerror or exc}", path=self.directory
@@ -85,7 +87,7 @@ class FeatureCache:
         buffer = io.BytesIO()
         np.savez(buffer, **{name: np.asarray(a, dtype=np.float32) for name, a in features.items()})
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
             atomic_write_bytes(path, buffer.getvalue())
         except Exception as exc:  # noqa: BLE001 - the cache is an optimisation
             _log.warning("feature cache entry not written", path=str(path), error=str(exc))
