@@ -1,10 +1,10 @@
 """The update job, parent side: the daemon only prepares, waits and swaps.
 
 :class:`UpdateRunner` (called by the scheduler) picks the pending corrections, starts
-a run in the queue, starts the training child (``python -m
-mlupdated.service.worker_child``, see that module) with the job on stdin, streams its
-progress events into the log, enforces ``timeout_seconds``, then passes the candidate
-through the gate, adds it to the store and promotes it. A crash, a hang past the
+a run in the queue, hands the job to the training child (``worker_process`` starts
+it, streams its progress events into the log and enforces ``timeout_seconds``;
+``worker_child`` is the child itself), then passes the candidate through the gate,
+adds it to the store and promotes it. A crash, a hang past the
 timeout, a NaN (``DivergedError`` or non-finite weights) is a *failed* run: the
 corrections stay pending and the scheduler backs off. The daemon never trains in its
 own process, so none of that can take it down.
@@ -21,20 +21,16 @@ Test hooks (read from the environment; for the daemon's own tests only):
 
 from __future__ import annotations
 
-import json
 import os
-import queue as queue_module
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .overrides import training_overrides
 from .worker_child import FAULT_ENV
+from .worker_process import ChildOutcome, run_child
 
 __all__ = [
     "AFTER_SWAP_DELAY_ENV",
@@ -45,24 +41,9 @@ __all__ = [
     "remove_stale_candidates",
 ]
 
-CHILD_MODULE = "mlupdated.service.worker_child"
 SWAP_DELAY_ENV = "MLUPDATED_TEST_SWAP_DELAY"
 AFTER_SWAP_DELAY_ENV = "MLUPDATED_TEST_AFTER_SWAP_DELAY"
 CANDIDATE_PREFIX = "candidate-"
-POLL_SECONDS = 0.2
-TERMINATE_GRACE_SECONDS = 3.0
-STDERR_TAIL_CHARS = 600
-
-
-@dataclass
-class ChildOutcome:
-    """What the training child reported."""
-
-    ok: bool
-    result: dict[str, Any] = field(default_factory=dict)
-    error_kind: str | None = None
-    error: str | None = None
-    abandoned: bool = False
 
 
 class UpdateRunner:
@@ -83,10 +64,13 @@ class UpdateRunner:
         self._config = config
         self._log = log
         self._abort = threading.Event()
-        self._child: subprocess.Popen[bytes] | None = None
 
     def abort(self) -> None:
-        """Stop a running child now (shut-down past its timeout); the run is abandoned."""
+        """Stop a running child now (shut-down past its timeout); the run is abandoned.
+
+        Final: the runner belongs to a daemon that is shutting down, so the flag is never
+        cleared (a run that starts after it, or is about to start its child, is
+        abandoned too instead of slipping through)."""
         self._abort.set()
 
     def run(self, reason: str) -> str:
@@ -178,11 +162,12 @@ class UpdateRunner:
             "cache_dir": str(self._ws.cache),
             "resize": config.intake.resize,
         }
-        child = self._run_child(
+        child = run_child(
             job,
             timeout=upd.timeout_seconds,
             log=log,
             stderr_path=candidate_path.with_suffix(".stderr"),
+            abort=self._abort,
         )
         if child.abandoned:
             return "abandoned", None, None, {}, child.error
@@ -272,113 +257,6 @@ class UpdateRunner:
             log.warning("correction unusable for training", id=cid, reason=reason)
             self._queue.mark_rejected([cid], reason)
         return set(bad)
-
-    def _run_child(
-        self, job: dict[str, Any], *, timeout: float, log: Any, stderr_path: Path
-    ) -> ChildOutcome:
-        self._abort.clear()
-        with open(stderr_path, "wb") as stderr:
-            child = subprocess.Popen(
-                [sys.executable, "-m", CHILD_MODULE],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=stderr,
-                close_fds=True,
-                # Its own session: a Ctrl-C at the daemon's terminal goes to the daemon,
-                # which then decides (finish or abandon) instead of the child dying mid-run.
-                start_new_session=True,
-            )
-        self._child = child
-        lines: queue_module.Queue[bytes | None] = queue_module.Queue()
-
-        def pump() -> None:
-            assert child.stdout is not None
-            for line in child.stdout:
-                lines.put(line)
-            lines.put(None)
-
-        threading.Thread(target=pump, name="worker-stdout", daemon=True).start()
-        assert child.stdin is not None
-        try:
-            child.stdin.write(json.dumps(job).encode() + b"\n")
-            child.stdin.flush()
-        except OSError:
-            pass  # the child died at once; its exit status tells why
-        deadline = time.monotonic() + timeout
-        outcome: ChildOutcome | None = None
-        eof = False
-        try:
-            while not eof:
-                if self._abort.is_set():
-                    _stop(child)
-                    return ChildOutcome(False, abandoned=True, error="daemon shutting down")
-                if time.monotonic() > deadline:
-                    _stop(child)
-                    return ChildOutcome(
-                        False, error_kind="timeout", error=f"no result within {timeout:g} s"
-                    )
-                try:
-                    line = lines.get(timeout=POLL_SECONDS)
-                except queue_module.Empty:
-                    continue
-                if line is None:
-                    eof = True
-                    break
-                outcome = self._handle_line(line, log) or outcome
-            code = child.wait(timeout=TERMINATE_GRACE_SECONDS)
-        except subprocess.TimeoutExpired:
-            _stop(child)
-            code = child.returncode
-        finally:
-            try:
-                child.stdin.close()
-            except OSError:
-                pass
-            self._child = None
-        if outcome is not None and (outcome.ok or outcome.error_kind):
-            return outcome
-        tail = _tail(stderr_path)
-        how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit {code}"
-        return ChildOutcome(False, error_kind="crash", error=f"training process {how}{tail}")
-
-    def _handle_line(self, line: bytes, log: Any) -> ChildOutcome | None:
-        try:
-            message = json.loads(line)
-        except ValueError:
-            return None
-        kind = message.pop("type", None)
-        if kind == "progress":
-            # structlog reserves "event" for the message itself.
-            step = message.pop("event", None)
-            (log.info if step in ("trainingBegin", "epochEnd") else log.debug)(
-                "training progress", step=step, **message
-            )
-            return None
-        if kind == "result":
-            return ChildOutcome(True, result=message)
-        if kind == "error":
-            return ChildOutcome(False, error_kind=message.get("kind"), error=message.get("message"))
-        return None
-
-
-def _stop(child: subprocess.Popen[bytes]) -> None:
-    if child.poll() is not None:
-        return
-    child.terminate()
-    try:
-        child.wait(timeout=TERMINATE_GRACE_SECONDS)
-    except subprocess.TimeoutExpired:
-        child.kill()
-        child.wait()
-
-
-def _tail(path: Path) -> str:
-    try:
-        text = path.read_bytes()[-STDERR_TAIL_CHARS:].decode("utf-8", "replace").strip()
-    except OSError:
-        return ""
-    last = text.splitlines()[-1] if text else ""
-    return f": {last}" if last else ""
 
 
 def _unlink(path: Path) -> None:
