@@ -307,8 +307,8 @@ def test_conflict_copies(make: Callable[..., Harness], observer: str) -> None:
     assert h.queue.counts()["pending"] == 2
 
 
-def test_same_bytes_across_labels_latest_wins(make: Callable[..., Harness]) -> None:
-    h = make()
+def test_same_bytes_across_labels_latest_wins(make: Callable[..., Harness], observer: str) -> None:
+    h = make(observer)
     data = image_bytes(5)
     (h.cat / "a.png").write_bytes(data)
     h.settle()
@@ -385,8 +385,8 @@ def test_rename_within_a_label_is_not_a_new_drop(make: Callable[..., Harness]) -
 # --- bad input --------------------------------------------------------------------------
 
 
-def test_unknown_label_folder(make: Callable[..., Harness]) -> None:
-    h = make()
+def test_unknown_label_folder(make: Callable[..., Harness], observer: str) -> None:
+    h = make(observer)
     (h.ws.corrections / "Hamster").mkdir()
     (h.ws.corrections / "Hamster" / "h.png").write_bytes(image_bytes(1))
     (h.ws.corrections / "loose.png").write_bytes(image_bytes(2))
@@ -436,9 +436,9 @@ def test_fixed_bad_file_is_taken(make: Callable[..., Harness]) -> None:
 
 
 def test_symlink_out_of_the_workspace_is_not_followed(
-    make: Callable[..., Harness], tmp_path: Path
+    make: Callable[..., Harness], tmp_path: Path, observer: str
 ) -> None:
-    h = make(follow_symlinks=True)
+    h = make(observer, follow_symlinks=True)
     outside = tmp_path / "secret.png"
     outside.write_bytes(image_bytes(1))
     (h.cat / "link.png").symlink_to(outside)
@@ -498,8 +498,10 @@ def test_burst_of_a_thousand_files(make: Callable[..., Harness], observer: str) 
     assert h.not_queued() == []
 
 
-def test_lost_event_is_caught_by_the_periodic_rescan(make: Callable[..., Harness]) -> None:
-    h = make(rescan_seconds=1.0)
+def test_lost_event_is_caught_by_the_periodic_rescan(
+    make: Callable[..., Harness], observer: str
+) -> None:
+    h = make(observer, rescan_seconds=1.0)
     h.settle()
     h.intake._observer.unschedule_all()  # from now on every event is lost
     before = h.intake.status()["rescans"]

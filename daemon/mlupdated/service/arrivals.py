@@ -77,11 +77,21 @@ class Arrivals(WaitingFiles):
     def consider(self, path: str, *, replaces: str | None = None) -> None:
         """A hint that ``path`` may be new or changed: start (or hurry) its stability wait."""
         rel = self.rel(path)
-        if not self._watched(rel) or self._ignored(rel):
+        if not self._watched(rel) or self._ignored(rel) or self._via_symlinked_folder(rel):
             if replaces:
                 self.gone(replaces, is_dir=False)
             return
         self._wait_for(rel, replaces=replaces)
+
+    def _via_symlinked_folder(self, rel: str) -> bool:
+        """True when ``rel`` is reached through a symlinked folder below ``corrections/`` or
+        ``inbox/`` (never followed: it may lead out of the workspace, or loop). The top
+        folders themselves may be links (to a sync folder, say)."""
+        parts = rel.split("/")
+        if len(parts) <= 2:
+            return False
+        expected = os.path.join(os.path.realpath(self.workspace.root / parts[0]), *parts[1:-1])
+        return os.path.realpath(self._abs(rel).parent) != expected
 
     def walk_into(self, directory: str) -> None:
         """A folder appeared (created or moved in): consider everything below it."""

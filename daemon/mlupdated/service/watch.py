@@ -60,9 +60,11 @@ class OverflowWatch(logging.Handler):
 def make_observer(kind: str, *, polling_interval: float) -> Any:
     """A fresh, unstarted observer of ``kind`` (``native`` or ``polling``)."""
     if kind == "polling":
-        from watchdog.observers.polling import PollingObserver
+        from watchdog.observers.polling import PollingObserverVFS
 
-        return PollingObserver(timeout=polling_interval)
+        # lstat, not stat: the plain polling observer descends into symlinked folders,
+        # which walks out of the workspace (or loops through it forever).
+        return PollingObserverVFS(os.lstat, os.scandir, polling_interval=polling_interval)
     from watchdog.observers import Observer
 
     return Observer()
