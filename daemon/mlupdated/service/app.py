@@ -248,35 +248,41 @@ class Daemon:
         self.notifier.watchdog()
 
     def _shut_down(self) -> None:
-        log = self.log
+        """Stop what start-up started, in reverse; copes with a half-done start-up."""
         self.notifier.stopping()
-        log.info("stopping")
-        for name in ("intake", "scheduler"):
-            part = getattr(self, name, None)
-            if part is None:
-                continue
-            try:
-                part.stop() if name == "intake" else part.shutdown()
-            except Exception:
-                log.exception(f"{name} did not stop cleanly")
-        scheduler = getattr(self, "scheduler", None)
-        if scheduler is not None and scheduler.running:
-            timeout = self.config.daemon.shutdown_timeout
-            log.info("waiting for the running update", timeout=timeout)
-            if not _wait_until(lambda: not scheduler.running, timeout):
-                log.warning("update still running at the shut-down timeout; abandoning it")
-                self.runner.abort()
-                _wait_until(lambda: not scheduler.running, ABORT_GRACE_SECONDS)
-        inbox = getattr(self, "inbox", None)
-        if inbox is not None:
-            inbox.stop()
+        self.log.info("stopping")
+        self._stop_part("intake", "stop")
+        self._stop_part("scheduler", "shutdown")
+        self._let_the_update_finish()
+        self._stop_part("inbox", "stop")
         try:
             self._publish_status(running=False)
-        except Exception:
+        except Exception:  # parts missing after a failed start-up: nothing to say
             pass
-        queue = getattr(self, "queue", None)
-        if queue is not None:
-            queue.close()
+        self._stop_part("queue", "close")
+
+    def _stop_part(self, name: str, method: str) -> None:
+        part = getattr(self, name, None)
+        if part is None:  # start-up failed before making it
+            return
+        try:
+            getattr(part, method)()
+        except Exception:
+            self.log.exception(f"{name} did not stop cleanly")
+
+    def _let_the_update_finish(self) -> None:
+        """Wait up to ``shutdown_timeout`` for a running update, then abandon it (the
+        model on disk is untouched until its swap, which is one ``os.replace``)."""
+        scheduler = getattr(self, "scheduler", None)
+        if scheduler is None or not scheduler.running:
+            return
+        timeout = self.config.daemon.shutdown_timeout
+        self.log.info("waiting for the running update", timeout=timeout)
+        if _wait_until(lambda: not scheduler.running, timeout):
+            return
+        self.log.warning("update still running at the shut-down timeout; abandoning it")
+        self.runner.abort()
+        _wait_until(lambda: not scheduler.running, ABORT_GRACE_SECONDS)
 
     # --- loop helpers ----------------------------------------------------------------------
 
