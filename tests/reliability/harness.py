@@ -164,6 +164,14 @@ def world_writable(root: Path) -> list[str]:
     return found
 
 
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """A process's resident set (or ``VmHWM``, its peak) in MiB, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise KeyError(field)
+
+
 def write_figures(section: str, figures: dict[str, Any]) -> None:
     """Merge ``figures`` under ``section`` into the summary file, when one was asked for."""
     target = os.environ.get(SUMMARY_ENV)

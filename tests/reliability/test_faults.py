@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import random
-import shutil
 import time
+from shutil import copytree, rmtree
 
 import pytest
 
@@ -184,9 +184,9 @@ def test_label_folder_deleted_while_watched(tmp_path, small_model, daemons) -> N
     dropped = _drop(ws, "Dog", 3, start=40)
     for i in range(40, 43):
         daemon.wait_for(event="correction queued", path=f"corrections/Dog/f{i}.png")
+    # The folder goes away at once (moved out, or a share unmounted), as a whole.
     saved = tmp_path / "saved-Dog"
-    shutil.copytree(ws.corrections / "Dog", saved)
-    shutil.rmtree(ws.corrections / "Dog")
+    (ws.corrections / "Dog").rename(saved)
     record = daemon.wait_for(event="source unavailable", timeout=60)
     assert record["path"].endswith("Dog")
     # Nothing under it is treated as removed.
@@ -194,7 +194,7 @@ def test_label_folder_deleted_while_watched(tmp_path, small_model, daemons) -> N
     rows = corrections_by_sha(ws.root)
     assert {rows[sha][2] for sha in dropped} == {"pending"}
     assert status(ws.root)["pending"].get("Dog") == 3
-    shutil.copytree(saved, ws.corrections / "Dog")
+    saved.rename(ws.corrections / "Dog")
     daemon.wait_for(event="source available again", timeout=60)
     more = _drop(ws, "Dog", 1, start=43)
     daemon.wait_for(event="correction queued", path="corrections/Dog/f43.png")
@@ -203,6 +203,43 @@ def test_label_folder_deleted_while_watched(tmp_path, small_model, daemons) -> N
     assert daemon.stop() == 0
     assert temp_files(ws.root) == set()
     TRIED["label folder deleted while watched"] = record["event"]
+
+
+def test_label_folder_removed_file_by_file(tmp_path, small_model, daemons) -> None:
+    """``rm -rf`` of a label folder: files vanish one by one, then the folder. Whether
+    the daemon reads that as removals (retract) or as a missing source depends on event
+    timing; either way each file gets a log line, and putting the folder back makes all
+    of them pending again (nothing is lost for good)."""
+    ws = make_workspace(tmp_path / "ws", small_model, update={"min_batch": 1000})
+    daemon = daemons(ws).start()
+    dropped = _drop(ws, "Dog", 3, start=50)
+    for i in range(50, 53):
+        daemon.wait_for(event="correction queued", path=f"corrections/Dog/f{i}.png")
+    saved = tmp_path / "saved-Dog"
+    copytree(ws.corrections / "Dog", saved)
+    since = daemon.mark()
+    rmtree(ws.corrections / "Dog")
+    for i in range(50, 53):
+        path = f"corrections/Dog/f{i}.png"
+        daemon.wait_for(
+            since=since,
+            timeout=60,
+            where=lambda r, path=path: (
+                r.get("path") in (path, "corrections/Dog")
+                and ("retracted" in r["event"] or "unavailable" in r["event"])
+            ),
+        )
+    copytree(saved, ws.corrections / "Dog")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        rows = corrections_by_sha(ws.root)
+        if all(rows.get(sha, (0, "", ""))[2] == "pending" for sha in dropped):
+            break
+        time.sleep(0.5)
+    assert {corrections_by_sha(ws.root)[sha][2] for sha in dropped} == {"pending"}
+    assert status(ws.root)["pending"].get("Dog") == 3
+    assert daemon.stop() == 0
+    TRIED["label folder removed file by file"] = "recovered when put back"
 
 
 def test_zz_figures() -> None:

@@ -19,6 +19,7 @@ from tests.daemon.conftest import cli, make_photo
 from tests.reliability.harness import (
     make_workspace,
     read_db,
+    rss_mb,
     scale,
     store_problems,
     write_figures,
@@ -26,19 +27,11 @@ from tests.reliability.harness import (
 
 pytestmark = pytest.mark.slow
 
-BURST = scale(int(os.environ.get("BURST", 10_000)), 10_000)
+BURST = scale(10_000, 20_000)
 SWAPS = scale(20, 60)
 # A budget, not a measurement: the intake must not hold the burst in memory (10,000
 # decoded 16 px images are under 8 MB; file lists and hashes well under that).
 RSS_GROWTH_LIMIT_MB = 150
-
-
-def rss_mb(pid: int, field: str = "VmRSS") -> float:
-    """A process's resident set (or ``VmHWM``, its peak) in MiB, from /proc."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    raise KeyError(field)
 
 
 def _tiny_pngs(folder: Path, count: int) -> list[Path]:

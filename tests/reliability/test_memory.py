@@ -11,8 +11,7 @@ import pytest
 from PIL import Image
 
 from tests.reliability.badinput import png_bomb
-from tests.reliability.harness import make_workspace, read_db, write_figures
-from tests.reliability.test_load import rss_mb
+from tests.reliability.harness import make_workspace, read_db, rss_mb, write_figures
 
 pytestmark = pytest.mark.slow
 
