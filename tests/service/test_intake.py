@@ -172,8 +172,10 @@ def make(tmp_path: Path, model_file: Path) -> Iterator[Callable[..., Harness]]:
 # --- the basics -----------------------------------------------------------------------
 
 
-def test_start_up_sweep_takes_what_arrived_while_down(make: Callable[..., Harness]) -> None:
-    h = make(start=False)
+def test_start_up_sweep_takes_what_arrived_while_down(
+    make: Callable[..., Harness], observer: str
+) -> None:
+    h = make(observer, start=False)
     (h.cat / "a.png").write_bytes(image_bytes(1))
     (h.dog / "sub" / "deeper").mkdir(parents=True)
     (h.dog / "sub" / "deeper" / "b.png").write_bytes(image_bytes(2))
@@ -285,8 +287,8 @@ def test_sync_temporaries_are_ignored_and_the_rename_counts(
     assert h.kinds() == ["new"]
 
 
-def test_extra_ignore_globs(make: Callable[..., Harness]) -> None:
-    h = make(ignore=["*.raw.png", "drafts"])
+def test_extra_ignore_globs(make: Callable[..., Harness], observer: str) -> None:
+    h = make(observer, ignore=["*.raw.png", "drafts"])
     (h.cat / "x.raw.png").write_bytes(image_bytes(1))
     (h.cat / "drafts").mkdir()
     (h.cat / "drafts" / "y.png").write_bytes(image_bytes(2))
@@ -349,8 +351,8 @@ def test_file_moved_between_labels_is_relabelled(
     assert h.queue.counts()["retracted"] == 0
 
 
-def test_folder_moved_between_labels(make: Callable[..., Harness]) -> None:
-    h = make()
+def test_folder_moved_between_labels(make: Callable[..., Harness], observer: str) -> None:
+    h = make(observer)
     (h.cat / "set").mkdir()
     for i in range(3):
         (h.cat / "set" / f"{i}.png").write_bytes(image_bytes(i))
@@ -372,8 +374,10 @@ def test_deleted_before_training_is_retracted(make: Callable[..., Harness], obse
     assert h.log.matching("correction retracted: corrections/Cat/a.png")
 
 
-def test_rename_within_a_label_is_not_a_new_drop(make: Callable[..., Harness]) -> None:
-    h = make()
+def test_rename_within_a_label_is_not_a_new_drop(
+    make: Callable[..., Harness], observer: str
+) -> None:
+    h = make(observer)
     (h.cat / "a.png").write_bytes(image_bytes(1))
     h.settle()
     os.rename(h.cat / "a.png", h.cat / "renamed.png")
@@ -425,8 +429,8 @@ def test_corrupt_and_fake_images_one_line_each(make: Callable[..., Harness], obs
     assert h.paths() == {"corrections/Cat/good.jpg": "Cat"}
 
 
-def test_fixed_bad_file_is_taken(make: Callable[..., Harness]) -> None:
-    h = make()
+def test_fixed_bad_file_is_taken(make: Callable[..., Harness], observer: str) -> None:
+    h = make(observer)
     (h.cat / "a.png").write_text("not yet", encoding="utf-8")
     h.settle()
     assert len(h.not_queued()) == 1
@@ -540,8 +544,10 @@ def test_watch_limit_falls_back_to_polling(
     assert h.paths() == {"corrections/Cat/a.png": "Cat"}
 
 
-def test_mount_flap_retracts_nothing(make: Callable[..., Harness], tmp_path: Path) -> None:
-    h = make()
+def test_mount_flap_retracts_nothing(
+    make: Callable[..., Harness], tmp_path: Path, observer: str
+) -> None:
+    h = make(observer)
     for i in range(3):
         (h.cat / f"{i}.png").write_bytes(image_bytes(i))
     (h.dog / "d.png").write_bytes(image_bytes(9))
@@ -569,8 +575,10 @@ def test_mount_flap_retracts_nothing(make: Callable[..., Harness], tmp_path: Pat
     assert h.queue.counts()["pending"] == 5
 
 
-def test_whole_corrections_folder_missing(make: Callable[..., Harness], tmp_path: Path) -> None:
-    h = make()
+def test_whole_corrections_folder_missing(
+    make: Callable[..., Harness], tmp_path: Path, observer: str
+) -> None:
+    h = make(observer)
     (h.cat / "a.png").write_bytes(image_bytes(1))
     h.settle()
     shutil.move(str(h.ws.corrections), str(tmp_path / "gone"))
@@ -595,8 +603,8 @@ def test_stop_is_clean(make: Callable[..., Harness]) -> None:
     assert not [t for t in threading.enumerate() if t.name.startswith("mlupdated-intake")]
 
 
-def test_unusual_names(make: Callable[..., Harness]) -> None:
-    h = make()
+def test_unusual_names(make: Callable[..., Harness], observer: str) -> None:
+    h = make(observer)
     (h.cat / "chat noir – été 🐈.png").write_bytes(image_bytes(1))
     (h.cat / ("x" * 200 + ".png")).write_bytes(image_bytes(2))
     (h.cat / "two\nlines.jpg").write_text("not an image", encoding="utf-8")
