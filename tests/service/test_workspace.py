@@ -6,6 +6,8 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -187,3 +189,49 @@ def test_workspace_from_args(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 def test_relative_names() -> None:
     ws = Workspace(Path("/srv/ws"))
     assert ws.relative("/srv/ws/corrections/Cat/a b.jpg") == "corrections/Cat/a b.jpg"
+
+
+HUGE_MODEL_BYTES = 3 * 1024**3
+# The interpreter with the package imported is some tens of MB; reading the file
+# would cost its whole size.
+HUGE_MODEL_RSS_BOUND = 300 * 1024**2
+
+
+def test_init_refuses_a_huge_model_without_reading_it(tmp_path: Path) -> None:
+    huge = tmp_path / "huge.mlmodel"
+    with open(huge, "wb") as handle:  # sparse: no disk space, but a 3 GiB read
+        handle.truncate(HUGE_MODEL_BYTES)
+    # A wrapper process whose only child is the CLI, so RUSAGE_CHILDREN is that child's.
+    wrapper = (
+        "import resource, subprocess, sys\n"
+        "done = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+        "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024\n"
+        "print(done.returncode, peak)\n"
+        "sys.stderr.write(done.stderr)\n"
+    )
+    command = [sys.executable, "-m", "mlupdated.cli", "init", str(tmp_path / "ws")]
+    done = subprocess.run(
+        [sys.executable, "-c", wrapper, *command, "--model", str(huge)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    code, peak = (int(x) for x in done.stdout.split())
+    assert code == 2
+    assert f"file is {HUGE_MODEL_BYTES} bytes, larger than the 2 GiB" in done.stderr
+    assert peak < HUGE_MODEL_RSS_BOUND, peak
+    assert not (tmp_path / "ws").exists()
+
+
+def test_init_on_an_empty_model_says_empty(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mlupdated.cli import main
+
+    empty = tmp_path / "empty.mlmodel"
+    empty.write_bytes(b"")
+    assert main(["init", str(tmp_path / "ws"), "--model", str(empty)]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "empty file" in line
+    with pytest.raises(ModelParseError, match="empty file"):
+        init_workspace(tmp_path / "ws", model_path=empty)

@@ -104,16 +104,25 @@ def model_labels(model_path: str | os.PathLike[str]) -> list[str]:
     return [str(label) for label in class_labels(load_spec(model_path))]
 
 
-def _read_model(model_path: Path) -> bytes:
+def _read_model(model_path: Path) -> tuple[bytes, list[str]]:
+    """The model's bytes and its labels (as folder names).
+
+    ``load_spec`` looks first (stat before any read: a file over the 2 GiB a model can
+    be, an empty file, a FIFO are refused at once, with the same words as ``predict``
+    and ``inspect``); only a file it accepted is read again for its exact bytes.
+    """
+    from ..coreml.spec import class_labels, load_spec
+
+    spec = load_spec(model_path)
     try:
         data = model_path.read_bytes()
     except FileNotFoundError:
-        raise ModelNotFoundError("model file not found", path=model_path) from None
+        raise ModelNotFoundError("no such file", path=model_path) from None
     except OSError as exc:
-        raise ModelNotFoundError(f"cannot read the model: {exc.strerror}", path=model_path) from exc
-    if not model_parses(data):
+        raise ModelNotFoundError(f"cannot read: {exc.strerror or exc}", path=model_path) from exc
+    if not model_parses(data):  # replaced between the two reads
         raise ModelParseError("not a Core ML model (protobuf parse failed)", path=model_path)
-    return data
+    return data, [str(label) for label in class_labels(spec)]
 
 
 def _check_label_name(label: str, model_path: Path) -> None:
@@ -131,8 +140,7 @@ def init_workspace(
 
 
 def _init(ws: Workspace, model_path: Path) -> tuple[list[Path], Workspace]:
-    model_bytes = _read_model(model_path)
-    labels = model_labels(model_path)
+    model_bytes, labels = _read_model(model_path)
     if not labels:
         raise WorkspaceError("the model is not a classifier (no class labels)", path=model_path)
     for label in labels:
