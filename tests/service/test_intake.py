@@ -258,6 +258,8 @@ SYNC_TEMPORARIES = [
     "Thumbs.db",
     "desktop.ini",
     ".a.jpg.icloud",
+    "a.jpg.nextcloud",
+    "b.JPG.ownCloud",
     ".~lock.a.jpg#",
     ".stversions/a~20250101-120000.jpg",
     ".stfolder/x.jpg",

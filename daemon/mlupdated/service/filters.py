@@ -30,6 +30,9 @@ DEFAULT_IGNORES = (
     "*.crdownload",
     "*.download",
     "*.icloud",
+    # Nextcloud/ownCloud "virtual files": placeholders until the photo is downloaded.
+    "*.nextcloud",
+    "*.owncloud",
     "*.octransferid*.part",
     "thumbs.db",
     "desktop.ini",
