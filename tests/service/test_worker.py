@@ -198,3 +198,49 @@ def test_replay_policy_trains_on_a_sample_of_earlier_corrections(setup) -> None:
     entry = ModelStore(ws).manifest()[-1]
     assert entry["corrections"]["count"] == 2
     assert sorted(c.version for c in queue.all_trained()) == [2, 2, 2, 2, 3, 3]
+
+
+def _children_of_this_process() -> set[int]:
+    pids: set[int] = set()
+    for task in Path("/proc/self/task").iterdir():
+        text = (task / "children").read_text()
+        pids.update(int(pid) for pid in text.split())
+    return pids
+
+
+def _environ(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes()
+    pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
+    return {k.decode(): v.decode() for k, v in pairs}
+
+
+def test_the_child_runs_blas_single_threaded_unless_the_user_chose(setup, monkeypatch) -> None:
+    ws, queue = setup
+    monkeypatch.setenv(FAULT_ENV, "hang")
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    runner = _runner(ws, queue)
+    before = _children_of_this_process()
+    thread = threading.Thread(target=runner.run, args=("test",))
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        new: list[int] = []
+        # Wait for the exec: before it, a forked child still shows our environment.
+        while not new and time.monotonic() < deadline:
+            time.sleep(0.05)
+            new = [
+                pid
+                for pid in _children_of_this_process() - before
+                if b"worker_child" in Path(f"/proc/{pid}/cmdline").read_bytes()
+            ]
+        (pid,) = new
+        env = _environ(pid)
+    finally:
+        runner.abort()
+        thread.join(30)
+    assert env["OPENBLAS_NUM_THREADS"] == "1"
+    assert env["MKL_NUM_THREADS"] == "1"
+    assert env["OMP_NUM_THREADS"] == "3"  # the user's own choice is kept
+    assert env[FAULT_ENV] == "hang"  # the rest of the environment is passed on
