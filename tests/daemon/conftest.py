@@ -135,7 +135,8 @@ class DaemonProcess:
         self._cond = threading.Condition()
         self.proc: subprocess.Popen[str] | None = None
 
-    def start(self, *, wait_ready: bool = True) -> DaemonProcess:
+    def start(self, *, wait_ready: bool = True, umask: int = -1) -> DaemonProcess:
+        """Start the daemon (``umask``: the one it starts with; -1 keeps ours)."""
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mlupdated.cli", "run", "--workspace", str(self.ws)],
             stdin=subprocess.DEVNULL,
@@ -144,6 +145,7 @@ class DaemonProcess:
             text=True,
             env=self.env,
             start_new_session=True,
+            umask=umask,
         )
         threading.Thread(target=self._pump, daemon=True).start()
         if wait_ready:

@@ -45,6 +45,9 @@ LOOP_SECONDS = 1.0
 STATUS_SECONDS = 2.0
 STATUS_REFRESH_SECONDS = 60.0
 INTAKE_DEAD_TURNS = 5
+# Never make anything group- or world-writable, even when started under umask 000 (a
+# stricter umask the user chose is kept).
+UMASK_BITS = 0o022
 # After the child was told to stop, the run's bookkeeping needs a moment to finish.
 ABORT_GRACE_SECONDS = 10.0
 LOG_LEVELS = {
@@ -63,6 +66,7 @@ def run_daemon_command(args: argparse.Namespace, *, model_path: Path) -> int:
     """
     from .workspace import workspace_root_from_args
 
+    os.umask(os.umask(0) | UMASK_BITS)
     return Daemon(workspace_root_from_args(args), model_path=Path(model_path)).run()
 
 
