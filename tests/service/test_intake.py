@@ -811,10 +811,10 @@ def test_a_read_that_blocks_never_stalls_intake(
     downloaded = threading.Event()
     real_check = waiting.check_image
 
-    def blocking_check(path: Any, *, max_pixels: int) -> None:
+    def blocking_check(path: Any, **options: Any) -> None:
         if "placeholder" in str(path):
             downloaded.wait(60)
-        real_check(path, max_pixels=max_pixels)
+        real_check(path, **options)
 
     monkeypatch.setattr(waiting, "check_image", blocking_check)
     monkeypatch.setattr(waiting, "SLOW_READ_SECONDS", 0.5)

@@ -26,7 +26,7 @@ from .filters import (
 )
 from .queue import CorrectionChange, Queue
 from .waiting import WaitingFiles, show_path
-from .workspace import Workspace, model_labels
+from .workspace import Workspace, model_labels_and_input_size
 
 TOPS = ("corrections", "inbox")
 
@@ -307,14 +307,15 @@ class Arrivals(WaitingFiles):
     # --- the full rescan ---------------------------------------------------------------
 
     def load_labels(self) -> None:
-        """(Re)read the model's class labels when ``current.mlmodel`` changed."""
+        """(Re)read the model's class labels and input size when ``current.mlmodel``
+        changed."""
         model = self.workspace.current_model
         try:
             info = model.stat()
             sig = (info.st_size, info.st_mtime_ns)
             if sig == self._labels_sig:
                 return
-            self._labels = model_labels(model)
+            self._labels, self._target_size = model_labels_and_input_size(model)
             self._labels_sig = sig
         except (OSError, MlupdatedError) as exc:
             self._log.warning(

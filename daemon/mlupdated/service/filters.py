@@ -16,6 +16,8 @@ from pathlib import Path
 from ..errors import ImageDecodeError, ImageError, ImageTooLargeError
 
 HASH_CHUNK = 1 << 20
+# The size a decodability check asks for when the model's input size is not known.
+CHECK_SIZE = (1024, 1024)
 
 # Names sync tools, browsers and NAS boxes use for files that are not (yet) photos.
 # Hidden names (".*") are handled separately: they cover Syncthing's ".syncthing.*.tmp",
@@ -115,18 +117,27 @@ def sha256_file(path: str | os.PathLike[str], *, follow_symlinks: bool = False) 
         os.close(fd)
 
 
-def check_image(path: str | os.PathLike[str], *, max_pixels: int) -> None:
+def check_image(
+    path: str | os.PathLike[str],
+    *,
+    max_pixels: int,
+    target_size: tuple[int, int] | None = None,
+) -> None:
     """Raise an ``ImageError`` unless ``path`` decodes fully as an image within the pixel limit.
 
     Uses the engine's image loader when it is present (the same decoder training
-    uses), otherwise Pillow directly.
+    uses), otherwise Pillow directly. ``target_size`` (width, height; the model's input,
+    else ``CHECK_SIZE``) is what training will feed: a very large JPEG is then decoded
+    at a reduced scale, as training and ``predict`` decode it, instead of at full size
+    (300 MB for 100 megapixels) just to be checked.
     """
     try:
         from ..coreml.images import load_image
     except ImportError:
         _pillow_check(Path(path), max_pixels=max_pixels)
         return
-    load_image(path, max_pixels=max_pixels)
+    image = load_image(path, max_pixels=max_pixels, target_size=target_size or CHECK_SIZE)
+    image.close()
 
 
 _heif_registered = False

@@ -100,6 +100,8 @@ class WaitingFiles:
         self._to_read: deque[str] = deque()
         self._due: list[tuple[float, int, str]] = []  # heap; stale entries skipped
         self._seq = itertools.count()
+        # The model's input (width, height): large JPEGs are checked at a reduced scale.
+        self._target_size: tuple[int, int] | None = None
 
     # --- what Arrivals decides ----------------------------------------------------------
 
@@ -274,16 +276,24 @@ class WaitingFiles:
         self._reading[cand.rel] = read
         thread = threading.Thread(
             target=self._read,
-            args=(cand.rel, path, read, follow, self.config.intake.max_pixels),
+            args=(cand.rel, path, read, follow, self.config.intake.max_pixels, self._target_size),
             name="mlupdated-intake-read",
             daemon=True,
         )
         thread.start()
 
-    def _read(self, rel: str, path: Path, read: _Read, follow: bool, max_pixels: int) -> None:
+    def _read(
+        self,
+        rel: str,
+        path: Path,
+        read: _Read,
+        follow: bool,
+        max_pixels: int,
+        target_size: tuple[int, int] | None,
+    ) -> None:
         """Reader thread: decode and hash, then hand the outcome back to the worker."""
         try:
-            check_image(path, max_pixels=max_pixels)
+            check_image(path, max_pixels=max_pixels, target_size=target_size)
             digest, size = sha256_file(path, follow_symlinks=follow)
             outcome: tuple[Any, ...] = ("ok", digest, size)
         except ImageError as exc:

@@ -24,7 +24,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ModelNotFoundError, ModelParseError, WorkspaceError
+from ..errors import MlupdatedError, ModelNotFoundError, ModelParseError, WorkspaceError
 from ..fsutil import atomic_write_bytes
 from .config import CONFIG_NAME, DEFAULT_CONFIG_TEXT
 from .store import ModelStore, model_parses, sha256_bytes, version_filename
@@ -99,9 +99,26 @@ class Workspace:
 
 def model_labels(model_path: str | os.PathLike[str]) -> list[str]:
     """The class labels of a model, as folder names (int64 labels as decimal text)."""
+    return model_labels_and_input_size(model_path)[0]
+
+
+def model_labels_and_input_size(
+    model_path: str | os.PathLike[str],
+) -> tuple[list[str], tuple[int, int] | None]:
+    """The class labels (as folder names) and the (width, height) its image input is fed
+    at (``None`` without an image input), from one load of the model."""
+    from ..coreml.images import image_input, image_size
     from ..coreml.spec import class_labels, load_spec
 
-    return [str(label) for label in class_labels(load_spec(model_path))]
+    spec = load_spec(model_path)
+    labels = [str(label) for label in class_labels(spec)]
+    feature = image_input(spec)
+    if feature is None:
+        return labels, None
+    try:
+        return labels, image_size(feature.type.imageType)
+    except MlupdatedError:  # no usable size: the decode check falls back to its own
+        return labels, None
 
 
 def _read_model(model_path: Path) -> tuple[bytes, list[str]]:
