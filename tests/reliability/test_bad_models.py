@@ -76,14 +76,15 @@ def test_huge_sparse_model_is_refused_without_reading_it(tmp_path, small_model) 
     huge = tmp_path / "huge.mlmodel"
     with open(huge, "wb") as handle:
         handle.truncate(MAX_MODEL_BYTES + 1)  # sparse: no disk, no reading
-    for command in (
+    commands = (
         ("predict", "--model", str(huge), str(huge)),
         ("inspect", "--model", str(huge)),
-    ):
+        ("init", str(tmp_path / "ws"), "--model", str(huge)),
+    )
+    for command in commands:
         done = cli(*command)
         _one_line_error(done, command[0])
         assert "larger than" in done.stderr
-    # (``init`` reads the whole file first: see the findings of the reliability suite.)
 
 
 def test_nan_weights_never_pass_the_gate_and_predict_does_not_crash(tmp_path, small_model) -> None:

@@ -57,9 +57,9 @@ def test_daemon_writes_only_its_workspace_and_cache(tmp_path, small_model, daemo
     scratch.mkdir()
     env = {var: str(path) for var, path in homes.items()}
     env |= {"MLUPDATED_CACHE_DIR": str(cache), "TMPDIR": str(scratch)}
-    # Started under umask 002 (user-private-group systems): nothing may come out
-    # world-writable. (Under umask 000 the training cache's folders do: see the findings.)
-    umask = os.umask(0o002)
+    # Started under umask 000: the daemon's own modes must keep anything from coming
+    # out world-writable, whatever the environment.
+    umask = os.umask(0)
     try:
         daemon = daemons(ws, env).start()
     finally:
