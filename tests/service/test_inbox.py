@@ -81,3 +81,39 @@ def test_content_is_classified_once_and_written_down(parts) -> None:
     lines = [json.loads(line) for line in ws.predictions_log.read_text().splitlines()]
     assert [(e["path"], e["version"]) for e in lines] == [("inbox/b.png", 1)]
     assert queue.prediction_for("b" * 64) is not None
+
+
+def _config(**intake):
+    from mlupdated.service.config import config_from_dict
+
+    return config_from_dict({"intake": intake})
+
+
+def test_inbox_decodes_with_the_intake_settings(parts) -> None:
+    ws, queue, store, _, first, _ = parts
+    # A wide photo: red at the sides, blue in the middle, so a centre crop sees
+    # something else than the whole photo squeezed.
+    pixels = np.zeros((8, 32, 3), dtype=np.uint8)
+    pixels[..., 0] = 220
+    pixels[:, 12:20] = (10, 10, 230)
+    wide = ws.inbox / "wide.png"
+    Image.fromarray(pixels).save(wide)
+    config = _config(resize="centerCrop")
+    inbox = InboxClassifier(
+        workspace=ws, queue=queue, store=store, log=get_logger("test"), config=lambda: config
+    )
+    record = inbox.classify(wide, "sha-wide")
+    (crop,) = Predictor.from_path(first, cache=False).predict_paths([wide], resize="centerCrop")
+    (fill,) = Predictor.from_path(first, cache=False).predict_paths([wide], resize="scaleFill")
+    expected = {str(k): float(v) for k, v in crop.probabilities.items()}
+    squeezed = {str(k): float(v) for k, v in fill.probabilities.items()}
+    assert record["probabilities"] == pytest.approx(expected)
+    assert record["probabilities"] != pytest.approx(squeezed)
+    # The pixel limit is intake's too: 8×32 is over a limit of 200 pixels.
+    small = _config(max_pixels=200)
+    strict = InboxClassifier(
+        workspace=ws, queue=queue, store=store, log=get_logger("test"), config=lambda: small
+    )
+    assert strict.classify(wide, "sha-wide-2") is None
+    (error,) = queue.recent_errors(1)
+    assert "pixels" in str(error)

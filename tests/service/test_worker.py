@@ -244,3 +244,42 @@ def test_the_child_runs_blas_single_threaded_unless_the_user_chose(setup, monkey
     assert env["MKL_NUM_THREADS"] == "1"
     assert env["OMP_NUM_THREADS"] == "3"  # the user's own choice is kept
     assert env[FAULT_ENV] == "hang"  # the rest of the environment is passed on
+
+
+def test_photos_over_the_engine_limit_are_decoded_with_the_intake_limit(tmp_path) -> None:
+    from mlupdated.service.worker_child import training_examples
+
+    spec = build_updatable_spec()
+    small, big, broken = tmp_path / "small.png", tmp_path / "big.png", tmp_path / "bad.png"
+    Image.fromarray(_colour("Cat", np.random.default_rng(1))).save(small)  # 8×8: 64 px
+    noise = np.random.default_rng(3).integers(0, 255, (16, 16, 3)).astype(np.uint8)
+    Image.fromarray(noise).save(big)  # 256 px
+    data = big.read_bytes()
+    broken.write_bytes(data[: len(data) // 2])  # a header that says 16×16, half the pixels
+    pairs = [(small, "Cat"), (big, "Dog"), (broken, "Dog")]
+    # Intake's limit no higher than the engine's: every example stays a file.
+    kept, unreadable = training_examples(
+        spec, pairs, resize="scaleFill", max_pixels=100, engine_limit=100
+    )
+    assert [e.source for e in kept] == [small, big, broken] and unreadable == []
+    # Intake's limit above the engine's: the photos over it come as pixels, decoded
+    # with intake's limit; one that cannot be decoded is reported by its path.
+    kept, unreadable = training_examples(
+        spec, pairs, resize="scaleFill", max_pixels=1000, engine_limit=100
+    )
+    assert kept[0].source == small
+    assert isinstance(kept[1].source, np.ndarray) and kept[1].label == "Dog"
+    assert len(kept) == 2
+    assert [path for path, _ in unreadable] == [str(broken)]
+
+
+def test_gate_evaluation_uses_the_intake_pixel_limit(tmp_path) -> None:
+    from mlupdated.service.gate import evaluate
+
+    model = tmp_path / "model.mlmodel"
+    save_spec(build_updatable_spec(), model)
+    photo = tmp_path / "p.png"
+    Image.fromarray(_colour("Cat", np.random.default_rng(2))).save(photo)
+    assert evaluate(model, [(str(photo), "Cat")]).count == 1
+    refused = evaluate(model, [(str(photo), "Cat")], max_pixels=10)
+    assert (refused.count, refused.failures) == (0, 1)

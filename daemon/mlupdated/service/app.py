@@ -192,7 +192,11 @@ class Daemon:
         from .inbox import InboxClassifier
 
         self.inbox = InboxClassifier(
-            workspace=ws, queue=self.queue, store=self.store, log=get_logger("inbox")
+            workspace=ws,
+            queue=self.queue,
+            store=self.store,
+            log=get_logger("inbox"),
+            config=lambda: self.config,
         )
         self.inbox.start()
         self.intake = Intake(

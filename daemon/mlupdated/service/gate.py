@@ -148,14 +148,28 @@ def sample_for_evaluation(items: Sequence[Any], *, seed: int) -> list[Any]:
     return random.Random(seed).sample(items, MAX_EVAL_EXAMPLES)
 
 
-def evaluate(model_path: Path, examples: Sequence[tuple[str, str]]) -> Metrics:
-    """Accuracy and mean cross-entropy of the model at ``model_path`` on (path, label)."""
+def evaluate(
+    model_path: Path,
+    examples: Sequence[tuple[str, str]],
+    *,
+    resize: str = "scaleFill",
+    max_pixels: int | None = None,
+) -> Metrics:
+    """Accuracy and mean cross-entropy of the model at ``model_path`` on (path, label),
+    each image decoded and fitted as intake and training do (``resize``, ``max_pixels``)."""
     if not examples:
         return Metrics(count=0, accuracy=None, cross_entropy=None)
-    from ..engine.predictor import Predictor  # the engine is heavy; only the child needs it
+    # The engine is heavy; only the child needs it.
+    from ..engine.predictor import Predictor
+    from .classify import classify_files
 
     predictor = Predictor.from_path(model_path)
-    results = predictor.predict_paths([Path(p) for p, _ in examples])
+    results = classify_files(
+        predictor,
+        [p for p, _ in examples],
+        resize=resize,
+        max_pixels=max_pixels,
+    )
     correct = 0
     losses: list[float] = []
     failures = 0

@@ -13,11 +13,13 @@ import json
 import os
 import queue as queue_module
 import threading
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from ..errors import MlupdatedError
+from .classify import classify_files
 
 STOP = None
 
@@ -25,8 +27,19 @@ STOP = None
 class InboxClassifier:
     """Classifies inbox files in a background thread (``submit`` never blocks)."""
 
-    def __init__(self, *, workspace: Any, queue: Any, store: Any, log: Any) -> None:
+    def __init__(
+        self,
+        *,
+        workspace: Any,
+        queue: Any,
+        store: Any,
+        log: Any,
+        config: Callable[[], Any] | None = None,
+    ) -> None:
+        """``config`` returns the daemon's current config: its ``intake.max_pixels`` and
+        ``intake.resize`` decode inbox photos as intake checked them."""
         self._ws = workspace
+        self._config = config
         self._queue = queue
         self._store = store
         self._log = log
@@ -68,7 +81,13 @@ class InboxClassifier:
         if self._queue.prediction_for(sha256) is not None:
             return None
         version, predictor = self._current_predictor()
-        (result,) = predictor.predict_paths([path])
+        intake = self._config().intake if self._config is not None else None
+        (result,) = classify_files(
+            predictor,
+            [path],
+            resize=intake.resize if intake is not None else "scaleFill",
+            max_pixels=intake.max_pixels if intake is not None else None,
+        )
         probabilities = getattr(result, "probabilities", None)
         absolute = Path(path) if Path(path).is_absolute() else Path(self._ws.root) / path
         relative = _relative(absolute, Path(self._ws.root))

@@ -161,6 +161,7 @@ class UpdateRunner:
             "overrides": training_overrides(upd),
             "cache_dir": str(self._ws.cache),
             "resize": config.intake.resize,
+            "max_pixels": config.intake.max_pixels,
         }
         child = run_child(
             job,

@@ -78,13 +78,15 @@ def _child(job: dict[str, Any]) -> None:
         raise DivergedError("test hook: training diverged (non-finite loss)")
     from ..coreml.spec import class_labels, load_spec, save_spec
     from ..train.cache import FeatureCache
-    from ..train.data import Example
     from ..train.task import run_update
 
     spec = load_spec(job["model"])
     # The queue keeps labels as folder names; a model may label its classes with ints.
     labels = {str(label): label for label in class_labels(spec)}
-    examples = [Example(Path(p), labels.get(label, label)) for p, label in job["examples"]]
+    pairs = [(Path(p), labels.get(label, label)) for p, label in job["examples"]]
+    examples, unreadable = training_examples(
+        spec, pairs, resize=job["resize"], max_pixels=job.get("max_pixels")
+    )
 
     def progress(event: Any) -> None:
         fields = event.as_dict() if hasattr(event, "as_dict") else dict(event)
@@ -103,19 +105,81 @@ def _child(job: dict[str, Any]) -> None:
         _poison(result.spec)
     save_spec(result.spec, job["out"])
     evaluation = [(p, label) for p, label in job["evaluate"]]
-    current = gate_module.evaluate(Path(job["model"]), evaluation)
-    candidate = gate_module.evaluate(Path(job["out"]), evaluation)
+    decoding = {"resize": job["resize"], "max_pixels": job.get("max_pixels")}
+    current = gate_module.evaluate(Path(job["model"]), evaluation, **decoding)
+    candidate = gate_module.evaluate(Path(job["out"]), evaluation, **decoding)
     skipped = result.examples_skipped
+    reported = [[str(s.source), s.reason] for s in skipped] if isinstance(skipped, list) else []
     _emit(
         "result",
         examples_used=_count(result.examples_used),
-        examples_skipped=_count(skipped),
-        skipped=[[str(s.source), s.reason] for s in skipped] if isinstance(skipped, list) else [],
+        examples_skipped=_count(skipped) + len(unreadable),
+        skipped=unreadable + reported,
         final_loss=result.final_loss,
         parameters_used=result.parameters_used,
         current=current.to_dict(),
         candidate=candidate.to_dict(),
     )
+
+
+def training_examples(
+    spec: Any,
+    pairs: list[tuple[Path, Any]],
+    *,
+    resize: str,
+    max_pixels: int | None,
+    engine_limit: int | None = None,
+) -> tuple[list[Any], list[list[str]]]:
+    """The training examples for (path, label) pairs, and [path, reason] of those that
+    cannot be read.
+
+    Training decodes files with the engine's default pixel limit (``engine_limit``,
+    default ``DEFAULT_MAX_PIXELS``). When ``intake.max_pixels`` is above it, a photo
+    intake accepted could be refused here: such a photo (by its header) is decoded
+    now with the configured limit and given to training as pixels. Every other one
+    stays a file, so the feature cache still skips its decode.
+    """
+    from ..coreml.images import DEFAULT_MAX_PIXELS, image_input, load_tensor
+    from ..errors import ImageError
+    from ..train.data import Example
+
+    limit = DEFAULT_MAX_PIXELS if engine_limit is None else engine_limit
+    feature = image_input(spec)
+    if max_pixels is None or max_pixels <= limit or feature is None:
+        # Training's limit is at least intake's: whatever intake accepted decodes.
+        return [Example(path, label) for path, label in pairs], []
+    examples: list[Any] = []
+    unreadable: list[list[str]] = []
+    for path, label in pairs:
+        if _pixels(path) <= limit:
+            examples.append(Example(path, label))
+            continue
+        try:
+            tensor = load_tensor(path, feature.type.imageType, resize=resize, max_pixels=max_pixels)
+        except ImageError as exc:
+            unreadable.append([str(path), exc.reason])
+            continue
+        examples.append(Example(tensor, label))
+    return examples, unreadable
+
+
+def _pixels(path: Path) -> int:
+    """Width × height from the image header (0 when Pillow cannot tell: training's own
+    decoder then reports the file)."""
+    from PIL import Image
+
+    # This process decodes nothing else meanwhile: Pillow's own bomb check (which would
+    # refuse to even read such a header) is lifted for the header read alone.
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except Exception:  # any reason Pillow cannot read the header
+        return 0
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+    return width * height
 
 
 def _count(value: Any) -> int:
