@@ -235,3 +235,16 @@ def test_init_on_an_empty_model_says_empty(
     assert "empty file" in line
     with pytest.raises(ModelParseError, match="empty file"):
         init_workspace(tmp_path / "ws", model_path=empty)
+
+
+def test_folders_remade_on_open_are_not_world_writable_under_umask_0(tmp_path: Path) -> None:
+    ws = init_workspace(tmp_path / "ws", model_path=_model(tmp_path))
+    shutil.rmtree(ws.state)
+    shutil.rmtree(ws.inbox)
+    previous = os.umask(0)
+    try:
+        open_workspace(ws.root, create=False, model_path=None)
+    finally:
+        os.umask(previous)
+    for directory in (ws.state, ws.inbox):
+        assert directory.stat().st_mode & 0o777 == 0o755, directory

@@ -247,10 +247,12 @@ def open_workspace(
     """The workspace at ``root``; created around ``model_path`` if absent and ``create``."""
     ws = Workspace(Path(root).expanduser().absolute())
     if ws.is_workspace():
-        ws.state.mkdir(parents=True, exist_ok=True)
+        # 0755 whatever the umask: status and rollback remake state/ too, and they do
+        # not set the daemon's umask.
+        ws.state.mkdir(parents=True, exist_ok=True, mode=0o755)
         for directory in (ws.inbox, ws.corrections):
             if not directory.exists() and not directory.is_symlink():
-                directory.mkdir(parents=True, exist_ok=True)
+                directory.mkdir(parents=True, exist_ok=True, mode=0o755)
         return ws
     if not create:
         raise WorkspaceError("not a workspace (create it with: mlupdated init DIR)", path=ws.root)
