@@ -203,9 +203,19 @@ def test_replay_policy_trains_on_a_sample_of_earlier_corrections(setup) -> None:
 def _children_of_this_process() -> set[int]:
     pids: set[int] = set()
     for task in Path("/proc/self/task").iterdir():
-        text = (task / "children").read_text()
+        try:
+            text = (task / "children").read_text()
+        except OSError:  # a thread that ended meanwhile
+            continue
         pids.update(int(pid) for pid in text.split())
     return pids
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:  # some other child that ended meanwhile
+        return b""
 
 
 def _environ(pid: int) -> dict[str, str]:
@@ -233,7 +243,7 @@ def test_the_child_runs_blas_single_threaded_unless_the_user_chose(setup, monkey
             new = [
                 pid
                 for pid in _children_of_this_process() - before
-                if b"worker_child" in Path(f"/proc/{pid}/cmdline").read_bytes()
+                if b"worker_child" in _cmdline(pid)
             ]
         (pid,) = new
         env = _environ(pid)
