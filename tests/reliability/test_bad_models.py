@@ -3,6 +3,7 @@ type: one line on stderr naming the file, exit 2, never a traceback."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 from mlupdated.coreml.proto import Model_pb2
 from mlupdated.coreml.spec import MAX_MODEL_BYTES, load_spec
+from mlupdated.engine.predictor import NON_FINITE_REASON
 from mlupdated.service.gate import nonfinite_layers
 from PIL import Image
 
@@ -100,8 +102,12 @@ def test_nan_weights_never_pass_the_gate_and_predict_does_not_crash(tmp_path, sm
     photo = tmp_path / "photo.png"
     Image.new("RGB", (16, 16), (20, 20, 200)).save(photo)
     done = cli("predict", "--model", str(nan_model), "--json", str(photo))
-    assert done.returncode in (0, 1), done.stderr
+    # No made-up label over NaN probabilities: an error line (strict JSON) and exit 1.
+    assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr
+    (line,) = done.stdout.splitlines()
+    answer = json.loads(line, parse_constant=lambda name: pytest.fail(f"{name} in JSON"))
+    assert answer == {"path": str(photo), "error": NON_FINITE_REASON}
 
 
 BAD_CONFIGS = {

@@ -247,7 +247,7 @@ class Predictor:
                 {feature.name: batch}, paths=[paths[i] for i, _ in pending]
             )
             for (i, _), pred in zip(pending, preds, strict=True):
-                results[i] = pred
+                results[i] = _finite_or_failure(pred)
             pending.clear()
 
         for i, path in enumerate(paths):
@@ -261,6 +261,22 @@ class Predictor:
                 flush()
         flush()
         return [r for r in results if r is not None]
+
+
+NON_FINITE_REASON = "the model produced non-finite outputs (NaN or infinite weights?)"
+
+
+def _finite_or_failure(prediction: Prediction) -> Prediction | PredictionFailure:
+    # A made-up label over NaN probabilities is worse than no answer, and NaN is not
+    # even valid JSON for strict readers of ``predict --json``.
+    arrays = [np.asarray(list(prediction.probabilities.values()), dtype=np.float64)]
+    for value in prediction.outputs.values():
+        array = np.asarray(list(value.values()) if isinstance(value, dict) else value)
+        if array.dtype.kind in "fc":
+            arrays.append(array)
+    if all(np.isfinite(array).all() for array in arrays):
+        return prediction
+    return PredictionFailure(str(prediction.path), NON_FINITE_REASON)
 
 
 def run_predict_command(
