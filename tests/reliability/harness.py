@@ -77,15 +77,9 @@ def version_files(root: Path) -> set[int]:
 
 
 def temp_files(root: Path) -> set[Path]:
-    """Leftover atomic-write temporaries in the workspace, outside the training cache."""
-    cache = root / "state" / "cache"
-    return {p for p in root.rglob(f"{TEMP_PREFIX}*") if cache not in p.parents}
-
-
-def cache_temp_files(root: Path) -> set[Path]:
-    """Leftover temporaries in the training cache (``state/cache``): nothing removes
-    them at start-up today (see the findings), so the suites count them apart."""
-    return set((root / "state" / "cache").rglob(f"{TEMP_PREFIX}*"))
+    """Leftover atomic-write temporaries anywhere in the workspace (the training cache
+    included: the daemon removes a killed child's half-written entries at start-up)."""
+    return set(root.rglob(f"{TEMP_PREFIX}*"))
 
 
 def model_problems(root: Path, probe: Path) -> list[str]:

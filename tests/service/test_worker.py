@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from mlupdated.coreml.spec import save_spec
+from mlupdated.fsutil import TEMP_PREFIX
 from mlupdated.logs import get_logger
 from mlupdated.service.config import config_from_dict
 from mlupdated.service.queue import Queue
@@ -136,6 +137,18 @@ def test_stale_candidates_are_removed(tmp_path: Path) -> None:
     removed = remove_stale_candidates(tmp_path)
     assert sorted(p.name for p in removed) == ["candidate-3.mlmodel", "candidate-3.stderr"]
     assert [p.name for p in tmp_path.iterdir()] == ["mlupdated.db"]
+
+
+def test_half_written_feature_cache_entries_are_removed(tmp_path: Path) -> None:
+    # A training child killed mid-write leaves its temporary in the feature cache.
+    entries = tmp_path / "cache" / "ab"
+    entries.mkdir(parents=True)
+    (entries / "abcd.npz").write_bytes(b"kept")
+    (entries / f"{TEMP_PREFIX}x1y2").write_bytes(b"half")
+    (tmp_path / "cache" / f"{TEMP_PREFIX}z3").write_bytes(b"half")
+    removed = remove_stale_candidates(tmp_path)
+    assert sorted(p.name for p in removed) == [f"{TEMP_PREFIX}x1y2", f"{TEMP_PREFIX}z3"]
+    assert [p.name for p in entries.iterdir()] == ["abcd.npz"]
 
 
 def test_promoted_runs_mark_trained_and_apply_retention(setup) -> None:

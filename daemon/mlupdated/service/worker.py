@@ -28,6 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..fsutil import remove_stale_temps
 from .overrides import training_overrides
 from .worker_child import FAULT_ENV
 from .worker_process import ChildOutcome, run_child
@@ -272,9 +273,16 @@ def _finite(value: float) -> bool:
 
 
 def remove_stale_candidates(state_dir: Path) -> list[Path]:
-    """Delete candidates and child logs a killed daemon left in ``state/``."""
+    """Delete candidates and child logs a killed daemon left in ``state/``, and the
+    half-written entries a killed training child left in the feature cache (only one
+    daemon holds the workspace, so no writer of them is alive at start-up)."""
     removed = []
     for entry in Path(state_dir).glob(f"{CANDIDATE_PREFIX}*"):
         _unlink(entry)
         removed.append(entry)
+    cache = Path(state_dir) / "cache"
+    if cache.is_dir() and not cache.is_symlink():
+        folders = [cache, *(p for p in cache.rglob("*") if p.is_dir() and not p.is_symlink())]
+        for folder in folders:
+            removed += remove_stale_temps(folder)
     return removed
