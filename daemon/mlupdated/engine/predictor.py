@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..coreml.images import image_input, load_tensor
+from ..coreml.images import DEFAULT_MAX_PIXELS, image_input, load_tensor
 from ..errors import ImageError, InvalidModelError, MlupdatedError, UnsupportedModelError
 from .compile import NEURAL_NETWORK_KINDS, default_outputs, probabilities_blob
 from .knn import KnnClassifier
@@ -224,8 +224,12 @@ class Predictor:
         *,
         resize: str = "scaleFill",
         batch_size: int = DEFAULT_BATCH_SIZE,
+        max_pixels: int | None = None,
     ) -> list[Prediction | PredictionFailure]:
-        """Predict image files, in order; unreadable images become ``PredictionFailure``."""
+        """Predict image files, in order; unreadable images become ``PredictionFailure``.
+
+        ``max_pixels`` is the decompression-bomb limit (``None``: the default one).
+        """
         feature = self.image_feature
         if feature is None:
             raise UnsupportedModelError("model has no image input", path=self.path)
@@ -235,6 +239,7 @@ class Predictor:
                 f"model needs inputs besides the image: {', '.join(others)}", path=self.path
             )
         batch_size = max(1, int(batch_size))
+        limit = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
         paths = [str(p) for p in paths]
         results: list[Prediction | PredictionFailure | None] = [None] * len(paths)
         pending: list[tuple[int, np.ndarray]] = []
@@ -252,7 +257,7 @@ class Predictor:
 
         for i, path in enumerate(paths):
             try:
-                tensor = load_tensor(path, feature.type.imageType, resize=resize)
+                tensor = load_tensor(path, feature.type.imageType, resize=resize, max_pixels=limit)
             except ImageError as exc:
                 results[i] = PredictionFailure(path, exc.reason)
                 continue

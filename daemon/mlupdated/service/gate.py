@@ -161,14 +161,10 @@ def evaluate(
         return Metrics(count=0, accuracy=None, cross_entropy=None)
     # The engine is heavy; only the child needs it.
     from ..engine.predictor import Predictor
-    from .classify import classify_files
 
     predictor = Predictor.from_path(model_path)
-    results = classify_files(
-        predictor,
-        [p for p, _ in examples],
-        resize=resize,
-        max_pixels=max_pixels,
+    results = predictor.predict_paths(
+        [p for p, _ in examples], resize=resize, max_pixels=max_pixels
     )
     correct = 0
     losses: list[float] = []

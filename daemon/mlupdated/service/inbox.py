@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MlupdatedError
-from .classify import classify_files
 
 STOP = None
 
@@ -82,8 +81,9 @@ class InboxClassifier:
             return None
         version, predictor = self._current_predictor()
         intake = self._config().intake if self._config is not None else None
-        (result,) = classify_files(
-            predictor,
+        # Decoded as intake checked it: a photo intake accepted (its pixel limit may be
+        # raised above the default) is never refused here, and is fitted as training fits it.
+        (result,) = predictor.predict_paths(
             [path],
             resize=intake.resize if intake is not None else "scaleFill",
             max_pixels=intake.max_pixels if intake is not None else None,
