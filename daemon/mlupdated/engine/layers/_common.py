@@ -60,6 +60,14 @@ def one_input(layer: Any) -> tuple[str, str]:
     return layer.input[0], layer.output[0]
 
 
+def input_rank(layer: Any, ctx: ConvertContext, blob: str, *, minimum: int) -> int:
+    """The rank of ``blob``, which ``layer`` needs to be at least ``minimum``."""
+    rank = ctx.rank(blob)
+    if rank < minimum:
+        raise invalid(layer, f"needs an input of rank >= {minimum}, got rank {rank}")
+    return rank
+
+
 def channel_axis(rank: int) -> int:
     """The channel axis of a blob for classic (rank-3 Core ML) layers: ``[N, C, H, W]``
     has it at 1; a rank-2 ``[N, C]`` blob (after an ND flatten) too."""

@@ -13,6 +13,7 @@ import onnx
 
 from ...errors import InvalidModelError
 from ..registry import ConvertContext, converts
+from ._common import check_io, input_rank
 
 _INT64_MAX = 2**63 - 1  # an ONNX Slice end meaning "to the end of the axis"
 _SPATIAL_AXES = (-2, -1)
@@ -23,18 +24,9 @@ _MIN_RANK = 4  # batch, C, H, W
 def convert_crop(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
     """``x[..., top:H-bottom, left:W-right]`` or ``x[..., oh:oh+H_ref, ow:ow+W_ref]``."""
     params = layer.crop
-    if len(layer.output) != 1 or len(layer.input) not in (1, 2):
-        raise InvalidModelError(
-            f"layer {layer.name!r} (crop) needs 1 or 2 inputs and 1 output", layer=layer.name
-        )
+    check_io(layer, inputs=(1, 2))
     source, target = layer.input[0], layer.output[0]
-    rank = ctx.rank(source)
-    if rank < _MIN_RANK:
-        raise InvalidModelError(
-            f"layer {layer.name!r} (crop) needs an input of rank >= {_MIN_RANK} "
-            f"(batch, C, H, W), got rank {rank}",
-            layer=layer.name,
-        )
+    rank = input_rank(layer, ctx, source, minimum=_MIN_RANK)
     ctx.set_rank(target, rank)
     axes = ctx.int64s(_SPATIAL_AXES, hint="axes")
     if len(layer.input) == 1:

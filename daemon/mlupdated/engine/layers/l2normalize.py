@@ -10,8 +10,8 @@ from typing import Any
 
 import onnx
 
-from ...errors import InvalidModelError
 from ..registry import ConvertContext, converts
+from ._common import input_rank, one_input
 from .reduce import reduce_node
 
 DEFAULT_EPSILON = 1e-6  # proto: "Defaults to 1e-6 if not set or set to 0"
@@ -22,18 +22,8 @@ _MIN_RANK = 4  # C, H, W after the batch axis
 @converts("l2normalize")
 def convert_l2normalize(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
     """``y = x / sqrt(sum_{C,H,W} x^2 + epsilon)``, per example (and per leading index)."""
-    if len(layer.input) != 1 or len(layer.output) != 1:
-        raise InvalidModelError(
-            f"layer {layer.name!r} (l2normalize) needs 1 input and 1 output", layer=layer.name
-        )
-    source, target = layer.input[0], layer.output[0]
-    rank = ctx.rank(source)
-    if rank < _MIN_RANK:
-        raise InvalidModelError(
-            f"layer {layer.name!r} (l2normalize) needs an input of rank >= {_MIN_RANK} "
-            f"(batch, C, H, W), got rank {rank}",
-            layer=layer.name,
-        )
+    source, target = one_input(layer)
+    rank = input_rank(layer, ctx, source, minimum=_MIN_RANK)
     epsilon = layer.l2normalize.epsilon or DEFAULT_EPSILON
     squares = ctx.fresh(f"{target}__sumsq")
     shifted = ctx.fresh(f"{target}__shifted")

@@ -28,7 +28,7 @@ import numpy as np
 import onnx
 
 from ..registry import ConvertContext, converts
-from ._common import invalid, refused
+from ._common import input_rank, invalid, one_input, refused
 
 _RANK = 4  # batch, C, H, W
 _MIN_RANK = 3  # Core ML's [C, H, W], whose C is our batch axis
@@ -48,12 +48,8 @@ def as_nchw(
     one as C) and runs with one channel; ranks above 4 fold their leading axes into
     the batch and unfold them afterwards.
     """
-    if len(layer.input) != 1 or len(layer.output) != 1:
-        raise invalid(layer, "needs 1 input and 1 output")
-    source, target = layer.input[0], layer.output[0]
-    rank = ctx.rank(source)
-    if rank < _MIN_RANK:
-        raise invalid(layer, f"needs an input of rank >= {_MIN_RANK}, got rank {rank}")
+    source, target = one_input(layer)
+    rank = input_rank(layer, ctx, source, minimum=_MIN_RANK)
     ctx.set_rank(target, rank)
     if rank == _RANK:
         return body(source, target)
