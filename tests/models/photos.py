@@ -1,8 +1,8 @@
-"""The real photographs the default model's tests can use.
+"""The real photographs the default model's tests use.
 
-Only scikit-image's bundled sample photos are available offline with a clear licence:
-one cat (``chelsea``) and a few non-pet scenes. No real dog photograph is available,
-so the tests that need one are not written (see NOTICE.md and the issue notes).
+- ``data/pets/eval``: 60 cat and 125 dog photos (Oxford-IIIT Pet, CC BY-SA 4.0; see
+  ``data/pets/README.md``), one folder per label, never seen by the model's build;
+- scikit-image's sample photos: a cat (``chelsea``) and a few non-pet scenes.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+EVAL_PHOTOS = Path(__file__).resolve().parents[2] / "data" / "pets" / "eval"
 CAT_PHOTOS = ("chelsea",)
 NON_PET_PHOTOS = ("astronaut", "coffee", "rocket")
 MODEL_SIZE = 224
@@ -39,3 +40,17 @@ def model_sized(name: str) -> np.ndarray:
     """
     image = Image.fromarray(photo(name)).resize((MODEL_SIZE, MODEL_SIZE), Image.BILINEAR)
     return np.asarray(image, dtype=np.float32).transpose(2, 0, 1).copy()
+
+
+def eval_photos(label: str) -> list[Path]:
+    """The evaluation photos of one label (``Cat`` or ``Dog``), sorted by name."""
+    found = sorted(p for p in (EVAL_PHOTOS / label).iterdir() if p.suffix == ".jpg")
+    assert found, f"no photo under {EVAL_PHOTOS / label}"
+    return found
+
+
+def file_model_sized(path: Path) -> np.ndarray:
+    """A photo file at the model's size, as float32 ``[3, 224, 224]`` 0..255."""
+    with Image.open(path) as image:
+        resized = image.convert("RGB").resize((MODEL_SIZE, MODEL_SIZE), Image.BILINEAR)
+    return np.asarray(resized, dtype=np.float32).transpose(2, 0, 1).copy()

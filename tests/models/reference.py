@@ -1,7 +1,7 @@
 """A PyTorch reading of the bundled model's spec: the reference our engine must match.
 
 It interprets exactly the layer kinds the default model uses (padding, convolution,
-clip, add, global average pooling, innerProduct, ReLU, softmax) straight from the
+clip, add, global average pooling, innerProduct, l2normalize, ReLU, softmax) straight from the
 protobuf, decoding float32 and float16 weights itself, and refuses anything else, so
 it cannot silently differ from the spec. It shares no code with the ONNX engine.
 """
@@ -91,6 +91,11 @@ def run_layer(layer: Any, inputs: list[torch.Tensor]) -> torch.Tensor:
         return _inner_product(layer, inputs[0])
     if kind == "activation":
         return _activation(layer, inputs[0])
+    if kind == "l2normalize":
+        # Core ML: x / sqrt(sum of squares over C, H, W + epsilon).
+        x = inputs[0]
+        squares = (x * x).sum(dim=(1, 2, 3), keepdim=True)
+        return x / torch.sqrt(squares + layer.l2normalize.epsilon)
     if kind == "softmax":
         return torch.softmax(inputs[0], dim=1)
     raise ValueError(f"{layer.name}: reference does not know layer type {kind}")

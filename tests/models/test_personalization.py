@@ -1,8 +1,9 @@
 """Personalizing the bundled model with ``mlupdated update`` and its default settings.
 
-Only one real pet photo is available offline (a cat), so this shows the mechanism on
-it: relabelled ``Dog``, one default update makes the model call it ``Dog``; the update
-is the SGD PyTorch computes; nothing but the head changes.
+The mechanism on one photo (scikit-image's cat): relabelled ``Dog``, one default update
+makes the model call it ``Dog``; the update is the SGD PyTorch computes on the same
+head inputs; nothing but the head changes. (Ten corrections against 185 unseen photos:
+test_real_photos.py.)
 """
 
 from __future__ import annotations
