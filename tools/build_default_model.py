@@ -252,15 +252,23 @@ def memory_directions() -> np.ndarray:
     return raw / np.linalg.norm(raw, axis=1, keepdims=True)
 
 
+def normalized(features: np.ndarray, projection: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    """What dense_5 reads: ``whiten`` then ``normalize`` (float64, ``[N, PROJECTION_DIM]``)."""
+    projected = features @ projection.T + offset
+    return projected / np.linalg.norm(projected, axis=1, keepdims=True)
+
+
 def head_weights(net: Any, root: Path = FIT_PHOTOS) -> dict[str, np.ndarray]:
     """whiten, dense_5 and dense_6, fitted on the photos under ``root`` (see NOTICE.md)."""
     paths, labels = fit_photos(root)
     log(f"computing backbone features of {len(paths)} fit photos")
-    features = photo_features(net, paths)
+    return fit_head(photo_features(net, paths), labels)
+
+
+def fit_head(features: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
+    """The head from the fit photos' pooled features and labels (0 = Cat, 1 = Dog)."""
     projection, offset = whitening(features)
-    projected = features @ projection.T + offset
-    points = projected / np.linalg.norm(projected, axis=1, keepdims=True)
-    weight, intercept = class_direction(points, labels)
+    weight, intercept = class_direction(normalized(features, projection, offset), labels)
 
     k = 0.5 / CLASS_READOUT
     threshold = MEMORY_THRESHOLD / np.sqrt(PROJECTION_DIM)

@@ -49,15 +49,15 @@ def net(build_module: Any) -> Any:
 
 
 @pytest.fixture(scope="module")
-def head(build_module: Any, net: Any) -> dict[str, np.ndarray]:
-    """The head as the build fits it (on data/pets/fit)."""
-    return build_module.head_weights(net)
-
-
-@pytest.fixture(scope="module")
 def fit_features(build_module: Any, net: Any) -> tuple[np.ndarray, np.ndarray]:
     paths, labels = build_module.fit_photos()
     return build_module.photo_features(net, paths), labels
+
+
+@pytest.fixture(scope="module")
+def head(build_module: Any, fit_features: tuple[np.ndarray, np.ndarray]) -> dict[str, np.ndarray]:
+    """The head as the build fits it (on data/pets/fit)."""
+    return build_module.fit_head(*fit_features)
 
 
 def _torch_probabilities(build: Any, net: Any, head: dict, images: np.ndarray) -> np.ndarray:
@@ -105,12 +105,18 @@ def test_rebuild_reproduces_the_bundled_model(rebuilt: Path) -> None:
     assert rebuilt.read_bytes() == cli.bundled_model_path().read_bytes()
 
 
+def _whiten(head: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The shipped ``whiten`` layer's weight and bias, as float64."""
+    return head["whiten"].astype(np.float64), head["whiten.bias"].astype(np.float64)
+
+
 def test_whiten_centres_and_whitens_the_fit_features(
     build_module: Any, fit_features: tuple[np.ndarray, np.ndarray]
 ) -> None:
     features, _ = fit_features
     head = _spec_head()
-    projected = features @ head["whiten"].T.astype(np.float64) + head["whiten.bias"]
+    weight, bias = _whiten(head)
+    projected = features @ weight.T + bias
     assert projected.shape[1] == build_module.PROJECTION_DIM
     np.testing.assert_allclose(projected.mean(axis=0), 0.0, atol=1e-3)
     covariance = np.cov(projected, rowvar=False)
@@ -124,8 +130,7 @@ def test_class_units_are_a_converged_logistic_regression(
     has zero gradient on the fit photos: it is the minimum, not an arbitrary line."""
     features, labels = fit_features
     head = _spec_head()
-    projected = features @ head["whiten"].T.astype(np.float64) + head["whiten.bias"]
-    points = projected / np.linalg.norm(projected, axis=1, keepdims=True)
+    points = build_module.normalized(features, *_whiten(head))
     w5, b5 = head["dense_5"].astype(np.float64), head["dense_5.bias"].astype(np.float64)
     np.testing.assert_array_equal(w5[0], -w5[1])
     np.testing.assert_array_equal(b5[0], -b5[1])
@@ -162,8 +167,7 @@ def test_memory_units_fire_on_few_photos_each(build_module: Any, net: Any) -> No
     paths = eval_photos("Cat") + eval_photos("Dog")
     features = build_module.photo_features(net, paths)
     head = _spec_head()
-    projected = features @ head["whiten"].T.astype(np.float64) + head["whiten.bias"]
-    points = projected / np.linalg.norm(projected, axis=1, keepdims=True)
+    points = build_module.normalized(features, *_whiten(head))
     active = (points @ head["dense_5"][2:].T.astype(np.float64) + head["dense_5.bias"][2:]) > 0
     per_photo = active.sum(axis=1)
     assert 1 <= np.median(per_photo) <= 100

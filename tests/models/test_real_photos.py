@@ -28,12 +28,13 @@ MAX_DROP_POINTS = 5.0
 LABELS = ("Cat", "Dog")
 
 
-def _predict(model: Path | None, photos: list[Path], capsys: pytest.CaptureFixture[str]) -> dict:
+def _predict(model: Path | None, photos: list[Path]) -> dict:
     """``mlupdated predict --json`` on ``photos``: path → label (every photo answered)."""
-    capsys.readouterr()
     args = ["predict", "--json"] + (["--model", str(model)] if model else [])
-    assert cli.main([*args, *map(str, photos)]) == 0
-    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert cli.main([*args, *map(str, photos)]) == 0
+    rows = [json.loads(line) for line in out.getvalue().splitlines()]
     labels = {row["path"]: row["label"] for row in rows}
     assert len(labels) == len(photos)
     return labels
@@ -56,12 +57,7 @@ def photos() -> list[Path]:
 @pytest.fixture(scope="module")
 def before(photos: list[Path]) -> dict:
     """The bundled model's labels for every evaluation photo."""
-    out = io.StringIO()
-    model = str(cli.bundled_model_path())
-    with contextlib.redirect_stdout(out):
-        assert cli.main(["predict", "--json", "--model", model, *map(str, photos)]) == 0
-    rows = [json.loads(line) for line in out.getvalue().splitlines()]
-    return {row["path"]: row["label"] for row in rows}
+    return _predict(cli.bundled_model_path(), photos)
 
 
 def test_accuracy_on_real_photos(
@@ -119,7 +115,7 @@ def test_ten_corrections_personalize_without_forgetting(
     before: dict,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    after = _predict(personalized["model"], photos, capsys)
+    after = _predict(personalized["model"], photos)
     chosen = personalized["chosen"]
     relabelled = sum(after[str(p)] == personalized["new_label"] for p in chosen)
     untouched = [p for p in photos if p not in chosen]
@@ -140,5 +136,5 @@ def test_predict_without_model_names_a_cat_and_a_dog(
 ) -> None:
     monkeypatch.chdir(tmp_path)  # not inside a workspace: the bundled model is used
     cat, dog = eval_photos("Cat")[0], eval_photos("Dog")[0]
-    labels = _predict(None, [cat, dog], capsys)
+    labels = _predict(None, [cat, dog])
     assert labels == {str(cat): "Cat", str(dog): "Dog"}
