@@ -8,7 +8,8 @@ The model is EfficientNet-Lite0 with its ImageNet weights (frozen, up to the poo
 
 Between the two sits a frozen projection (``whiten``: centre, principal directions,
 unit variance) and an L2 ``normalize``. The projection and dense_5's two class units
-are fitted on the real photos under ``data/pets/fit`` (Oxford-IIIT Pet, CC BY-SA 4.0);
+are fitted on the real photos under ``../shared/pets/fit`` (Oxford-IIIT Pet, CC BY-SA 4.0;
+kept outside the repository, see ``tools/shared_data.py``);
 dense_5's memory units are random directions with a fixed seed. See
 ``daemon/mlupdated/models/NOTICE.md`` for how and why.
 
@@ -17,6 +18,9 @@ installed with ``--no-deps``). Run from the repository root::
 
     python tools/build_default_model.py            # writes the bundled model
     python tools/build_default_model.py --out X    # writes elsewhere (e.g. to compare)
+
+The photos are read from ``$MLUPDATED_PETS/fit``, else ``../shared/pets/fit`` beside the
+repository; without them the script exits 2 with a one-line error.
 
 The output depends only on the pinned packages: running it twice gives identical bytes.
 """
@@ -37,6 +41,11 @@ from typing import Any
 import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from tools.shared_data import PETS  # noqa: E402
+
 DEFAULT_OUT = REPO_ROOT / "daemon" / "mlupdated" / "models" / "CatDogUpdatable.mlmodel"
 
 SEED = 0
@@ -50,9 +59,9 @@ INPUT_MEAN = 127.0
 INPUT_STD = 128.0
 
 LABELS = ("Cat", "Dog")
-# The real photos the head is fitted on (Oxford-IIIT Pet, CC BY-SA 4.0; see
-# data/pets/README.md): one folder per label. data/pets/eval is never read here.
-FIT_PHOTOS = REPO_ROOT / "data" / "pets" / "fit"
+# The real photos the head is fitted on (Oxford-IIIT Pet, CC BY-SA 4.0; see the shared
+# pets folder's README): <pets>/fit, one folder per label. <pets>/eval is never read here.
+FIT_FOLDER = "fit"
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 # Frozen "whiten" layer: the pooled features, centred on the fit photos' mean and
@@ -179,14 +188,27 @@ def to_float16(mlmodel: Any) -> Any:
     return quantization_utils.quantize_weights(mlmodel, nbits=16)
 
 
-def fit_photos(root: Path = FIT_PHOTOS) -> tuple[list[Path], np.ndarray]:
+class PhotosMissing(Exception):
+    """The fit photos are not where the build looks for them."""
+
+
+def fit_root() -> Path:
+    """The folder of fit photos: ``<pets>/fit`` (see tools/shared_data.py)."""
+    pets = PETS.find()
+    if pets is None or not (pets / FIT_FOLDER).is_dir():
+        raise PhotosMissing(PETS.missing_reason())
+    return pets / FIT_FOLDER
+
+
+def fit_photos(root: Path | None = None) -> tuple[list[Path], np.ndarray]:
     """The fit photos, sorted, and their labels (0 = Cat, 1 = Dog)."""
+    root = fit_root() if root is None else root
     paths: list[Path] = []
     labels: list[int] = []
     for index, label in enumerate(LABELS):
         found = sorted(p for p in (root / label).iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
         if not found:
-            raise SystemExit(f"build: no photo under {root / label}")
+            raise PhotosMissing(f"no photo under {root / label}")
         paths += found
         labels += [index] * len(found)
     return paths, np.asarray(labels, dtype=np.float64)
@@ -258,7 +280,7 @@ def normalized(features: np.ndarray, projection: np.ndarray, offset: np.ndarray)
     return projected / np.linalg.norm(projected, axis=1, keepdims=True)
 
 
-def head_weights(net: Any, root: Path = FIT_PHOTOS) -> dict[str, np.ndarray]:
+def head_weights(net: Any, root: Path | None = None) -> dict[str, np.ndarray]:
     """whiten, dense_5 and dense_6, fitted on the photos under ``root`` (see NOTICE.md)."""
     paths, labels = fit_photos(root)
     log(f"computing backbone features of {len(paths)} fit photos")
@@ -487,7 +509,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from mlupdated.coreml.spec import save_spec, spec_sha256
 
-    spec = build(frozen_precision=args.frozen_precision)
+    try:
+        fit_root()
+        spec = build(frozen_precision=args.frozen_precision)
+    except PhotosMissing as error:
+        print(f"build: {error}", file=sys.stderr)
+        return 2
     path = save_spec(spec, args.out)
     size_mb = path.stat().st_size / 1e6
     log(f"wrote {args.out} ({size_mb:.2f} MB, sha256 {spec_sha256(spec)})")

@@ -1,7 +1,9 @@
 """The real photographs the default model's tests use.
 
-- ``data/pets/eval``: 60 cat and 125 dog photos (Oxford-IIIT Pet, CC BY-SA 4.0; see
-  ``data/pets/README.md``), one folder per label, never seen by the model's build;
+- ``<pets>/eval``: 60 cat and 125 dog photos (Oxford-IIIT Pet, CC BY-SA 4.0), one folder
+  per label, never seen by the model's build. ``<pets>`` is the team's shared folder
+  (``../shared/pets`` or ``$MLUPDATED_PETS``; see tests/helpers/shared_data.py): tests
+  that need it skip where it is absent;
 - scikit-image's sample photos: a cat (``chelsea``) and a few non-pet scenes.
 """
 
@@ -12,7 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-EVAL_PHOTOS = Path(__file__).resolve().parents[2] / "data" / "pets" / "eval"
+from tests.helpers.shared_data import PETS, require
+
 CAT_PHOTOS = ("chelsea",)
 NON_PET_PHOTOS = ("astronaut", "coffee", "rocket")
 MODEL_SIZE = 224
@@ -44,8 +47,9 @@ def model_sized(name: str) -> np.ndarray:
 
 def eval_photos(label: str) -> list[Path]:
     """The evaluation photos of one label (``Cat`` or ``Dog``), sorted by name."""
-    found = sorted(p for p in (EVAL_PHOTOS / label).iterdir() if p.suffix == ".jpg")
-    assert found, f"no photo under {EVAL_PHOTOS / label}"
+    folder = require(PETS) / "eval" / label
+    found = sorted(p for p in folder.iterdir() if p.suffix == ".jpg")
+    assert found, f"no photo under {folder}"
     return found
 
 

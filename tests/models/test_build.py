@@ -20,6 +20,8 @@ from mlupdated import cli
 from mlupdated.coreml.spec import load_spec
 from mlupdated.engine.predictor import Predictor
 
+from tests.helpers.shared_data import PETS, require
+
 from . import reference
 from .photos import CAT_PHOTOS, NON_PET_PHOTOS, eval_photos, file_model_sized, model_sized
 
@@ -50,13 +52,14 @@ def net(build_module: Any) -> Any:
 
 @pytest.fixture(scope="module")
 def fit_features(build_module: Any, net: Any) -> tuple[np.ndarray, np.ndarray]:
+    require(PETS)
     paths, labels = build_module.fit_photos()
     return build_module.photo_features(net, paths), labels
 
 
 @pytest.fixture(scope="module")
 def head(build_module: Any, fit_features: tuple[np.ndarray, np.ndarray]) -> dict[str, np.ndarray]:
-    """The head as the build fits it (on data/pets/fit)."""
+    """The head as the build fits it (on <pets>/fit)."""
     return build_module.fit_head(*fit_features)
 
 
@@ -96,6 +99,7 @@ def _spec_head() -> dict[str, np.ndarray]:
 def rebuilt(build_module: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The model as the script's command line writes it (float32, the default): one
     conversion of the backbone shared by the tests that need a fresh build."""
+    require(PETS)
     out = tmp_path_factory.mktemp("build") / "rebuilt.mlmodel"
     assert build_module.main(["--out", str(out)]) == 0
     return out

@@ -168,7 +168,7 @@ def test_metadata_names_author_licence_and_version(spec: Any) -> None:
 
 
 def _images() -> np.ndarray:
-    """The sample photos, two cat and two dog photos from data/pets/eval, and noise."""
+    """The sample photos, two cat and two dog photos from <pets>/eval, and noise."""
     names = CAT_PHOTOS + NON_PET_PHOTOS
     files = eval_photos("Cat")[:2] + eval_photos("Dog")[:2]
     noise = np.random.default_rng(0).uniform(0, 255, size=(1, 3, 224, 224))

@@ -1,5 +1,6 @@
-"""The bundled model on real photographs it has never seen (``data/pets/eval``): its
-accuracy out of the box, and what ten corrections do to it through ``mlupdated update``.
+"""The bundled model on real photographs it has never seen (``<pets>/eval``, the team's
+shared photos): its accuracy out of the box, and what ten corrections do to it through
+``mlupdated update``.
 
 The figures are printed (run with ``-q`` and they still show) and asserted: accuracy
 ≥ 95 %; after relabelling ten photos to the other class and one default update, at
