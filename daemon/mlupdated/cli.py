@@ -182,6 +182,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eps", type=float)
     p.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--seed", type=int)
+    p.add_argument(
+        "--rehearsal",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="train on the model's rehearsal set beside the data, if it carries one (default: on)",
+    )
     p.add_argument("--cache-dir", metavar="DIR", help="feature cache (default: user cache)")
     p.add_argument(
         "--resize",

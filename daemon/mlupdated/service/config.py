@@ -48,6 +48,7 @@ class UpdateConfig:
     max_wait_seconds: float = 3600.0
     policy: str = "incremental"
     replay_sample: int = 50
+    rehearsal: bool = True
     cron: str | None = None
     epochs: int | None = None
     learning_rate: float | None = None
@@ -193,6 +194,7 @@ _SCHEMA: dict[str, tuple[type, dict[str, Validator]]] = {
             "max_wait_seconds": _number(0),
             "policy": _choice(POLICIES),
             "replay_sample": _integer(0),
+            "rehearsal": _boolean,
             "cron": _cron,
             "epochs": _integer(1),
             "learning_rate": _number(0, strict=True),
@@ -357,6 +359,10 @@ max_wait_seconds = 3600
 policy = "incremental"
 # How many earlier corrections "replay" adds to each update.
 replay_sample = 50
+# Train on the model's rehearsal set (general examples it carries, if any) beside the
+# corrections, each correction weighted as the model says: the model learns the
+# corrected animal and keeps what it knew about the others.
+rehearsal = true
 # Also update on a schedule (crontab syntax: minute hour day month weekday), if set.
 # cron = "0 3 * * *"
 # Training parameters; unset means "as stored in the model". They must lie inside

@@ -163,6 +163,7 @@ class UpdateRunner:
             "cache_dir": str(self._ws.cache),
             "resize": config.intake.resize,
             "max_pixels": config.intake.max_pixels,
+            "rehearse": upd.rehearsal,
         }
         child = run_child(
             job,

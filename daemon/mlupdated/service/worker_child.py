@@ -100,6 +100,7 @@ def _child(job: dict[str, Any]) -> None:
         cache=FeatureCache(Path(job["cache_dir"])),
         resize=job["resize"],
         should_stop=None,
+        rehearse=bool(job.get("rehearse", True)),
     )
     if fault == "nan":
         _poison(result.spec)

@@ -20,7 +20,7 @@ from ..coreml.spec import KNN_KIND, class_labels, load_spec, save_spec, updatabl
 from ..coreml.validate import check_updatable
 from .cache import FeatureCache
 from .data import examples_from_folder
-from .task import EPOCH_END, MINI_BATCH_END, UpdateEvent, run_update
+from .task import EPOCH_END, MINI_BATCH_END, UpdateEvent, run_update, training_rows
 
 BAR_WIDTH = 30
 
@@ -89,6 +89,7 @@ def run_update_command(args: argparse.Namespace) -> int:
     cache = FeatureCache(cache_dir) if cache_dir else FeatureCache()
 
     as_json = bool(getattr(args, "json", False))
+    rehearse = bool(getattr(args, "rehearsal", True))
     bar: _ProgressBar | None = None
     if as_json:
 
@@ -96,7 +97,8 @@ def run_update_command(args: argparse.Namespace) -> int:
             _json_line(sys.stdout, event.as_dict())
     elif sys.stderr.isatty() and not is_knn:
         values = update_parameters(spec).resolve(overrides)
-        batches = math.ceil(len(examples) / int(values["mini_batch_size"]))
+        rows = training_rows(spec, len(examples), rehearse=rehearse)
+        batches = math.ceil(rows / int(values["mini_batch_size"]))
         bar = _ProgressBar(sys.stderr, batches * int(values["epochs"]))
         progress = bar
     else:
@@ -113,6 +115,7 @@ def run_update_command(args: argparse.Namespace) -> int:
             cache=cache,
             path=model_path,
             resize=getattr(args, "resize", None) or "scaleFill",
+            rehearse=rehearse,
         )
     finally:
         if bar is not None:

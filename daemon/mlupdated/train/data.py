@@ -22,6 +22,14 @@ Label = str | int
 
 
 @dataclass(frozen=True)
+class CutValues:
+    """An example given as the values of the blobs the trainable layers read: it skips
+    the frozen prefix (a model's rehearsal set, see ``rehearsal.py``)."""
+
+    blobs: dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
 class Example:
     """One training example: an image file (or an input array) and its label.
 
@@ -30,11 +38,13 @@ class Example:
     int64) for a classifier, or the target array for a mean-squared-error loss.
     """
 
-    source: Path | np.ndarray
+    source: Path | np.ndarray | CutValues
     label: Label | np.ndarray
 
     def describe(self) -> str:
-        """How the example is named in messages (its path, or ``<array>``)."""
+        """How the example is named in messages (its path, ``<array>`` or ``<rehearsal>``)."""
+        if isinstance(self.source, CutValues):
+            return "<rehearsal>"
         return str(self.source) if isinstance(self.source, Path) else "<array>"
 
 

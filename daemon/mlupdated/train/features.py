@@ -19,7 +19,7 @@ from ..coreml.proto import Model_pb2
 from ..engine.runtime import load_session
 from ..errors import ImageError, UnsupportedModelError
 from .cache import FeatureCache, entry_key
-from .data import Example
+from .data import CutValues, Example
 from .split import Split
 
 BACKBONE_BATCH = 16
@@ -112,7 +112,16 @@ def compute_features(
                 cache.put(key, features)
         pending.clear()
 
+    given: dict[int, dict[str, np.ndarray]] = {}
     for index, example in enumerate(examples):
+        if isinstance(example.source, CutValues):
+            values = example.source.blobs
+            if set(values) != set(blobs):
+                missing = ", ".join(sorted(set(blobs) - set(values)))
+                skipped.append(Skipped(example.describe(), f"no value for {missing}"))
+            else:
+                given[index] = values
+            continue
         try:
             content = _content_hash(example)
             key = entry_key(split.prefix_hash, content, resize)
@@ -127,8 +136,26 @@ def compute_features(
         if len(pending) >= BACKBONE_BATCH:
             flush()
     flush()
+    per_example.update(_shaped_like(given, per_example))
     used = sorted(per_example)
     if not used:
         return {name: np.zeros((0,), np.float32) for name in blobs}, [], skipped
     stacked = {name: np.stack([per_example[i][name] for i in used]) for name in blobs}
     return stacked, used, skipped
+
+
+def _shaped_like(
+    given: dict[int, dict[str, np.ndarray]], computed: dict[int, dict[str, np.ndarray]]
+) -> dict[int, dict[str, np.ndarray]]:
+    """Given cut values in the shape the prefix gives its blobs (a rehearsal row is
+    stored flat; the prefix may give ``(C, 1, 1)``)."""
+    sample = next(iter(computed.values()), None)
+    out = {}
+    for index, values in given.items():
+        out[index] = {
+            name: np.asarray(value, dtype=np.float32).reshape(
+                sample[name].shape if sample is not None else np.shape(value)
+            )
+            for name, value in values.items()
+        }
+    return out

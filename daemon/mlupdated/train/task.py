@@ -28,6 +28,7 @@ from .data import Example
 from .features import Skipped, compute_features
 from .network import SuffixNetwork, encode_targets
 from .optim import make_optimizer
+from .rehearsal import Rehearsal, rehearsal_set
 from .split import split_network
 
 TRAINING_BEGIN = "trainingBegin"
@@ -70,6 +71,8 @@ class UpdateResult:
     events: list[UpdateEvent] = field(default_factory=list)
     final_loss: float | None = None
     parameters_used: dict[str, Any] = field(default_factory=dict)
+    # Examples of the model's rehearsal set trained beside the corrections (0: none).
+    rehearsal_used: int = 0
 
 
 def epoch_permutation(count: int, *, seed: int, epoch: int) -> np.ndarray:
@@ -106,8 +109,13 @@ def run_update(
     resize: str = "scaleFill",
     should_stop: Callable[[], bool] | None = None,
     path: str | os.PathLike[str] | None = None,
+    rehearse: bool = True,
 ) -> UpdateResult:
     """Run the update task on ``spec`` with ``examples``; the input spec is not modified.
+
+    When the model carries a rehearsal set (see ``rehearsal.py``) and ``rehearse`` is
+    true, the update trains on that set plus each example repeated the set's
+    ``correction_weight`` times; ``examples_used`` still counts the given examples.
 
     Raises ``NotUpdatableError`` (with the rule) before any work for a model Core ML
     would refuse, ``ParameterError`` for an override outside the model's allowed
@@ -132,12 +140,18 @@ def run_update(
     values = params.resolve(overrides)
     split = split_network(spec)
     network = SuffixNetwork(spec, split)
-    _check_labels(network, examples)
+    rehearsal = rehearsal_set(spec, split) if rehearse else None
+    given = len(rehearsal.examples) if rehearsal is not None else 0
+    pool = [*rehearsal.examples, *examples] if rehearsal is not None else list(examples)
+    _check_labels(network, pool)
 
-    features, used, skipped = compute_features(spec, split, examples, cache=cache, resize=resize)
-    if not used:
+    features, used, skipped = compute_features(spec, split, pool, cache=cache, resize=resize)
+    corrections = sum(1 for i in used if i >= given)
+    if not corrections:
         raise TrainingDataError(f"no usable example ({len(skipped)} could not be read)", path=path)
-    targets = encode_targets(network, [examples[i].label for i in used])
+    rows = _weighted_rows(used, given, rehearsal)
+    features = {name: values[rows] for name, values in features.items()}
+    targets = encode_targets(network, [pool[used[r]].label for r in rows])
 
     optimizer = make_optimizer(params.optimizer or "", network.params, values)
     events: list[UpdateEvent] = []
@@ -148,7 +162,7 @@ def run_update(
             progress(event)
 
     emit(UpdateEvent(TRAINING_BEGIN))
-    count = len(used)
+    count = len(rows)
     batch_size = int(values["mini_batch_size"])
     final_loss: float | None = None
     for epoch in range(int(values["epochs"])):
@@ -172,12 +186,30 @@ def run_update(
     network.write_weights(new_spec)
     return UpdateResult(
         spec=new_spec,
-        examples_used=count,
+        examples_used=corrections,
         examples_skipped=skipped,
         events=events,
         final_loss=final_loss,
         parameters_used={"optimizer": params.optimizer, **values},
+        rehearsal_used=sum(1 for i in used if i < given),
     )
+
+
+def _weighted_rows(used: list[int], given: int, rehearsal: Rehearsal | None) -> np.ndarray:
+    """Rows of the stacked features an epoch goes over: each rehearsal example once,
+    each correction ``correction_weight`` times (once without a rehearsal set)."""
+    weight = rehearsal.correction_weight if rehearsal is not None else 1
+    repeats = [1 if i < given else weight for i in used]
+    return np.repeat(np.arange(len(used)), repeats)
+
+
+def training_rows(spec: Model_pb2.Model, examples: int, *, rehearse: bool = True) -> int:
+    """How many rows an epoch of an update of ``examples`` examples goes over (for a
+    progress bar), rehearsal set and repetitions included."""
+    rehearsal = rehearsal_set(spec, split_network(spec)) if rehearse else None
+    if rehearsal is None:
+        return examples
+    return len(rehearsal.examples) + examples * rehearsal.correction_weight
 
 
 def _check_labels(network: SuffixNetwork, examples: Sequence[Example]) -> None:
