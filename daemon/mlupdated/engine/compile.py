@@ -60,7 +60,7 @@ def default_outputs(spec: Any, *, stop_before: int | None = None) -> list[str]:
     """The blobs a compiled graph returns when no ``outputs`` are asked for.
 
     The whole network: the model's output features that layers produce (for a
-    classifier, the probabilities blob). A prefix (``stop_before``): the blobs made
+    classifier, the probabilities blob first). A prefix (``stop_before``): the blobs made
     by the prefix that later layers read, in order of first use.
     """
     nn = network_of(spec)
@@ -75,9 +75,11 @@ def default_outputs(spec: Any, *, stop_before: int | None = None) -> list[str]:
         return frontier
     made = {out for layer in layers for out in layer.output}
     prob = probabilities_blob(spec)
+    wanted = [out.name for out in spec.description.output if out.name in made and out.name != prob]
     if prob is not None:
-        return [prob]
-    wanted = [out.name for out in spec.description.output if out.name in made]
+        # The probabilities first; a classifier's other outputs (a familiarity score,
+        # say) come along.
+        return [prob, *wanted]
     if not wanted:
         raise InvalidModelError("no layer produces any of the model's outputs")
     return wanted

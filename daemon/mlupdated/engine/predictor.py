@@ -94,6 +94,8 @@ class _NetworkStage:
                 f"classifier produces {probs.shape[1]} probabilities for {len(self.labels)} labels"
             )
         description = self.spec.description
+        # A classifier's other outputs (a familiarity score, say) pass through as they are.
+        features.update({k: v for k, v in results.items() if k != self.prob_blob})
         labels = [self.labels[int(i)] for i in np.argmax(probs, axis=1)]
         dicts = [{lab: float(p) for lab, p in zip(self.labels, row, strict=True)} for row in probs]
         features[description.predictedProbabilitiesName or self.prob_blob] = dicts
@@ -295,12 +297,15 @@ def run_predict_command(
 
     ``resize`` is how each image is fitted to the model's input (``RESIZE_MODES``).
     """
+    from .familiarity import familiarity, familiarity_threshold
     from .report import format_result
 
     predictor = Predictor.from_path(model_path)
+    threshold = familiarity_threshold(predictor.spec)
     results = predictor.predict_paths(images, resize=resize)
     failed = False
     for result in results:
         failed = failed or isinstance(result, PredictionFailure)
-        print(format_result(result, as_json=as_json), flush=True)
+        signal = familiarity(getattr(result, "outputs", {}), threshold)
+        print(format_result(result, as_json=as_json, signal=signal), flush=True)
     return 1 if failed else 0

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from .familiarity import Familiarity
 from .predictor import Prediction, PredictionFailure
 
 PROBABILITY_DIGITS = 4
@@ -33,12 +34,19 @@ def _summary(value: Any) -> str:
     return str(value)
 
 
-def format_result(result: Prediction | PredictionFailure, *, as_json: bool) -> str:
+def format_result(
+    result: Prediction | PredictionFailure,
+    *,
+    as_json: bool,
+    signal: Familiarity | None = None,
+) -> str:
     """One output line for ``result``.
 
     Text: ``photo.jpg: Cat (0.9731)``, or ``photo.jpg: error: REASON``. JSON:
     ``{"path", "label", "probabilities"}`` or ``{"path", "error"}``; a model that is
-    not a classifier reports ``outputs`` instead of a label.
+    not a classifier reports ``outputs`` instead of a label. With a familiarity
+    ``signal`` (see ``familiarity.py``), JSON adds ``familiarity`` and ``neither``, and
+    text says ``looks like neither`` when the input is like none of the classes.
     """
     if isinstance(result, PredictionFailure):
         if as_json:
@@ -46,15 +54,21 @@ def format_result(result: Prediction | PredictionFailure, *, as_json: bool) -> s
         return f"{result.path}: error: {result.error}"
     if result.label is not None:
         if as_json:
-            return json.dumps(
-                {
-                    "path": result.path,
-                    "label": result.label,
-                    "probabilities": _jsonable(result.probabilities),
-                }
-            )
+            record = {
+                "path": result.path,
+                "label": result.label,
+                "probabilities": _jsonable(result.probabilities),
+            }
+            if signal is not None:
+                record["familiarity"] = round(signal.score, PROBABILITY_DIGITS)
+                record["neither"] = signal.neither
+            return json.dumps(record)
         p = result.probabilities.get(result.label)
         shown = f" ({p:.{PROBABILITY_DIGITS}f})" if p is not None else ""
+        if signal is not None and signal.neither:
+            shown += (
+                f", looks like neither (familiarity {signal.score:.2f} < {signal.threshold:g})"
+            )
         return f"{result.path}: {result.label}{shown}"
     if as_json:
         return json.dumps({"path": result.path, "outputs": _jsonable(result.outputs)})

@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ..engine.familiarity import familiarity, familiarity_threshold
 from ..errors import MlupdatedError
 
 STOP = None
@@ -98,6 +99,7 @@ class InboxClassifier:
             return None
         probs = {str(k): float(v) for k, v in probabilities.items()}
         label = str(result.label)
+        signal = familiarity(result.outputs, familiarity_threshold(predictor.spec))
         self._queue.record_prediction(
             path=relative, sha256=sha256, label=label, probabilities=probs, version=version
         )
@@ -109,8 +111,21 @@ class InboxClassifier:
             "version": version,
             "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
+        if signal is not None:
+            record["familiarity"] = round(signal.score, 4)
+            record["neither"] = signal.neither
         _append_line(Path(self._ws.predictions_log), json.dumps(record))
-        self._log.info("inbox: classified", path=relative, label=label, version=version)
+        if signal is not None and signal.neither:
+            self._log.info(
+                "inbox: looks like neither",
+                path=relative,
+                labels=sorted(probs),
+                familiarity=round(signal.score, 4),
+                threshold=signal.threshold,
+                version=version,
+            )
+        else:
+            self._log.info("inbox: classified", path=relative, label=label, version=version)
         return record
 
     def _current_predictor(self) -> tuple[int, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,6 +21,9 @@ from .control import daemon_pid, is_paused
 
 STATUS_FILE = "status.json"
 RECENT_ERRORS = 10
+# The latest inbox predictions shown (read from the end of predictions.jsonl).
+LATEST_PREDICTIONS = 3
+TAIL_BYTES = 64 * 1024
 
 
 def status_path(workspace: Any) -> Path:
@@ -70,7 +74,30 @@ def collect_status(workspace: Any) -> dict[str, Any]:
         "daemon": {"running": pid is not None, "pid": pid},
         "observer": (live or {}).get("observer"),
         "recent_errors": [_with_times(e) for e in errors],
+        "latest_predictions": latest_predictions(Path(workspace.predictions_log)),
     }
+
+
+def latest_predictions(path: Path, count: int = LATEST_PREDICTIONS) -> list[dict[str, Any]]:
+    """The last ``count`` records of ``predictions.jsonl`` (read from its end; a torn
+    or foreign line is passed over)."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - TAIL_BYTES))
+            tail = handle.read()
+    except OSError:
+        return []
+    records = []
+    for line in tail.splitlines()[-count:]:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
 
 
 def run_status_command(args: argparse.Namespace) -> int:
@@ -119,6 +146,8 @@ def render_text(data: dict[str, Any]) -> str:
     observer = data.get("observer")
     if observer:
         lines.append(f"observer:  {json.dumps(observer, default=str)}")
+    for record in data.get("latest_predictions") or []:
+        lines.append(f"inbox:     {_prediction_text(record)}")
     for error in data["recent_errors"]:
         lines.append(
             f"error:     {error.get('time_at')} {error.get('path')}: {error.get('reason')}"
@@ -141,3 +170,12 @@ def _with_times(row: dict[str, Any] | None) -> dict[str, Any] | None:
         if isinstance(out.get(key), int | float):
             out[f"{key}_at"] = _iso(out[key])
     return out
+
+
+def _prediction_text(record: dict[str, Any]) -> str:
+    label = record.get("label")
+    probability = (record.get("probabilities") or {}).get(label)
+    said = f"{label} {probability:.2f}" if isinstance(probability, float) else str(label)
+    if record.get("neither"):
+        said = f"looks like neither (familiarity {record.get('familiarity')}; {said})"
+    return f"{record.get('time')} {record.get('path')}: {said} (version {record.get('version')})"
