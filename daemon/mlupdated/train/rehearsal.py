@@ -19,7 +19,6 @@ Core ML on a device ignores the key: there the update trains on what the app pas
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,15 +77,6 @@ def rehearsal_set(spec: Model_pb2.Model, split: Split) -> Rehearsal | None:
         for row, label in zip(rows, labels, strict=True)
     )
     return Rehearsal(examples, weight)
-
-
-def with_rehearsal(corrections: Sequence[Example], rehearsal: Rehearsal | None) -> list[Example]:
-    """The update's examples: the rehearsal set, then each correction repeated
-    ``correction_weight`` times (all of them when there is no rehearsal set: once)."""
-    if rehearsal is None:
-        return list(corrections)
-    repeated = [e for e in corrections for _ in range(rehearsal.correction_weight)]
-    return [*rehearsal.examples, *repeated]
 
 
 def _layer(spec: Model_pb2.Model, name: str) -> Model_pb2.NeuralNetworkLayer:
