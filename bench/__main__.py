@@ -1,7 +1,9 @@
 """``python -m bench``: run the benchmarks, print a table, write docs/benchmarks.md.
 
-    python -m bench                       # everything (about 15 minutes on 2 CPUs)
+    python -m bench                       # forward, update, daemon, start-up (~15 min)
     python -m bench --only forward,update # some sections
+    python -m bench --only personalize --out docs/personalization.md
+                                          # ten corrections of one animal (~10 min)
     python -m bench --quick               # tiny sizes: checks that the runner works
     python -m bench --at-commit HEAD      # the package as committed, not the work tree
 
@@ -27,7 +29,9 @@ from pathlib import Path
 from . import report
 from .common import Section, machine_facts, progress, source_photos
 
-SECTIONS = ("forward", "update", "daemon", "startup")
+SECTIONS = ("forward", "update", "daemon", "startup", "personalize")
+# What a bare ``python -m bench`` runs; personalize (about 10 minutes) is asked by name.
+DEFAULT_SECTIONS = ("forward", "update", "daemon", "startup")
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "docs" / "benchmarks.md"
 SOURCE_ROOT = "daemon"
@@ -39,7 +43,15 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one repetition")
     parser.add_argument(
-        "--only", default=",".join(SECTIONS), help=f"comma-separated sections of {SECTIONS}"
+        "--only",
+        default=",".join(DEFAULT_SECTIONS),
+        help=f"comma-separated sections of {SECTIONS} (default: all but personalize)",
+    )
+    parser.add_argument(
+        "--model",
+        type=Path,
+        help="personalize: the model to measure (default: the bundled one, plus the "
+        "unseen-breed setting, which refits the bundled head)",
     )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="Markdown file to write")
     parser.add_argument(
@@ -78,7 +90,9 @@ def main(argv: list[str] | None = None) -> int:
         env = dict(os.environ)
         for name in args.sections:
             try:
-                section = _run_section(name, quick=args.quick, sources=sources, env=env)
+                section = _run_section(
+                    name, quick=args.quick, sources=sources, env=env, model=args.model
+                )
             except Exception as exc:  # one broken section must not lose the others
                 failed = True
                 progress(f"{name}: FAILED\n{traceback.format_exc()}")
@@ -137,7 +151,9 @@ def _use_commit(rev: str, target: Path) -> str:
     return f"{commit} (as committed)"
 
 
-def _run_section(name: str, *, quick: bool, sources: list, env: dict[str, str]) -> Section:
+def _run_section(
+    name: str, *, quick: bool, sources: list, env: dict[str, str], model: Path | None = None
+) -> Section:
     if name == "forward":
         from . import forward
 
@@ -152,6 +168,10 @@ def _run_section(name: str, *, quick: bool, sources: list, env: dict[str, str]) 
         from . import daemon
 
         return daemon.run(quick=quick, sources=sources, env=env)
+    if name == "personalize":
+        from . import personalize
+
+        return personalize.run(quick=quick, model=model)
     from . import startup
 
     return startup.run(quick=quick, sources=sources, env=env)
