@@ -88,9 +88,7 @@ def test_a_style_of_one_element_scales_the_summed_styles() -> None:
 
 def test_a_vector_input_fed_as_a_sequence() -> None:
     """A ``[C]`` input as a sequence is ``[N, Seq, C]`` fed, ``[N, Seq, C, 1, 1]`` read."""
-    spec = build_spec(
-        {"x": (4,)}, ["y"], lambda b: b.add_permute("p", (2, 1, 0, 3), "x", "y")
-    )
+    spec = build_spec({"x": (4,)}, ["y"], lambda b: b.add_permute("p", (2, 1, 0, 3), "x", "y"))
     x = rng(8).standard_normal((N, 5, 4)).astype(np.float32)
     got = Session(compile_network(spec, sequences={"x": 5})).run({"x": x})["y"]
     assert_close(got, _engine_form(_coreml_permute(x[:, :, :, None, None], (2, 1, 0, 3))))
