@@ -11,6 +11,7 @@ from . import (  # noqa: F401
     constant,
     convolution,
     crop,
+    embedding,
     inner_product,
     l2normalize,
     lrn,
