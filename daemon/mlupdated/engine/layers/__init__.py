@@ -18,6 +18,7 @@ from . import (  # noqa: F401
     matmul,
     padding,
     pooling,
+    recurrent,
     reduce,
     reshape,
     scale_bias,
