@@ -16,6 +16,7 @@ from . import (  # noqa: F401
     l2normalize,
     lrn,
     matmul,
+    normalize,
     padding,
     pooling,
     recurrent,
