@@ -23,7 +23,7 @@ from ..paths import cache_dir
 from .compile import OPSET, compile_network
 
 # Bump when a converter's output changes: it invalidates every cached graph.
-ENGINE_VERSION = "2"
+ENGINE_VERSION = "3"
 CACHE_SUBDIR = "graphs"
 # onnxruntime severities: 0 verbose .. 3 error, 4 fatal. Warnings (e.g. about unused
 # initializers) are not the user's business, and errors come back as EngineError with
