@@ -14,6 +14,7 @@ from . import (  # noqa: F401
     embedding,
     inner_product,
     l2normalize,
+    logical,
     lrn,
     matmul,
     normalize,
