@@ -12,6 +12,7 @@ from . import (  # noqa: F401
     convolution,
     crop,
     embedding,
+    gather_scatter,
     inner_product,
     l2normalize,
     logical,
