@@ -13,6 +13,8 @@ from mlupdated.errors import UnsupportedLayerError
 from .helpers import assert_close, build_spec, rng, run_one_layer
 
 N = 3
+# torch marks index_reduce (the reference for MUL and DIV) as beta.
+pytestmark = pytest.mark.filterwarnings("ignore:index_reduce")
 
 
 def _x(*shape: int, seed: int) -> np.ndarray:

@@ -11,6 +11,7 @@ from . import (  # noqa: F401
     constant,
     convolution,
     crop,
+    dynamic,
     embedding,
     gather_scatter,
     inner_product,
