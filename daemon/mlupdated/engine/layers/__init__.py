@@ -9,6 +9,7 @@ from . import (  # noqa: F401
     clip,
     concat,
     constant,
+    control,
     convolution,
     crop,
     dynamic,
