@@ -1,5 +1,5 @@
-"""Control flow (branch, loop, loopBreak, loopContinue) and custom layers are refused
-when the model is compiled, in one line that names the layer and the reason."""
+"""Control flow (branch, loop, loopBreak, loopContinue) is refused when the model is
+compiled, in one line that names the layer and the reason."""
 
 from __future__ import annotations
 
@@ -24,19 +24,11 @@ def _loop(b) -> None:
     b.add_loop("repeat", max_iterations=3)
 
 
-def _custom(b) -> None:
-    from mlupdated.coreml.proto import NeuralNetwork_pb2
-
-    params = NeuralNetwork_pb2.CustomLayerParams(className="MyLayer")
-    b.add_custom("mine", ["x"], ["y"], params)
-
-
 @pytest.mark.parametrize(
     ("add", "layer", "reason"),
     [
         (_branch, "choose", r"'branch'.*ONNX If"),
         (_loop, "repeat", r"'loop'.*ONNX Loop"),
-        (_custom, "mine", r"'custom'.*ships with the app"),
     ],
 )
 def test_refused_in_one_line(add, layer: str, reason: str) -> None:
@@ -48,7 +40,5 @@ def test_refused_in_one_line(add, layer: str, reason: str) -> None:
 
 
 def test_refused_types_are_not_listed_as_supported() -> None:
-    assert {"branch", "loop", "loopBreak", "loopContinue", "custom"}.isdisjoint(
-        supported_layer_types()
-    )
+    assert {"branch", "loop", "loopBreak", "loopContinue"}.isdisjoint(supported_layer_types())
     assert {"uniDirectionalLSTM", "gather", "mvn"} <= set(supported_layer_types())

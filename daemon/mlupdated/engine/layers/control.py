@@ -1,4 +1,4 @@
-"""Layer types refused for a known reason: control flow and custom layers.
+"""Layer types refused for a known reason: control flow.
 
 ``branch`` and ``loop`` hold sub-networks whose layers read and write the enclosing
 network's blobs by name (a loop body updates them in place and may stop early with
@@ -20,4 +20,3 @@ refuses("branch", _BY_NAME.format(op="If"))
 refuses("loop", _BY_NAME.format(op="Loop"))
 refuses("loopBreak", "it only exists inside a loop, which mlupdated cannot run")
 refuses("loopContinue", "it only exists inside a loop, which mlupdated cannot run")
-refuses("custom", "a custom layer runs code that ships with the app, not with the model file")
