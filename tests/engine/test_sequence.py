@@ -100,3 +100,36 @@ def test_a_sequence_for_an_unknown_input_is_refused() -> None:
     spec = build_spec({"x": (4,)}, ["y"], lambda b: b.add_copy("c", "x", "y"))
     with pytest.raises(InvalidModelError, match="'nope'"):
         compile_network(spec, sequences={"nope": 3})
+
+
+def test_inner_product_and_flatten_apply_to_each_step() -> None:
+    """A sequence (here from a permute) through flatten and innerProduct: Core ML
+    applies both to each step's C, H, W; compared with torch's Linear per step."""
+    import torch
+
+    w = rng(9).standard_normal((5, 6)).astype(np.float32)
+    b = rng(10).standard_normal(5).astype(np.float32)
+
+    def add(bl) -> None:
+        bl.add_permute("to_seq", (2, 1, 0, 3), "x", "seq")  # [N, H=4, C=3, 1, W=2]
+        bl.add_flatten("flat", 1, "seq", "flat")  # channel-last: W then C per step
+        bl.add_inner_product("fc", w, b, 6, 5, True, "flat", "y")
+
+    x = rng(11).standard_normal((N, 3, 4, 2)).astype(np.float32)
+    got = run_one_layer(add, {"x": (3, 4, 2)}, {"x": x})
+    steps = x.transpose(0, 2, 3, 1).reshape(N, 4, 6)  # per step (h): w-major, c-minor
+    want = torch.nn.functional.linear(
+        torch.from_numpy(steps), torch.from_numpy(w), torch.from_numpy(b)
+    )
+    assert_close(got, want.numpy()[..., None, None])
+
+
+def test_an_inner_product_of_the_wrong_width_is_refused_naming_it() -> None:
+    from mlupdated.errors import InvalidModelError
+
+    w = np.ones((2, 8), dtype=np.float32)
+    spec = build_spec(
+        {"x": (4,)}, ["y"], lambda b: b.add_inner_product("fc", w, None, 8, 2, False, "x", "y")
+    )
+    with pytest.raises(InvalidModelError, match="'fc'.*4 values per example.*take 8"):
+        compile_network(spec)

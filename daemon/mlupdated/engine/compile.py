@@ -254,6 +254,7 @@ def compile_network(
     )
 
     ctx = ConvertContext(opset=OPSET)
+    ctx.classic_sequences = nn.arrayInputShapeMapping != _EXACT_ARRAY_MAPPING
     batch_dim: int | str = batch if batch is not None else BATCH_DIM
     graph_inputs, nodes, renames = _add_inputs(spec, nn, ctx, batch_dim, sequences)
     ctx.begin_graph(graph_inputs, nodes)

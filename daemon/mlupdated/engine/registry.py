@@ -114,6 +114,9 @@ class ConvertContext:
         self._names: set[str] = set()
         self._counter = 0
         self.layer: Any = None  # the layer being converted, for error messages
+        # A rank-5-mapped (classic) network: its rank-5 blobs are [N, Seq, C, H, W]
+        # sequences (see layers.reshape.sequence_blob), not ND tensors.
+        self.classic_sequences = False
 
     # -- names -------------------------------------------------------------------
     def fresh(self, hint: str) -> str:

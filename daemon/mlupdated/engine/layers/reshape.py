@@ -38,10 +38,21 @@ def convert_flatten(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
     check_io(layer)
     x, y = layer.input[0], layer.output[0]
     rank = ctx.rank(x)
-    ctx.set_rank(y, 4)
     flat = ctx.fresh("flat")
     source = x
     nodes = []
+    if rank == 5 and ctx.classic_sequences:
+        # [N, Seq, C, H, W] → [N, Seq, C*H*W, 1, 1], each step flattened.
+        ctx.set_rank(y, 5)
+        if layer.flatten.mode == CHANNEL_LAST:
+            source = ctx.fresh("nhwc")
+            nodes.append(ctx.node("Transpose", [x], [source], perm=[0, 1, 3, 4, 2]))
+        return [
+            *nodes,
+            ctx.node("Reshape", [source, ctx.int64s([0, 0, -1], hint="shape")], [flat]),
+            ctx.node("Unsqueeze", [flat, ctx.int64s([3, 4], hint="axes")], [y]),
+        ]
+    ctx.set_rank(y, 4)
     if layer.flatten.mode == CHANNEL_LAST and rank == 4:
         source = ctx.fresh("nhwc")
         nodes.append(ctx.node("Transpose", [x], [source], perm=_NCHW_TO_NHWC))
