@@ -121,6 +121,26 @@ def test_uni_lstm(output_all: bool, with_states: bool) -> None:
     assert_close(c, _vec(tc.detach().numpy()[0]))
 
 
+def test_reversed_uni_lstm_is_torch_over_the_flipped_sequence() -> None:
+    """As coremltools tests it: reverseInput is a forward pass over the flipped input,
+    outputs left in the order they were computed."""
+    torch.manual_seed(4)
+    lstm = torch.nn.LSTM(IN, H, batch_first=True)
+    w_h, w_x, b = _lstm_weights(lstm)
+    x = _seq(12)
+    y, h, c = _run(
+        lambda bl: bl.add_unilstm(
+            "l", w_h, w_x, b, H, IN, ["x"], ["o0", "o1", "o2"], output_all=True, reverse_input=True
+        ),
+        3,
+        x,
+    )
+    ty, (th, tc) = lstm(torch.from_numpy(x).flip(1))
+    assert_close(y, _out(ty.detach().numpy()))
+    assert_close(h, _vec(th.detach().numpy()[0]))
+    assert_close(c, _vec(tc.detach().numpy()[0]))
+
+
 def test_uni_lstm_over_one_step_of_a_classic_blob() -> None:
     """The activity-classifier layout: a [N, C, 1, 1] blob is a sequence of one."""
     torch.manual_seed(2)
@@ -190,7 +210,8 @@ def _proto_lstm(x, w_h, w_x, b, peep, f, g, hact, *, coupled, cell_clip, reverse
     pi, pf, po = peep
     h = np.zeros((x.shape[0], H))
     c = np.zeros((x.shape[0], H))
-    ys = [None] * x.shape[1]
+    ys = []
+    # Reversed: read from the end, outputs in the order they are computed.
     order = range(x.shape[1] - 1, -1, -1) if reverse else range(x.shape[1])
     for t in order:
         xt = x[:, t]
@@ -200,7 +221,7 @@ def _proto_lstm(x, w_h, w_x, b, peep, f, g, hact, *, coupled, cell_clip, reverse
         c = np.clip(c * fg + i * z, -cell_clip, cell_clip)
         o = f(_clip(xt @ wo.T + h @ ro.T + po * c + bo))
         h = hact(c) * o
-        ys[t] = h
+        ys.append(h)
     return np.stack(ys, axis=1), h, c
 
 
@@ -262,7 +283,8 @@ def test_uni_lstm_peepholes_activations_clip(inner, cell, out, coupled, reverse)
 def _proto_gru(x, w_h, w_x, b, f, g, reverse):
     (wz, wr, wo), (rz, rr, ro), (bz, br, bo) = w_x, w_h, b
     h = np.zeros((x.shape[0], H))
-    ys = [None] * x.shape[1]
+    ys = []
+    # Reversed: read from the end, outputs in the order they are computed.
     order = range(x.shape[1] - 1, -1, -1) if reverse else range(x.shape[1])
     for t in order:
         xt = x[:, t]
@@ -270,7 +292,7 @@ def _proto_gru(x, w_h, w_x, b, f, g, reverse):
         r = f(_clip(xt @ wr.T + h @ rr.T + br))
         o = g(_clip(xt @ wo.T + (h * r) @ ro.T + bo))
         h = (1 - z) * o + z * h
-        ys[t] = h
+        ys.append(h)
     return np.stack(ys, axis=1), h
 
 

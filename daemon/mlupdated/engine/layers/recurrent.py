@@ -11,9 +11,11 @@ block input, output; GRU: update, reset, output), read field by field.
 Layout: the input is ``[N, C, 1, 1]`` (a sequence of one) or ``[N, Seq, C, 1, 1]``;
 state inputs/outputs are ``[N, H, 1, 1]``; the output is ``[N, Seq, H, 1, 1]`` for
 ``sequenceOutput`` over a sequence, else ``[N, H, 1, 1]``. Missing initial states
-are zeros. With ``reverseInput`` the sequence is read from its end and each output
-stays at the position of the input it last read, as for the backward half of
-``biDirectionalLSTM``.
+are zeros. With ``reverseInput`` the sequence is read from its end and the outputs come
+in the order they were computed (coremltools' own tests of reversed recurrent layers
+flip the input and compare with a forward pass, unflipped); the backward half of
+``biDirectionalLSTM`` instead keeps each output at the position of the input it last
+read, as the proto's example spells out.
 """
 
 from __future__ import annotations
@@ -182,6 +184,7 @@ def _scan(
     *,
     reverse: bool,
     nodes: list,
+    aligned: bool = False,
 ) -> tuple[list[str], str]:
     """Run the step over ``projected`` (``[Seq, N, k]``): final states and ``[Seq, N, H]``."""
     state_ins, x_in = body_in
@@ -206,7 +209,7 @@ def _scan(
             body=body,
             num_scan_inputs=1,
             scan_input_directions=[1 if reverse else 0],
-            scan_output_directions=[1 if reverse else 0],
+            scan_output_directions=[1 if reverse and aligned else 0],
         )
     )
     return finals, ys
@@ -372,6 +375,7 @@ def _lstm_direction(
     *,
     reverse: bool,
     nodes: list,
+    aligned: bool = False,
 ) -> tuple[str, str, str]:
     """One LSTM pass: its final ``h`` and ``c`` (``[N, H]``) and outputs ``[Seq, N, H]``."""
     size_in, size = sizes
@@ -441,6 +445,7 @@ def _lstm_direction(
         ([h_out, c_out], y_out),
         reverse=reverse,
         nodes=nodes,
+        aligned=aligned,
     )
     return h_final, c_final, ys
 
@@ -513,6 +518,7 @@ def convert_bi_lstm(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
         (3, 4),
         reverse=True,
         nodes=nodes,
+        aligned=True,
     )
     ys, final = ctx.fresh("outputs"), ctx.fresh("final")
     nodes.append(ctx.node("Concat", [ysf, ysb], [ys], axis=2))
