@@ -28,8 +28,18 @@ import onnx
 from onnx import helper
 
 from ...coreml.weights import decode_weights
+from ...errors import InvalidModelError
 from ..registry import FLOAT, ConvertContext, converts
 from ._common import check_io, invalid, unsupported
+
+
+def _counts(layer: Any, *, inputs: tuple[int, int], outputs: tuple[int, ...]) -> None:
+    """Check the inputs (a range: optional states) and outputs (the allowed counts)."""
+    check_io(layer, inputs=inputs, outputs=len(layer.output))
+    if len(layer.output) not in outputs:
+        allowed = ", ".join(str(n) for n in outputs)
+        raise invalid(layer, f"produces {allowed} output(s), has {len(layer.output)}")
+
 
 PRE_ACTIVATION_CLIP = 50.0  # clip() in every recurrent equation of the proto
 DEFAULT_CELL_CLIP = 50.0  # LSTMParams.cellClipThreshold when 0
@@ -89,7 +99,7 @@ def _activation(
 
 @dataclass
 class _Step:
-    """A Scan body under construction: its nodes, state inputs/outputs and the input."""
+    """A Scan body under construction: the nodes of one time step."""
 
     ctx: ConvertContext
     layer: Any
@@ -134,7 +144,7 @@ def _sequence_of(
         nodes.append(ctx.node("Transpose", [seq], [flat], perm=[1, 0, 2]))
     try:
         width = ctx.static_shape(x)[rank - 3 :]
-    except Exception:  # noqa: BLE001 - a shape that inference cannot tell is checked at run
+    except InvalidModelError:  # not known now: onnxruntime checks it when it runs
         width = None
     if width is not None and None not in width and int(np.prod(width)) != size:
         raise invalid(layer, f"input has {int(np.prod(width))} values per step, expected {size}")
@@ -248,9 +258,7 @@ def _last_or_only(ctx: ConvertContext, ys: str, nodes: list) -> str:
 @converts("simpleRecurrent")
 def convert_simple_recurrent(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
     """``y_t = f(clip(W x_t + R y_{t-1} + b))``; inputs ``[x, h0?]``, outputs ``[y, h?]``."""
-    check_io(layer, inputs=(1, 2), outputs=len(layer.output) or 1)
-    if len(layer.output) not in (1, 2):
-        raise invalid(layer, f"produces 1 or 2 outputs, has {len(layer.output)}")
+    _counts(layer, inputs=(1, 2), outputs=(1, 2))
     p = layer.simpleRecurrent
     size_in, size = int(p.inputVectorSize), int(p.outputVectorSize)
     nodes: list[onnx.NodeProto] = []
@@ -291,9 +299,7 @@ def convert_simple_recurrent(layer: Any, ctx: ConvertContext) -> list[onnx.NodeP
 def convert_gru(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
     """Core ML's GRU (reset applied to the state before ``R_o``); inputs ``[x, h0?]``,
     outputs ``[y, h?]``."""
-    check_io(layer, inputs=(1, 2), outputs=len(layer.output) or 1)
-    if len(layer.output) not in (1, 2):
-        raise invalid(layer, f"produces 1 or 2 outputs, has {len(layer.output)}")
+    _counts(layer, inputs=(1, 2), outputs=(1, 2))
     p = layer.gru
     size_in, size = int(p.inputVectorSize), int(p.outputVectorSize)
     if len(p.activations) != 2:
@@ -453,9 +459,7 @@ def _lstm_direction(
 @converts("uniDirectionalLSTM")
 def convert_uni_lstm(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
     """Inputs ``[x, h0?, c0?]``, outputs ``[y, h?, c?]``."""
-    check_io(layer, inputs=(1, 3), outputs=len(layer.output) or 1)
-    if len(layer.output) not in (1, 2, 3):
-        raise invalid(layer, f"produces 1 to 3 outputs, has {len(layer.output)}")
+    _counts(layer, inputs=(1, 3), outputs=(1, 2, 3))
     p = layer.uniDirectionalLSTM
     sizes = (int(p.inputVectorSize), int(p.outputVectorSize))
     nodes: list[onnx.NodeProto] = []
@@ -485,9 +489,7 @@ def convert_bi_lstm(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
     """Inputs ``[x, h0, c0, h0_back, c0_back]`` (states optional), outputs
     ``[y, h, c, h_back, c_back]`` (states optional); ``y`` holds the forward then the
     backward output of each step."""
-    check_io(layer, inputs=(1, 5), outputs=len(layer.output) or 1)
-    if len(layer.output) not in (1, 3, 5):
-        raise invalid(layer, f"produces 1, 3 or 5 outputs, has {len(layer.output)}")
+    _counts(layer, inputs=(1, 5), outputs=(1, 3, 5))
     p = layer.biDirectionalLSTM
     if len(p.weightParams) != 2:
         raise invalid(layer, f"needs 2 weightParams (forward, backward), has {len(p.weightParams)}")
