@@ -79,9 +79,7 @@ def atomic_write(
     return dest
 
 
-def atomic_write_bytes(
-    path: str | os.PathLike[str], data: bytes, *, mode: int = FILE_MODE
-) -> Path:
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, mode: int = FILE_MODE) -> Path:
     """Write ``data`` to ``path`` atomically (see :func:`atomic_write`)."""
     return atomic_write(path, lambda handle: handle.write(data), mode=mode)
 

@@ -14,7 +14,7 @@ anything runs.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -94,10 +94,15 @@ def _image_dims(feature: Any) -> tuple[int, int, int]:
 
 
 def _add_inputs(
-    spec: Any, nn: Any, ctx: ConvertContext, batch: int | str
+    spec: Any,
+    nn: Any,
+    ctx: ConvertContext,
+    batch: int | str,
+    sequences: Mapping[str, int] | None = None,
 ) -> tuple[list[onnx.ValueInfoProto], list[onnx.NodeProto], dict[str, str]]:
     """Graph inputs, the nodes that bring them to the engine's layout, and the renames
     (input name → blob that layers read instead)."""
+    sequences = dict(sequences or {})
     inputs: list[onnx.ValueInfoProto] = []
     renames: dict[str, str] = {}
     nodes: list[onnx.NodeProto] = []
@@ -125,6 +130,15 @@ def _add_inputs(
                         f"input {name!r} has shape {shape}; a rank-5-mapped network takes "
                         "[C] or [C, H, W]"
                     )
+                if name in sequences:
+                    info, seq_nodes, blob = _sequence_input(
+                        ctx, name, shape, sequences.pop(name), batch
+                    )
+                    inputs.append(info)
+                    nodes += seq_nodes
+                    if blob != name:
+                        renames[name] = blob
+                    continue
                 inputs.append(helper.make_tensor_value_info(name, FLOAT, [batch, *shape]))
                 if len(shape) == 1:
                     # Layers read the [N, C, 1, 1] form under the input's name.
@@ -139,7 +153,28 @@ def _add_inputs(
         else:
             # Other feature types (strings, dictionaries) never feed a neural network.
             continue
+    if sequences:
+        raise InvalidModelError(
+            f"sequence inputs {sorted(sequences)} are not rank-5-mapped multi-array inputs"
+        )
     return inputs, nodes, renames
+
+
+def _sequence_input(
+    ctx: ConvertContext, name: str, shape: list[int], length: int, batch: int | str
+) -> tuple[onnx.ValueInfoProto, list[onnx.NodeProto], str]:
+    """A rank-5-mapped input fed as a sequence: ``[N, Seq, *shape]``, read by the layers
+    as the ``[N, Seq, C, H, W]`` blob (see ``layers.reshape.sequence_blob``)."""
+    if int(length) < 1:
+        raise InvalidModelError(f"sequence length of input {name!r} must be >= 1, got {length}")
+    info = helper.make_tensor_value_info(name, FLOAT, [batch, int(length), *shape])
+    ctx.set_rank(name, 2 + len(shape))
+    if len(shape) == 3:
+        return info, [], name
+    spatial = ctx.fresh(f"{name}__seq")
+    ctx.set_rank(spatial, 5)
+    axes = ctx.int64s([3, 4], hint="axes")
+    return info, [ctx.node("Unsqueeze", [name, axes], [spatial])], spatial
 
 
 def _preprocessing(spec: Any, nn: Any, ctx: ConvertContext) -> tuple[list, dict[str, str]]:
@@ -196,12 +231,16 @@ def compile_network(
     stop_before: int | None = None,
     outputs: Sequence[str] | None = None,
     batch: int | None = None,
+    sequences: Mapping[str, int] | None = None,
 ) -> onnx.ModelProto:
     """Compile a neural network spec (plain, classifier or regressor) to ONNX.
 
     ``stop_before`` keeps only layers ``[0, stop_before)``; ``outputs`` names the blobs
     the graph returns (default: see :func:`default_outputs`); ``batch`` fixes the batch
-    size (default: a free dimension). Raises ``UnsupportedLayerError`` for a layer
+    size (default: a free dimension). ``sequences`` maps rank-5-mapped multi-array
+    inputs to a sequence length: such an input is fed as ``[N, Seq, *shape]``, what
+    Core ML takes as a ``[Seq, 1, C, H, W]`` array (embeddings over a sentence, a
+    style-mixing vector). Raises ``UnsupportedLayerError`` for a layer
     without converter and ``InvalidModelError`` (naming the layer) for shape or
     structure problems.
     """
@@ -217,8 +256,9 @@ def compile_network(
     )
 
     ctx = ConvertContext(opset=OPSET)
+    ctx.classic_sequences = nn.arrayInputShapeMapping != _EXACT_ARRAY_MAPPING
     batch_dim: int | str = batch if batch is not None else BATCH_DIM
-    graph_inputs, nodes, renames = _add_inputs(spec, nn, ctx, batch_dim)
+    graph_inputs, nodes, renames = _add_inputs(spec, nn, ctx, batch_dim, sequences)
     ctx.begin_graph(graph_inputs, nodes)
     pre_nodes, pre_renames = _preprocessing(spec, nn, ctx)
     ctx.extend_graph(pre_nodes)

@@ -37,6 +37,9 @@ from ..errors import InvalidModelError, UnsupportedLayerError
 Converter = Callable[[Any, "ConvertContext"], list[onnx.NodeProto]]
 
 _CONVERTERS: dict[str, Converter] = {}
+# Layer types the engine refuses for a known reason (one line each), rather than with
+# the generic "cannot run" and the list of what it can.
+_REFUSALS: dict[str, str] = {}
 
 
 def converts(*layer_types: str) -> Callable[[Converter], Converter]:
@@ -55,6 +58,13 @@ def converts(*layer_types: str) -> Callable[[Converter], Converter]:
     return register
 
 
+def refuses(layer_type: str, reason: str) -> None:
+    """Record why ``layer_type`` is refused (a layer type has a converter or a reason)."""
+    if layer_type in _CONVERTERS or layer_type in _REFUSALS:
+        raise RuntimeError(f"layer type {layer_type!r} already has a converter or a refusal")
+    _REFUSALS[layer_type] = reason
+
+
 def supported_layer_types() -> tuple[str, ...]:
     """The layer types (``oneof`` names) the engine can run, sorted."""
     _load_converters()
@@ -68,6 +78,13 @@ def converter_for(layer: Any) -> Converter:
     try:
         return _CONVERTERS[layer_type]
     except KeyError:
+        if layer_type in _REFUSALS:
+            raise UnsupportedLayerError(
+                f"layer {layer.name!r} has type {layer_type!r}, which mlupdated cannot run: "
+                f"{_REFUSALS[layer_type]}",
+                layer=layer.name,
+                layer_type=str(layer_type),
+            ) from None
         supported = supported_layer_types()
         raise UnsupportedLayerError(
             f"layer {layer.name!r} has type {layer_type!r}, which mlupdated cannot run "
@@ -97,6 +114,9 @@ class ConvertContext:
         self._names: set[str] = set()
         self._counter = 0
         self.layer: Any = None  # the layer being converted, for error messages
+        # A rank-5-mapped (classic) network: its rank-5 blobs are [N, Seq, C, H, W]
+        # sequences (see layers.reshape.sequence_blob), not ND tensors.
+        self.classic_sequences = False
 
     # -- names -------------------------------------------------------------------
     def fresh(self, hint: str) -> str:

@@ -28,9 +28,23 @@ def _out_rank(layer: Any, ctx: ConvertContext) -> None:
     ctx.set_rank(layer.output[0], max(ctx.rank(b) for b in layer.input))
 
 
+def _classic_inputs(ctx: ConvertContext, inputs: list[str], nodes: list) -> list[str]:
+    """Classic operands, with a ``[N, C, H, W]`` blob that meets a sequence blob
+    ``[N, Seq, C, H, W]`` given its size-1 Seq axis after the batch (constants, which
+    have no batch of their own, broadcast from the right as they are)."""
+    ranks = [ctx.rank(b) for b in inputs]
+    if max(ranks) != 5:
+        return inputs
+    return [
+        align_batch(ctx, b, r, 5, nodes) if r == 4 else b
+        for b, r in zip(inputs, ranks, strict=True)
+    ]
+
+
 def _fold(ctx: ConvertContext, op: str, inputs: list[str], out: str) -> list[onnx.NodeProto]:
     """A chain of binary ops (``Add``/``Mul`` broadcast pairwise, as Core ML does)."""
-    nodes = []
+    nodes: list[onnx.NodeProto] = []
+    inputs = _classic_inputs(ctx, inputs, nodes)
     acc = inputs[0]
     for i, blob in enumerate(inputs[1:], start=1):
         target = out if i == len(inputs) - 1 else ctx.fresh(op.lower())
@@ -78,7 +92,9 @@ def convert_max_min(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
     _out_rank(layer, ctx)
     op = "Max" if layer.WhichOneof("layer") == "max" else "Min"
     # ONNX Max/Min take any number of inputs and broadcast them all together.
-    return [ctx.node(op, list(layer.input), [layer.output[0]])]
+    nodes: list[onnx.NodeProto] = []
+    inputs = _classic_inputs(ctx, list(layer.input), nodes)
+    return [*nodes, ctx.node(op, inputs, [layer.output[0]])]
 
 
 @converts(*_BROADCASTABLE)

@@ -13,6 +13,7 @@ from typing import Any
 
 import onnx
 
+from ...errors import InvalidModelError
 from ..registry import ConvertContext, converts
 from ._common import check_io, invalid, nd_axis, refused, same_rank_output
 
@@ -37,10 +38,21 @@ def convert_flatten(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
     check_io(layer)
     x, y = layer.input[0], layer.output[0]
     rank = ctx.rank(x)
-    ctx.set_rank(y, 4)
     flat = ctx.fresh("flat")
     source = x
     nodes = []
+    if rank == 5 and ctx.classic_sequences:
+        # [N, Seq, C, H, W] → [N, Seq, C*H*W, 1, 1], each step flattened.
+        ctx.set_rank(y, 5)
+        if layer.flatten.mode == CHANNEL_LAST:
+            source = ctx.fresh("nhwc")
+            nodes.append(ctx.node("Transpose", [x], [source], perm=[0, 1, 3, 4, 2]))
+        return [
+            *nodes,
+            ctx.node("Reshape", [source, ctx.int64s([0, 0, -1], hint="shape")], [flat]),
+            ctx.node("Unsqueeze", [flat, ctx.int64s([3, 4], hint="axes")], [y]),
+        ]
+    ctx.set_rank(y, 4)
     if layer.flatten.mode == CHANNEL_LAST and rank == 4:
         source = ctx.fresh("nhwc")
         nodes.append(ctx.node("Transpose", [x], [source], perm=_NCHW_TO_NHWC))
@@ -122,15 +134,64 @@ def convert_reshape_like(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto
 
 @converts("permute")
 def convert_permute(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
-    """Classic ``permute`` of the C, H, W axes."""
+    """Classic ``permute`` of the (Seq, C, H, W) axes of Core ML's rank-5 blob.
+
+    ``axis[i]`` names the input axis (0 = Seq, 1 = C, 2 = H, 3 = W) that becomes output
+    axis ``i``; the batch never moves (see ``sequence_blob`` for where Seq lives).
+    A permutation that leaves a sequence of one behind comes back as ``[N, C, H, W]``.
+    """
     check_io(layer)
-    axes = [int(a) for a in layer.permute.axis]
-    if sorted(axes) != [0, 1, 2, 3] or axes[0] != 0:
-        raise invalid(layer, f"axis {axes} must permute (C, H, W) with the sequence axis first")
-    if ctx.rank(layer.input[0]) != 4:
-        raise invalid(layer, "input must be [N, C, H, W]")
-    ctx.set_rank(layer.output[0], 4)
-    return [ctx.node("Transpose", [layer.input[0]], [layer.output[0]], perm=axes)]
+    x, y = layer.input[0], layer.output[0]
+    axes = [int(a) for a in layer.permute.axis] or [0, 1, 2, 3]
+    if sorted(axes) != [0, 1, 2, 3]:
+        raise invalid(layer, f"axis {axes} is not a permutation of [0, 1, 2, 3] (Seq, C, H, W)")
+    rank = ctx.rank(x)
+    if rank not in (4, 5):
+        raise invalid(layer, f"input must be [N, C, H, W] or [N, Seq, C, H, W], got rank {rank}")
+    if rank == 4 and axes[0] == 0:
+        ctx.set_rank(y, 4)
+        return [ctx.node("Transpose", [x], [y], perm=axes)]
+    nodes: list[onnx.NodeProto] = []
+    source = sequence_blob(ctx, x, nodes)
+    perm = [0, *(1 + a for a in axes)]
+    shape = _known_shape(ctx, x)
+    seq_after = None
+    if shape is not None:
+        in5 = shape if rank == 5 else [shape[0], 1, *shape[1:]]
+        seq_after = in5[perm[1]]
+    if seq_after != 1:
+        ctx.set_rank(y, 5)
+        return [*nodes, ctx.node("Transpose", [source], [y], perm=perm)]
+    moved = ctx.fresh("permuted")
+    nodes.append(ctx.node("Transpose", [source], [moved], perm=perm))
+    nodes.append(ctx.node("Squeeze", [moved, ctx.int64s([1], hint="axes")], [y]))
+    ctx.set_rank(y, 4)
+    return nodes
+
+
+def _known_shape(ctx: ConvertContext, blob: str) -> list[int | None] | None:
+    try:
+        return ctx.static_shape(blob)
+    except InvalidModelError:
+        return None
+
+
+def sequence_blob(ctx: ConvertContext, blob: str, nodes: list[onnx.NodeProto]) -> str:
+    """A classic blob in its ``[N, Seq, C, H, W]`` form.
+
+    Core ML's classic layers work on rank-5 ``[Seq, B, C, H, W]`` blobs. The engine
+    writes a blob whose sequence is one as ``[N, C, H, W]``, and one with a real
+    sequence (from a sequence input, a permute that moves Seq, a recurrent layer) as
+    ``[N, Seq, C, H, W]``: the batch stays on axis 0 and C, H, W stay the last three
+    axes, so the classic layers that count axes from the end need not know.
+    """
+    if ctx.rank(blob) == 5:
+        return blob
+    if ctx.rank(blob) != 4:
+        raise InvalidModelError(f"blob {blob!r} is not a classic [N, C, H, W] blob")
+    out = ctx.fresh(f"{blob}__seq")
+    nodes.append(ctx.node("Unsqueeze", [blob, ctx.int64s([1], hint="axes")], [out]))
+    return out
 
 
 @converts("transpose")
