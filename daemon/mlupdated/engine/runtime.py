@@ -36,6 +36,16 @@ _log = get_logger(__name__)
 compile_count = 0
 
 
+# onnxruntime's input type names -> the NumPy type a feed is converted to.
+_DTYPES = {
+    "tensor(float)": np.float32,
+    "tensor(double)": np.float64,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(string)": object,
+}
+
+
 def _quiet_ort() -> Any:
     import onnxruntime as ort
 
@@ -62,15 +72,20 @@ class Session:
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise EngineError(f"onnxruntime cannot load the compiled network: {exc}") from exc
         self.input_names = [i.name for i in self._session.get_inputs()]
+        self._input_dtypes = {
+            i.name: _DTYPES.get(i.type, np.float32) for i in self._session.get_inputs()
+        }
         self.output_names = [o.name for o in self._session.get_outputs()]
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run the graph; ``feeds`` maps input names to batched float32 arrays."""
+        """Run the graph; ``feeds`` maps input names to batched arrays (converted to
+        the type each input declares: float32 for every network)."""
         missing = [name for name in self.input_names if name not in feeds]
         if missing:
             raise EngineError(f"missing input(s): {', '.join(missing)}")
         arrays = {
-            name: np.ascontiguousarray(feeds[name], dtype=np.float32) for name in self.input_names
+            name: np.ascontiguousarray(feeds[name], dtype=self._input_dtypes[name])
+            for name in self.input_names
         }
         try:
             results = self._session.run(self.output_names, arrays)
