@@ -1,13 +1,16 @@
-"""Core ML's classic model types run through onnxruntime's ONNX-ML operators.
+"""Core ML's classic model types run through onnxruntime.
 
-Each model (a pipeline stage, or a whole model) becomes its own small ONNX graph in
-the ``ai.onnx.ml`` domain (plus a few standard operators for the probability
-transforms): GLM classifier and regressor (``LinearRegressor``), tree ensembles
-(``TreeEnsembleRegressor`` with double thresholds), support vector machines
-(``SVMClassifier``/``SVMRegressor``), ``Normalizer``, ``OneHotEncoder``, ``Imputer``,
-``Scaler``, ``FeatureVectorizer``, ``ArrayFeatureExtractor`` and ``CategoryMapper``.
-A dictionary vectorizer and the identity model are plain NumPy (onnxruntime's
-``DictVectorizer`` takes one map, not a batch).
+Each model (a pipeline stage, or a whole model) becomes its own small ONNX graph. The
+operators that carry the model's logic are onnxruntime's ONNX-ML ones (domain
+``ai.onnx.ml``): ``TreeEnsembleRegressor`` (double thresholds) for tree ensembles,
+``SVMClassifier``/``SVMRegressor`` for support vector machines (libsvm's rules,
+Platt probabilities included), ``OneHotEncoder``, ``ArrayFeatureExtractor`` and
+``CategoryMapper``. The linear arithmetic (GLM weights, scaler, normalizer, imputer,
+feature vectorizer, the probability transforms) is written with standard operators in
+double: the ONNX-ML versions of those answer in float32, which loses digits and can
+move a value across a tree's threshold in a later stage. A dictionary vectorizer and
+the identity model are plain NumPy (onnxruntime's ``DictVectorizer`` takes one map,
+not a batch).
 
 Features travel between stages with the batch first: a double or int64 feature is a
 ``[N]`` array, a string feature a ``[N]`` object array, a multi-array ``[N, *shape]``,
@@ -58,7 +61,7 @@ class _Graph:
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
         self.inputs: list[onnx.ValueInfoProto] = []
-        # Element type of each tensor made so far (what is not here is float).
+        # Element type of each tensor made so far (what is not here is double).
         self.types: dict[str, int] = {}
         self._count = 0
 
@@ -116,7 +119,7 @@ def _dims(feature: Any) -> int | None:
     return None
 
 
-def _declare_input(g: _Graph, feature: Any) -> str:
+def _declare_input(g: _Graph, feature: Any, width: int | None = None) -> str:
     kind = feature.type.WhichOneof("Type")
     name = feature.name
     if kind == "doubleType":
@@ -127,6 +130,9 @@ def _declare_input(g: _Graph, feature: Any) -> str:
         info = helper.make_tensor_value_info(name, TensorProto.STRING, [BATCH_DIM, 1])
     elif kind == "multiArrayType":
         info = helper.make_tensor_value_info(name, TensorProto.DOUBLE, [BATCH_DIM, _dims(feature)])
+    elif kind == "dictionaryType" and width is not None:
+        # A sparse vector ({index: value}) fed as its dense form (see feed_value).
+        info = helper.make_tensor_value_info(name, TensorProto.DOUBLE, [BATCH_DIM, width])
     else:
         raise UnsupportedModelError(
             f"a {g.kind} model cannot take input {name!r} of type {kind or 'none'}"
@@ -181,16 +187,16 @@ def _sigmoid(g: _Graph, x: str) -> str:
 
 def _probit(g: _Graph, x: str) -> str:
     # Phi(x) = (1 + erf(x / sqrt 2)) / 2
-    scaled = g.op("Mul", [x, g.const(np.float32(1.0 / np.sqrt(2.0)))])
+    scaled = g.op("Mul", [x, g.const(np.float64(1.0 / np.sqrt(2.0)))])
     return g.op(
         "Mul",
-        [g.op("Add", [g.op("Erf", [scaled]), g.const(np.float32(1))]), g.const(np.float32(0.5))],
+        [g.op("Add", [g.op("Erf", [scaled]), g.const(np.float64(1))]), g.const(np.float64(0.5))],
     )
 
 
 def _binary(g: _Graph, p1: str) -> str:
     """[N, 1] probability of the second class -> [N, 2] probabilities."""
-    p0 = g.op("Sub", [g.const(np.float32(1)), p1])
+    p0 = g.op("Sub", [g.const(np.float64(1)), p1])
     return g.op("Concat", [p0, p1], axis=1)
 
 
@@ -224,17 +230,10 @@ def _glm_scores(g: _Graph, x: str, glm: Any, d: int | None) -> tuple[str, int]:
         raise InvalidModelError(
             f"the {g.kind} has {len(offset)} offsets for {len(weights)} weight rows"
         )
-    # onnxruntime's LinearRegressor and SVMRegressor take float only.
-    x = g.op("Cast", [x], to=TensorProto.FLOAT)
-    scores = g.op(
-        "LinearRegressor",
-        [x],
-        ml=True,
-        coefficients=[float(v) for row in weights for v in row],
-        intercepts=[float(v) for v in offset],
-        targets=len(weights),
-        post_transform="NONE",
-    )
+    # y = x W^T + offset in double (onnxruntime's LinearRegressor rounds to float32).
+    matrix = np.asarray(weights, dtype=np.float64).T
+    product = g.op("MatMul", [x, g.const(matrix, hint="weights")])
+    scores = g.op("Add", [product, g.const(np.asarray(offset, np.float64), hint="offset")])
     return scores, len(weights)
 
 
@@ -350,7 +349,8 @@ def _tree_scores(g: _Graph, x: str, params: Any) -> tuple[str, int]:
         base_values_as_tensor=numpy_helper.from_array(np.asarray(base, np.float64), "b"),
         **attrs,
     )
-    return scores, k
+    # The thresholds and sums are double inside; the operator's output is float.
+    return g.op("Cast", [scores], to=TensorProto.DOUBLE), k
 
 
 def _tree_regressor(g: _Graph, spec: Any) -> dict[str, str]:
@@ -383,8 +383,8 @@ def _tree_classifier(g: _Graph, spec: Any) -> tuple[str, str, np.ndarray]:
         safe = g.op(
             "Where",
             [
-                g.op("Equal", [total, g.const(np.float32(0))], out_type=TensorProto.BOOL),
-                g.const(np.float32(1)),
+                g.op("Equal", [total, g.const(np.float64(0))], out_type=TensorProto.BOOL),
+                g.const(np.float64(1)),
                 total,
             ],
         )
@@ -396,7 +396,7 @@ def _tree_classifier(g: _Graph, spec: Any) -> tuple[str, str, np.ndarray]:
             "Mul",
             [
                 g.op("Slice", [s, *(g.const(np.asarray([v], np.int64)) for v in (0, 1, 1))]),
-                g.const(np.float32(0)),
+                g.const(np.float64(0)),
             ],
         )
         probs = g.op("Softmax", [g.op("Concat", [zero, s], axis=1)], axis=1)
@@ -459,6 +459,7 @@ def _svm_regressor(g: _Graph, spec: Any) -> dict[str, str]:
             f"{len(vectors)} support vectors"
         )
     kernel, params = _kernel(svm)
+    # onnxruntime's SVMRegressor takes float only.
     x = g.op("Cast", [x], to=TensorProto.FLOAT)
     y = g.op(
         "SVMRegressor",
@@ -472,7 +473,7 @@ def _svm_regressor(g: _Graph, spec: Any) -> dict[str, str]:
         rho=[-float(svm.rho)],
         support_vectors=vectors.reshape(-1).tolist(),
     )
-    return {_only_output(spec): y}
+    return {_only_output(spec): g.op("Cast", [y], to=TensorProto.DOUBLE)}
 
 
 def _svm_classifier(g: _Graph, spec: Any) -> tuple[str, str, np.ndarray]:
@@ -528,12 +529,13 @@ def _svm_classifier(g: _Graph, spec: Any) -> tuple[str, str, np.ndarray]:
         "Gather", [g.const(labels, hint="labels"), label_index], axis=0, out_type=_type_of(labels)
     )
     if has_probabilities:
-        probs = scores
+        probs = g.op("Cast", [scores], to=TensorProto.DOUBLE)
     else:
         # Without Platt's coefficients there are no probabilities: one-hot of the vote.
         depth = g.const(np.asarray(c, np.int64))
         values = g.const(np.asarray([0.0, 1.0], np.float32))
-        probs = g.op("OneHot", [label_index, depth, values], axis=-1)
+        one_hot = g.op("OneHot", [label_index, depth, values], axis=-1, out_type=TensorProto.FLOAT)
+        probs = g.op("Cast", [one_hot], to=TensorProto.DOUBLE)
     return label, probs, labels
 
 
@@ -551,24 +553,18 @@ def _only_output(spec: Any) -> str:
 def _normalizer(g: _Graph, spec: Any) -> dict[str, str]:
     x, _ = _single_input(g, spec)
     norm = _enum_name(spec.normalizer, "normType")
-    if norm in ("L1", "L2"):
-        return {_only_output(spec): g.op("Normalizer", [x], ml=True, norm=norm)}
-    # LMax divides by the largest magnitude; onnxruntime's MAX takes the largest
-    # signed value, so this one is written out (a row of zeros stays zeros).
-    largest = g.op(
-        "ReduceMax", [g.op("Abs", [x])], axes=[1], keepdims=1, out_type=TensorProto.DOUBLE
-    )
-    zero = g.const(np.float64(0))
-    safe = g.op(
-        "Where",
-        [
-            g.op("Equal", [largest, zero], out_type=TensorProto.BOOL),
-            g.const(np.float64(1)),
-            largest,
-        ],
-        out_type=TensorProto.DOUBLE,
-    )
-    return {_only_output(spec): g.op("Div", [x, safe], out_type=TensorProto.DOUBLE)}
+    # Written out in double: onnxruntime's Normalizer answers in float32, and its MAX
+    # takes the largest signed value where Core ML's LMax takes the largest magnitude.
+    if norm == "L1":
+        size = g.op("ReduceL1", [x], axes=[1], keepdims=1)
+    elif norm == "L2":
+        size = g.op("ReduceL2", [x], axes=[1], keepdims=1)
+    else:
+        size = g.op("ReduceMax", [g.op("Abs", [x])], axes=[1], keepdims=1)
+    # A row of zeros stays zeros.
+    is_zero = g.op("Equal", [size, g.const(np.float64(0))], out_type=TensorProto.BOOL)
+    safe = g.op("Where", [is_zero, g.const(np.float64(1)), size])
+    return {_only_output(spec): g.op("Div", [x, safe])}
 
 
 def _one_hot(g: _Graph, spec: Any) -> dict[str, str]:
@@ -586,8 +582,9 @@ def _one_hot(g: _Graph, spec: Any) -> dict[str, str]:
             x = g.op("Cast", [x], to=TensorProto.INT64)
     else:
         raise InvalidModelError("the one-hot encoder has no categories")
-    encoded = g.op("OneHotEncoder", [x], ml=True, **attrs)
-    return {_only_output(spec): g.op("Flatten", [encoded], axis=1)}
+    encoded = g.op("OneHotEncoder", [x], ml=True, out_type=TensorProto.FLOAT, **attrs)
+    flat = g.op("Flatten", [encoded], axis=1, out_type=TensorProto.FLOAT)
+    return {_only_output(spec): g.op("Cast", [flat], to=TensorProto.DOUBLE)}
 
 
 def _imputer(g: _Graph, spec: Any) -> dict[str, str]:
@@ -604,9 +601,14 @@ def _imputer(g: _Graph, spec: Any) -> dict[str, str]:
         if replace not in (None, "replaceDoubleValue"):
             raise UnsupportedModelError(f"imputer of doubles replacing a {replace} value")
         missing = float(imp.replaceDoubleValue) if replace else float("nan")
-        x = g.op("Cast", [x], to=TensorProto.FLOAT)
-        y = g.op("Imputer", [x], ml=True, imputed_value_floats=values, replaced_value_float=missing)
-        return {_only_output(spec): y}
+        # In double (onnxruntime's Imputer takes float32 only): where x is the missing
+        # value (NaN: where x is NaN), the imputed value of its column.
+        if np.isnan(missing):
+            hit = g.op("IsNaN", [x], out_type=TensorProto.BOOL)
+        else:
+            hit = g.op("Equal", [x, g.const(np.float64(missing))], out_type=TensorProto.BOOL)
+        fill = g.const(np.asarray(values, np.float64).reshape(1, -1), hint="imputed")
+        return {_only_output(spec): g.op("Where", [hit, fill, x])}
     if which in ("imputedInt64Value", "imputedInt64Array"):
         values = (
             [int(imp.imputedInt64Value)]
@@ -638,8 +640,10 @@ def _scaler(g: _Graph, spec: Any) -> dict[str, str]:
     for what, values in (("shift", shift), ("scale", scale)):
         if len(values) not in (1, d or len(values)):
             raise InvalidModelError(f"the scaler has {len(values)} {what} values for {d} inputs")
-    # Core ML: y = (x + shift) * scale; onnxruntime: y = (x - offset) * scale.
-    y = g.op("Scaler", [x], ml=True, offset=[-v for v in shift], scale=scale)
+    # Core ML: y = (x + shift) * scale, here in double (onnxruntime's Scaler answers
+    # in float32, which can move a value across a tree's threshold further on).
+    shifted = g.op("Add", [x, g.const(np.asarray(shift, np.float64).reshape(1, -1))])
+    y = g.op("Mul", [shifted, g.const(np.asarray(scale, np.float64).reshape(1, -1))])
     return {_only_output(spec): y}
 
 
@@ -655,16 +659,26 @@ def _feature_vectorizer(g: _Graph, spec: Any) -> dict[str, str]:
                 f"the feature vectorizer reads {column.inputColumn!r}, which is not an input"
             )
         if column.inputColumn not in declared:
-            declared[column.inputColumn] = _declare_input(g, feature)
+            width = int(column.inputDimensions) or None
+            declared[column.inputColumn] = _declare_input(g, feature, width)
         x = declared[column.inputColumn]
         if feature.type.WhichOneof("Type") == "int64Type":
             x = g.op("Cast", [x], to=TensorProto.DOUBLE)
         d = int(column.inputDimensions) or (_dims(feature) or 1)
+        known = _dims(feature) if feature.type.WhichOneof("Type") != "dictionaryType" else d
+        if known is not None and known != d:
+            raise InvalidModelError(
+                f"the feature vectorizer takes {d} values of {column.inputColumn!r}, "
+                f"which has {known}"
+            )
         names.append(x)
         dims.append(d)
     if not names:
         raise InvalidModelError("the feature vectorizer has no input columns")
-    y = g.op("FeatureVectorizer", names, ml=True, inputdimensions=dims)
+    # Concatenated in double (onnxruntime's FeatureVectorizer answers in float32).
+    y = names[0] if len(names) == 1 else g.op("Concat", names, axis=1)
+    if y == names[0]:
+        y = g.op("Identity", [y])
     return {_only_output(spec): y}
 
 
@@ -728,36 +742,37 @@ _CLASSIFIER_BUILDERS = {
 
 LABEL_OUTPUT = "__label__"
 PROBABILITIES_OUTPUT = "__probabilities__"
+_OUTPUT_PREFIX = "out:"
+
+
+def graph_output(feature: str) -> str:
+    """The graph's name for an output feature (a stage may write a feature of the same
+    name as its input, e.g. a scaler rewriting ``__feature_vector__`` in place)."""
+    return _OUTPUT_PREFIX + feature
 
 
 def compile_classic(spec: Any) -> tuple[onnx.ModelProto, np.ndarray | None]:
     """The ONNX graph of one classic model (and its class labels, for a classifier).
 
     A classifier's graph returns ``__label__`` ([N]) and ``__probabilities__``
-    ([N, classes], in label order); other models return their output features.
+    ([N, classes], in label order); other models return their output features, named
+    by :func:`graph_output`.
     """
     kind = spec.WhichOneof("Type")
     g = _Graph(kind)
     labels = None
     if kind in _CLASSIFIER_BUILDERS:
         label, probs, labels = _CLASSIFIER_BUILDERS[kind](g, spec)
-        g.nodes.append(helper.make_node("Identity", [label], [LABEL_OUTPUT]))
-        g.nodes.append(helper.make_node("Identity", [probs], [PROBABILITIES_OUTPUT]))
         outputs = {LABEL_OUTPUT: label, PROBABILITIES_OUTPUT: probs}
     elif kind in _BUILDERS:
-        made = _BUILDERS[kind](g, spec)
-        outputs = {}
-        for name, tensor in made.items():
-            g.nodes.append(helper.make_node("Identity", [tensor], [name]))
-            outputs[name] = tensor
+        outputs = {graph_output(name): tensor for name, tensor in _BUILDERS[kind](g, spec).items()}
     else:
         raise UnsupportedModelError(f"model type '{kind}' is not a classic Core ML model")
-    typed = [
-        helper.make_tensor_value_info(
-            name, g.types.get(tensor, TensorProto.FLOAT), [BATCH_DIM, None]
-        )
-        for name, tensor in outputs.items()
-    ]
+    typed = []
+    for name, tensor in outputs.items():
+        g.nodes.append(helper.make_node("Identity", [tensor], [name]))
+        elem = g.types.get(tensor, TensorProto.DOUBLE)
+        typed.append(helper.make_tensor_value_info(name, elem, [BATCH_DIM, None]))
     model = _model(g, kind, typed)
     try:
         onnx.checker.check_model(model)
@@ -782,9 +797,21 @@ def _model(g: _Graph, kind: str, outputs: list[onnx.ValueInfoProto]) -> onnx.Mod
 # --- running -----------------------------------------------------------------------------
 
 
-def feed_value(feature: Any, value: Any, n: int) -> np.ndarray:
-    """A batch of one feature in the form a classic graph takes it."""
+def feed_value(feature: Any, value: Any, n: int, width: int | None = None) -> np.ndarray:
+    """A batch of one feature in the form a classic graph takes it (a dictionary as
+    the dense vector of ``width`` values its int64 keys index)."""
     kind = feature.type.WhichOneof("Type")
+    if kind == "dictionaryType":
+        dense = np.zeros((n, width or 0), dtype=np.float64)
+        for i, row in enumerate(value):
+            for key, item in dict(row).items():
+                if not isinstance(key, int | np.integer) or not 0 <= int(key) < dense.shape[1]:
+                    raise InvalidModelError(
+                        f"feature {feature.name!r} has key {key!r}, not an index below "
+                        f"{dense.shape[1]}"
+                    )
+                dense[i, int(key)] = float(item)
+        return dense
     if kind == "stringType":
         return np.asarray([str(v) for v in value], dtype=object).reshape(n, 1)
     if kind == "int64Type":
@@ -831,6 +858,11 @@ class ClassicStage:
         self.is_classifier = self.kind in CLASSIFIER_KINDS
         self.session: Session | None = None
         self.labels: list[Any] = []
+        self.widths: dict[str, int] = {}
+        if self.kind == "featureVectorizer":
+            self.widths = {
+                c.inputColumn: int(c.inputDimensions) for c in spec.featureVectorizer.inputList
+            }
         if self.kind == "dictVectorizer":
             self._check_dict_vectorizer()
         elif self.kind != "identity":
@@ -881,14 +913,15 @@ class ClassicStage:
             return None
         assert self.session is not None
         feeds = {
-            f.name: feed_value(f, inputs[f.name], n)
+            f.name: feed_value(f, inputs[f.name], n, self.widths.get(f.name))
             for f in description.input
             if f.name in self.session.input_names
         }
         results = self.session.run(feeds)
         if not self.is_classifier:
             for name, array in results.items():
-                features[name] = output_value(_output_feature(self.spec, name), array, n)
+                feature = name.removeprefix(_OUTPUT_PREFIX)
+                features[feature] = output_value(_output_feature(self.spec, feature), array, n)
             return None
         probs = np.asarray(results[PROBABILITIES_OUTPUT], dtype=np.float64).reshape(n, -1)
         labels = [_python_label(v) for v in np.asarray(results[LABEL_OUTPUT]).reshape(n)]
