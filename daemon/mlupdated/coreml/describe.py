@@ -3,8 +3,8 @@
 :func:`describe` gathers what a user needs to know about a model into a plain,
 JSON-serialisable dict: its kind, inputs and outputs with their types, labels,
 layers, what is updatable and how (loss, optimizer, parameters and their allowed
-values), and the updatable-model rules it breaks. :func:`format_description` renders
-that dict as text.
+values), the updatable-model rules it breaks, and a command line that calls it.
+:func:`format_description` renders that dict as text.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import os
 import sys
 from typing import Any
 
+from .features import example_command, input_hint
 from .image_tensor import COLOR_SPACE_NAMES
 from .params import LABELS, update_parameters
 from .proto import FeatureTypes_pb2, Model_pb2
@@ -84,6 +85,11 @@ def describe(spec: Model_pb2.Model, *, path: str | os.PathLike[str] | None = Non
     info["stages"] = [describe(s) for s in pipeline_stages(spec)]
     for child in info["stages"]:
         del child["path"]
+        del child["call"]
+    info["call"] = {
+        "command": example_command(spec, path),
+        "notes": [hint for f in desc.input if (hint := input_hint(f)) is not None],
+    }
     return info
 
 
@@ -301,6 +307,10 @@ def format_description(info: dict[str, Any], *, indent: str = "") -> str:
         lines.extend(f"  {p['message']}" for p in info["problems"])
     elif info["updatable"]:
         add("Update problems: none (the model passes Core ML's rules for updatable models)")
+    call = info.get("call")
+    if call is not None:
+        add(f"Call: {call['command']}")
+        lines.extend(f"  {note}" for note in call["notes"])
     for index, stage in enumerate(info["stages"]):
         add(f"Pipeline stage {index}:")
         add(format_description(stage, indent="  "))

@@ -85,7 +85,7 @@ class _NetworkStage:
         for name in self.session.input_names:
             if name not in features:
                 raise InvalidModelError(f"network input {name!r} is not provided")
-            feeds[name] = features[name]
+            feeds[name] = _fit_shape(features[name], self.session.input_shapes[name])
         results = self.session.run(feeds)
         if self.prob_blob is None:
             features.update(results)
@@ -103,6 +103,20 @@ class _NetworkStage:
         if description.predictedFeatureName:
             features[description.predictedFeatureName] = labels
         return _Classified(labels, dicts)
+
+
+def _fit_shape(value: Any, shape: list[Any]) -> Any:
+    """A batch in the graph's declared layout when only axes of size 1 differ (a
+    multi-array declared ``[1, D]`` is fed as ``[N, D]``; a classic stage's ``[N, D]``
+    output feeds a network's ``[N, D, 1, 1]``)."""
+    if not isinstance(value, np.ndarray) or len(shape) < 1:
+        return value
+    dims = shape[1:]
+    if not all(isinstance(d, int) for d in dims) or list(value.shape[1:]) == dims:
+        return value
+    if int(np.prod(value.shape[1:])) == int(np.prod(dims)):
+        return value.reshape(len(value), *dims)
+    return value
 
 
 class _KnnStage:
@@ -223,7 +237,7 @@ class Predictor:
         dictionary as N dicts, an image as float32 ``[N, C, H, W]`` (0..255).
 
         The features are not checked against the model's description here (see
-        ``engine.features`` for that)."""
+        ``coreml.features`` for that)."""
         features = dict(features)
         sizes = {len(v) for v in features.values()}
         if len(sizes) != 1:

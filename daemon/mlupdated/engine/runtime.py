@@ -72,6 +72,8 @@ class Session:
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise EngineError(f"onnxruntime cannot load the compiled network: {exc}") from exc
         self.input_names = [i.name for i in self._session.get_inputs()]
+        # Declared shapes (a str or None for a free dimension such as the batch).
+        self.input_shapes = {i.name: list(i.shape) for i in self._session.get_inputs()}
         self._input_dtypes = {
             i.name: _DTYPES.get(i.type, np.float32) for i in self._session.get_inputs()
         }
