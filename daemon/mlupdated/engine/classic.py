@@ -32,7 +32,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ..coreml.spec import APPLE_ONLY_KINDS, CLASSIC_KINDS, CLASSIFIER_KINDS, apple_only_reason
-from ..errors import InvalidModelError, UnsupportedModelError
+from ..errors import InvalidModelError, MlupdatedError, UnsupportedModelError
 from .runtime import Session
 
 __all__ = ["APPLE_ONLY_KINDS", "CLASSIC_KINDS", "ClassicStage", "apple_only_reason"]
@@ -174,11 +174,14 @@ def _enum_name(message: Any, field: str) -> str:
 
 def _labels(message: Any, kind: str) -> np.ndarray:
     which = message.WhichOneof("ClassLabels")
+    labels = None
     if which == "int64ClassLabels":
-        return np.asarray([int(v) for v in message.int64ClassLabels.vector], dtype=np.int64)
-    if which == "stringClassLabels":
-        return np.asarray([str(v) for v in message.stringClassLabels.vector], dtype=object)
-    raise InvalidModelError(f"the {kind} has no class labels")
+        labels = np.asarray([int(v) for v in message.int64ClassLabels.vector], dtype=np.int64)
+    elif which == "stringClassLabels":
+        labels = np.asarray([str(v) for v in message.stringClassLabels.vector], dtype=object)
+    if labels is None or not len(labels):
+        raise InvalidModelError(f"the {kind} has no class labels")
+    return labels
 
 
 def _sigmoid(g: _Graph, x: str) -> str:
@@ -759,6 +762,20 @@ def compile_classic(spec: Any) -> tuple[onnx.ModelProto, np.ndarray | None]:
     by :func:`graph_output`.
     """
     kind = spec.WhichOneof("Type")
+    try:
+        return _compile(spec, kind)
+    except MlupdatedError as exc:
+        # Every refusal names the model type.
+        if kind not in exc.reason:
+            exc.reason = f"{kind}: {exc.reason}"
+            exc.args = (exc.reason,)
+        raise
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError) as exc:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InvalidModelError(f"the {kind} model cannot be compiled: {detail}") from exc
+
+
+def _compile(spec: Any, kind: str) -> tuple[onnx.ModelProto, np.ndarray | None]:
     g = _Graph(kind)
     labels = None
     if kind in _CLASSIFIER_BUILDERS:
@@ -893,6 +910,19 @@ class ClassicStage:
         return out
 
     def run(self, features: dict[str, Any], n: int) -> Classified | None:
+        """Compute this stage's outputs into ``features`` (a batch of ``n``); return
+        the classification for a classifier."""
+        try:
+            return self._run(features, n)
+        except MlupdatedError:
+            raise
+        except (ValueError, TypeError, KeyError, IndexError) as exc:
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise InvalidModelError(
+                f"the {self.kind} model cannot take its inputs: {detail}"
+            ) from exc
+
+    def _run(self, features: dict[str, Any], n: int) -> Classified | None:
         inputs = self._inputs(features)
         description = self.spec.description
         if self.kind == "identity":
