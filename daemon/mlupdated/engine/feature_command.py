@@ -35,8 +35,19 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def predict_example(predictor: Predictor, example: Mapping[str, Any]) -> Prediction:
-    """Predict one checked example (see ``features.check_example``)."""
+    """Predict one checked example (see ``features.check_example``); multi-array
+    outputs come in the shape the model declares (a network's ``[C, 1, 1]`` blob for
+    a declared ``[C]`` output is given as ``[C]``)."""
     (prediction,) = predictor.predict_features(batch_of_one(predictor.spec, example))
+    for feature in predictor.spec.description.output:
+        value = prediction.outputs.get(feature.name)
+        if not isinstance(value, np.ndarray) or feature.type.WhichOneof("Type") != (
+            "multiArrayType"
+        ):
+            continue
+        shape = tuple(int(d) for d in feature.type.multiArrayType.shape)
+        if shape and value.shape != shape and value.size == int(np.prod(shape)):
+            prediction.outputs[feature.name] = value.reshape(shape)
     return prediction
 
 
