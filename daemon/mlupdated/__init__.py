@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from typing import Any
 
 __version__ = "0.1.0"
 
@@ -14,7 +16,9 @@ __version__ = "0.1.0"
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 
-def predict(model_path, features, *, resize="scaleFill"):  # type: ignore[no-untyped-def]
+def predict(
+    model_path: str | os.PathLike[str], features: Mapping[str, Any], *, resize: str = "scaleFill"
+) -> dict[str, Any]:
     """Run a Core ML model on one example: ``mlupdated.predict(path, {name: value})``.
 
     Inputs may be numbers (double), ints (int64), strings, dicts (dictionary inputs),
