@@ -108,3 +108,12 @@ def test_a_dictionary_with_a_bad_value_is_our_error():
     assert np.array_equal(ok.outputs["v"], [0.0, 2.0])
     with pytest.raises(MlupdatedError, match="dictVectorizer model cannot take its inputs"):
         predictor.predict_features({"d": [{"a": "not a number"}]})
+
+
+def test_inspect_summarizes_classic_models():
+    from mlupdated.coreml.describe import describe, format_description
+
+    spec = _glm_classifier(1, 3, ["a", "b"])
+    text = format_description(describe(spec))
+    assert "Holds: linear model: 1 weight row(s) of 3, Logit, ReferenceClass" in text
+    assert "Call: mlupdated predict --model MODEL.mlmodel --input 'x=[0.0,0.0,0.0]'" in text
