@@ -358,3 +358,36 @@ def test_scaler_feeding_a_neural_network() -> None:
     )
     expected = np.maximum(scaler.transform(x) @ w.T.astype(np.float64) + b, 0)
     assert np.abs(got - expected).max() <= 1e-4
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_neural_network_feeding_a_logistic_regression() -> None:
+    """The shape of a Create ML classifier: a network's features, then a GLM
+    classifier (scikit-learn's, fitted on the network's features computed in NumPy)."""
+    import coremltools as ct
+    from coremltools.models import datatypes
+    from coremltools.models.neural_network import NeuralNetworkBuilder
+
+    x, y = _data("wine")
+    rng = np.random.default_rng(12)
+    w = rng.normal(size=(5, x.shape[1])).astype(np.float32)
+    b = rng.normal(size=5).astype(np.float32)
+    builder = NeuralNetworkBuilder(
+        [("input", datatypes.Array(x.shape[1]))], [("features", datatypes.Array(5))]
+    )
+    builder.add_inner_product("dense", w, b, x.shape[1], 5, True, "input", "dense_out")
+    builder.add_activation("relu", "RELU", "dense_out", "features")
+    features = np.maximum(x @ w.T.astype(np.float64) + b, 0)
+    logistic = linear_model.LogisticRegression(multi_class="ovr", max_iter=5000)
+    logistic.fit(features, _labels(y, "str"))
+    glm = _convert(logistic, [("features", ct.models.datatypes.Array(5))], "label")
+    pipe = ct.models.pipeline.PipelineClassifier(
+        _array_input(x), [str(c) for c in logistic.classes_], "label"
+    )
+    pipe.add_model(builder.spec)
+    pipe.add_model(glm)
+    predictions = Predictor(pipe.spec).predict_features({"input": x})
+    assert [p.label for p in predictions] == list(logistic.predict(features))
+    got = np.asarray([[p.probabilities[c] for c in logistic.classes_] for p in predictions])
+    # The network runs in float32: its features carry float32 rounding.
+    assert np.abs(got - logistic.predict_proba(features)).max() <= 1e-4
