@@ -391,3 +391,56 @@ def test_neural_network_feeding_a_logistic_regression() -> None:
     got = np.asarray([[p.probabilities[c] for c in logistic.classes_] for p in predictions])
     # The network runs in float32: its features carry float32 rounding.
     assert np.abs(got - logistic.predict_proba(features)).max() <= 1e-4
+
+
+@pytest.fixture
+def numpy2_tree_builder(monkeypatch):
+    """coremltools' tree builder calls ``float()`` on one-element arrays, which NumPy 2
+    refuses (gradient boosting's values and base prediction): give it plain floats."""
+    from coremltools.models import tree_ensemble
+
+    def plain(values: Any) -> Any:
+        if isinstance(values, dict):
+            return {k: float(np.asarray(v).reshape(-1)[0]) for k, v in values.items()}
+        if isinstance(values, np.ndarray | list | tuple):
+            return [float(v) for v in np.asarray(values, dtype=np.float64).reshape(-1)]
+        return values
+
+    base = tree_ensemble.TreeEnsembleBase
+    add_leaf, set_default = base.add_leaf_node, base.set_default_prediction_value
+    monkeypatch.setattr(
+        base,
+        "add_leaf_node",
+        lambda self, tree_id, node_id, values, relative_hit_rate=None: add_leaf(
+            self, tree_id, node_id, plain(values), relative_hit_rate
+        ),
+    )
+    monkeypatch.setattr(
+        base, "set_default_prediction_value", lambda self, v: set_default(self, plain(v))
+    )
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("labels", ["int", "str"])
+@pytest.mark.parametrize("dataset", ["iris_scaled", "blobs"])
+def test_gradient_boosting_multiclass(numpy2_tree_builder, dataset: str, labels: str) -> None:
+    x, y = _data(dataset)
+    y = _labels(y, labels)
+    model = ensemble.GradientBoostingClassifier(n_estimators=12, random_state=0).fit(x, y)
+    spec = _convert(model, _array_input(x))
+    assert spec.treeEnsembleClassifier.postEvaluationTransform == 1  # Classification_SoftMax
+    _check_classifier(model, spec, {"input": x}, x)
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("dataset", ["diabetes", "friedman"])
+def test_gradient_boosting_regressor(numpy2_tree_builder, dataset: str) -> None:
+    if dataset == "diabetes":
+        x, y = datasets.load_diabetes(return_X_y=True)
+    else:
+        x, y = datasets.make_friedman1(n_samples=150, n_features=7, random_state=1)
+    x = _float32(x)
+    model = ensemble.GradientBoostingRegressor(n_estimators=20, random_state=0).fit(x, y)
+    spec = _convert(model, _array_input(x))
+    got = [p.outputs["target"] for p in Predictor(spec).predict_features({"input": x})]
+    _check_values(np.asarray(got), model.predict(x))
