@@ -355,3 +355,36 @@ def test_inspect_shows_how_to_call(network, mapping, dict_model, capsys):
         assert call == f"Call: mlupdated predict --model {path} {expected}"
         code, out, _ = _run(capsys, "inspect", "--model", str(path), "--json")
         assert json.loads(out)["call"]["command"] == call.removeprefix("Call: ")
+
+
+def test_features_from_standard_input(mapping):
+    done = subprocess.run(
+        [sys.executable, "-m", "mlupdated.cli", "predict", "--model", str(mapping),
+         "--features", "-"],
+        input='{"animal": "dog"}\n{"animal": 3}\n{"animal": "cat"}\n',
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 1  # line 2 is not a string
+    assert done.stdout.splitlines() == [
+        f"line 1: code={MAPPING['dog']}",
+        "line 2: error: input 'animal' must be a string, got 3",
+        f"line 3: code={MAPPING['cat']}",
+    ]
+
+
+def test_image_paths_in_a_features_file(tmp_path, capsys):
+    from PIL import Image
+
+    photo = tmp_path / "photo.png"
+    pixels = np.random.default_rng(2).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(photo)
+    lines = tmp_path / "photos.jsonl"
+    missing = tmp_path / "nope.jpg"
+    lines.write_text(json.dumps({"image": str(photo)}) + "\n" + json.dumps({"image": str(missing)}))
+    code, out, _ = _run(capsys, "predict", "--features", str(lines), "--json")
+    assert code == 1
+    first, second = (json.loads(line) for line in out.splitlines())
+    code, by_path, _ = _run(capsys, "predict", str(photo), "--json")
+    assert first["label"] == json.loads(by_path)["label"]
+    assert first["probabilities"] == json.loads(by_path)["probabilities"]
+    assert second["line"] == 2 and "error" in second
