@@ -62,6 +62,29 @@ def resolve_model(args: argparse.Namespace) -> Path:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
+    from .errors import ConfigError
+
+    if args.input or args.features is not None:
+        from .engine.feature_command import run_feature_predict_command
+
+        if args.images:
+            raise ConfigError("give IMAGE files, or --input/--features, not both")
+        if args.input and args.features is not None:
+            raise ConfigError("give --input or --features, not both")
+        if args.out_dir is not None and not args.json:
+            raise ConfigError("--out-dir needs --json")
+        return run_feature_predict_command(
+            resolve_model(args),
+            inputs=args.input or [],
+            features_file=args.features,
+            as_json=args.json,
+            out_dir=args.out_dir,
+            resize=args.resize,
+        )
+    if not args.images:
+        raise ConfigError("give IMAGE files, --input NAME=VALUE or --features FILE")
+    if args.out_dir is not None:
+        raise ConfigError("--out-dir goes with --input or --features")
     from .engine.predictor import run_predict_command
 
     return run_predict_command(
@@ -150,17 +173,35 @@ def build_parser() -> argparse.ArgumentParser:
             help=f"workspace directory (default: ${WORKSPACE_ENV}, else ~/mlupdated)",
         )
 
-    p = sub.add_parser("predict", help="classify images")
+    p = sub.add_parser("predict", help="classify images, or run a model on any inputs")
     p.add_argument("--model", metavar="PATH", help="model to use (default: see README)")
     workspace_option(p)
     p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument(
+        "--input",
+        action="append",
+        metavar="NAME=VALUE",
+        help="an input: a number, a string, JSON (array or object), FILE.npy or an image "
+        "path (repeat for each input; `mlupdated inspect` shows an example)",
+    )
+    p.add_argument(
+        "--features",
+        metavar="FILE",
+        help="a file of JSON objects, one example per line ('-': standard input)",
+    )
+    p.add_argument(
+        "--out-dir",
+        metavar="DIR",
+        help="with --json: write array outputs as DIR/NAME.npy (DIR/LINE/NAME.npy for "
+        "--features) and print their paths",
+    )
     p.add_argument(
         "--resize",
         choices=("scaleFill", "centerCrop", "scaleFit"),
         default="scaleFill",
         help="how images are fitted to the model's input size (default: scaleFill)",
     )
-    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("images", nargs="*", metavar="IMAGE")
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("inspect", help="describe a model and check it for updates")

@@ -93,6 +93,13 @@ class EngineError(ModelError):
     """The compiled network failed to build or run (onnxruntime refused it)."""
 
 
+# --- prediction inputs --------------------------------------------------------------
+
+
+class FeatureError(MlupdatedError):
+    """An input given to predict is missing, unknown, or of the wrong type or shape."""
+
+
 # --- images -----------------------------------------------------------------------
 
 

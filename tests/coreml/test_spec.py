@@ -135,16 +135,35 @@ def test_ml_program_refused():
 
 def test_unsupported_type_refused():
     spec = Model_pb2.Model(specificationVersion=1)
-    spec.treeEnsembleClassifier.SetInParent()
-    with pytest.raises(UnsupportedModelError, match="treeEnsembleClassifier"):
+    spec.nonMaximumSuppression.SetInParent()
+    with pytest.raises(UnsupportedModelError, match="nonMaximumSuppression"):
         specmod.load_spec_bytes(specmod.serialize(spec))
+
+
+@pytest.mark.parametrize("kind", specmod.APPLE_ONLY_KINDS)
+def test_apple_only_type_refused_in_one_line(kind):
+    spec = Model_pb2.Model(specificationVersion=1)
+    getattr(spec, kind).SetInParent()
+    with pytest.raises(UnsupportedModelError) as caught:
+        specmod.load_spec_bytes(specmod.serialize(spec))
+    message = str(caught.value)
+    assert "\n" not in message
+    assert f"'{kind}' can only be run by Apple's frameworks" in message
+
+
+def test_classic_types_are_accepted():
+    spec = Model_pb2.Model(specificationVersion=1)
+    spec.treeEnsembleClassifier.SetInParent()
+    assert specmod.load_spec_bytes(specmod.serialize(spec)).WhichOneof("Type") == (
+        "treeEnsembleClassifier"
+    )
 
 
 def test_pipeline_with_unsupported_stage_refused(seed_spec):
     other = Model_pb2.Model(specificationVersion=1)
-    other.oneHotEncoder.SetInParent()
+    other.visionFeaturePrint.SetInParent()
     data = specmod.serialize(pipeline_of(other, seed_spec))
-    with pytest.raises(UnsupportedModelError, match="stage 0"):
+    with pytest.raises(UnsupportedModelError, match="stage 0: model type 'visionFeaturePrint'"):
         specmod.load_spec_bytes(data)
 
 

@@ -155,10 +155,10 @@ def test_plain_network_reports_raw_outputs() -> None:
         assert_close(pred.outputs["features"].reshape(-1), row)
 
 
-def test_other_model_kinds_are_refused() -> None:
+def test_apple_only_model_kinds_are_refused() -> None:
     from mlupdated.coreml.proto import Model_pb2
 
     spec = Model_pb2.Model(specificationVersion=4)
-    spec.glmClassifier.offset.append(0.0)
-    with pytest.raises(UnsupportedModelError, match="glmClassifier"):
+    spec.wordTagger.SetInParent()
+    with pytest.raises(UnsupportedModelError, match="'wordTagger' can only be run by Apple"):
         Predictor(spec)

@@ -3,8 +3,8 @@
 :func:`describe` gathers what a user needs to know about a model into a plain,
 JSON-serialisable dict: its kind, inputs and outputs with their types, labels,
 layers, what is updatable and how (loss, optimizer, parameters and their allowed
-values), and the updatable-model rules it breaks. :func:`format_description` renders
-that dict as text.
+values), the updatable-model rules it breaks, and a command line that calls it.
+:func:`format_description` renders that dict as text.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import os
 import sys
 from typing import Any
 
+from .features import example_command, input_hint
 from .image_tensor import COLOR_SPACE_NAMES
 from .params import LABELS, update_parameters
 from .proto import FeatureTypes_pb2, Model_pb2
@@ -71,6 +72,9 @@ def describe(spec: Model_pb2.Model, *, path: str | os.PathLike[str] | None = Non
         _describe_network(spec, info)
     if info["kind"] == KNN_KIND:
         info["knn"] = _knn_info(spec)
+    summary = _classic_summary(spec)
+    if summary is not None:
+        info["summary"] = summary
     stage = updatable_stage(spec)
     if stage is not None and stage is not spec and stage.WhichOneof("Type") in NEURAL_NETWORK_KINDS:
         info["updatable_layers"] = [
@@ -84,6 +88,11 @@ def describe(spec: Model_pb2.Model, *, path: str | os.PathLike[str] | None = Non
     info["stages"] = [describe(s) for s in pipeline_stages(spec)]
     for child in info["stages"]:
         del child["path"]
+        del child["call"]
+    info["call"] = {
+        "command": example_command(spec, path),
+        "notes": [hint for f in desc.input if (hint := input_hint(f)) is not None],
+    }
     return info
 
 
@@ -200,6 +209,42 @@ def _knn_info(spec: Model_pb2.Model) -> dict[str, Any]:
     }
 
 
+def _enum(message: Any, field: str) -> str:
+    enum = message.DESCRIPTOR.fields_by_name[field].enum_type
+    value = getattr(message, field)
+    return enum.values_by_number[value].name if value in enum.values_by_number else str(value)
+
+
+def _classic_summary(spec: Model_pb2.Model) -> str | None:
+    """One line on what a classic model holds (GLM, trees, SVM, transformers)."""
+    kind = spec.WhichOneof("Type")
+    if kind in ("glmClassifier", "glmRegressor"):
+        glm = getattr(spec, kind)
+        rows = len(glm.weights)
+        width = len(glm.weights[0].value) if rows else 0
+        transform = _enum(glm, "postEvaluationTransform")
+        text = f"linear model: {rows} weight row(s) of {width}, {transform}"
+        if kind == "glmClassifier":
+            text += f", {_enum(glm, 'classEncoding')}"
+        return text
+    if kind in ("treeEnsembleClassifier", "treeEnsembleRegressor"):
+        model = getattr(spec, kind)
+        nodes = model.treeEnsemble.nodes
+        trees = len({node.treeId for node in nodes})
+        return (
+            f"tree ensemble: {trees} tree(s), {len(nodes)} nodes, "
+            f"{model.treeEnsemble.numPredictionDimensions} prediction dimension(s), "
+            f"{_enum(model, 'postEvaluationTransform')}"
+        )
+    if kind in ("supportVectorClassifier", "supportVectorRegressor"):
+        svm = getattr(spec, kind)
+        which = svm.WhichOneof("supportVectors")
+        vectors = getattr(svm, which).vectors if which else []
+        kernel = (svm.kernel.WhichOneof("kernel") or "linearKernel").removesuffix("Kernel")
+        return f"support vector machine: {kernel} kernel, {len(vectors)} support vectors"
+    return None
+
+
 def _describe_training(spec: Model_pb2.Model, info: dict[str, Any]) -> None:
     params = update_parameters(spec)
 
@@ -289,6 +334,8 @@ def format_description(info: dict[str, Any], *, indent: str = "") -> str:
                 f"  {layer['name']}: {kind}  {', '.join(layer['inputs'])} -> "
                 f"{', '.join(layer['outputs'])}{mark}"
             )
+    if info.get("summary"):
+        add(f"Holds: {info['summary']}")
     knn = info.get("knn")
     if knn is not None:
         add(
@@ -301,6 +348,10 @@ def format_description(info: dict[str, Any], *, indent: str = "") -> str:
         lines.extend(f"  {p['message']}" for p in info["problems"])
     elif info["updatable"]:
         add("Update problems: none (the model passes Core ML's rules for updatable models)")
+    call = info.get("call")
+    if call is not None:
+        add(f"Call: {call['command']}")
+        lines.extend(f"  {note}" for note in call["notes"])
     for index, stage in enumerate(info["stages"]):
         add(f"Pipeline stage {index}:")
         add(format_description(stage, indent="  "))

@@ -2,9 +2,9 @@
 
 Loading is the boundary where file-system and protobuf failures become our errors:
 a missing or non-regular file is ``ModelNotFoundError``, bytes that do not parse are
-``ModelParseError``, and a valid model of a kind we do not run (an ML Program, a tree
-ensemble, an ``.mlpackage`` directory) is ``UnsupportedModelError``. Everything that
-returns a spec returns the ``Model_pb2.Model`` message itself, so callers use the
+``ModelParseError``, and a valid model of a kind we do not run (an ML Program, a type
+only Apple's frameworks run, an ``.mlpackage`` directory) is ``UnsupportedModelError``.
+Everything that returns a spec returns the ``Model_pb2.Model`` message itself, so callers use the
 protobuf API directly.
 """
 
@@ -37,7 +37,50 @@ MAX_SPEC_VERSION = 9
 NEURAL_NETWORK_KINDS = ("neuralNetwork", "neuralNetworkClassifier", "neuralNetworkRegressor")
 PIPELINE_KINDS = ("pipeline", "pipelineClassifier", "pipelineRegressor")
 KNN_KIND = "kNearestNeighborsClassifier"
-SUPPORTED_KINDS = NEURAL_NETWORK_KINDS + PIPELINE_KINDS + (KNN_KIND,)
+# Run through onnxruntime's ONNX-ML operators (engine/classic.py).
+CLASSIFIER_KINDS = ("glmClassifier", "treeEnsembleClassifier", "supportVectorClassifier")
+REGRESSOR_KINDS = ("glmRegressor", "treeEnsembleRegressor", "supportVectorRegressor")
+TRANSFORMER_KINDS = (
+    "normalizer",
+    "oneHotEncoder",
+    "imputer",
+    "scaler",
+    "featureVectorizer",
+    "arrayFeatureExtractor",
+    "categoricalMapping",
+    "dictVectorizer",
+    "identity",
+)
+CLASSIC_KINDS = CLASSIFIER_KINDS + REGRESSOR_KINDS + TRANSFORMER_KINDS
+SUPPORTED_KINDS = NEURAL_NETWORK_KINDS + PIPELINE_KINDS + (KNN_KIND,) + CLASSIC_KINDS
+
+# Types whose work is done by Apple's own frameworks (Vision, Natural Language, Sound
+# Analysis, Create ML) or by code inside the app: nothing outside Apple can run them.
+APPLE_ONLY_KINDS = (
+    "visionFeaturePrint",
+    "audioFeaturePrint",
+    "soundAnalysisPreprocessing",
+    "textClassifier",
+    "wordTagger",
+    "gazetteer",
+    "wordEmbedding",
+    "itemSimilarityRecommender",
+    "linkedModel",
+    "customModel",
+    "serializedModel",
+    "classConfidenceThresholding",
+)
+
+
+def apple_only_reason(kind: str | None) -> str | None:
+    """The one-line reason a model type runs only on Apple's frameworks, else None."""
+    if kind not in APPLE_ONLY_KINDS:
+        return None
+    return (
+        f"model type '{kind}' can only be run by Apple's frameworks (Core ML on an Apple "
+        "device); mlupdated cannot run it"
+    )
+
 
 _READ_CHUNK = 1 << 20
 
@@ -161,6 +204,9 @@ def _check_kind(spec: Model_pb2.Model, *, path: str | os.PathLike[str] | None, w
             "convert_to='neuralnetwork') are supported",
             path=path,
         )
+    apple_only = apple_only_reason(kind)
+    if apple_only is not None:
+        raise UnsupportedModelError(f"{where}{apple_only}", path=path)
     if kind not in SUPPORTED_KINDS:
         raise UnsupportedModelError(
             f"{where}model type '{kind}' is not supported "

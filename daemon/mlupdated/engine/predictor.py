@@ -1,5 +1,6 @@
 """Predictions from a Core ML model: neural networks through onnxruntime, k-NN in
-NumPy, pipelines stage by stage.
+NumPy, the classic model types (GLM, trees, SVM, the feature transformers) through
+onnxruntime's ONNX-ML operators, pipelines of any of these stage by stage.
 
 Everything that can be refused is refused when the ``Predictor`` is built (every
 network compiled, every layer supported), never halfway through a batch. Image files
@@ -18,7 +19,9 @@ from typing import Any
 import numpy as np
 
 from ..coreml.images import DEFAULT_MAX_PIXELS, image_input, load_tensor
+from ..coreml.spec import CLASSIC_KINDS, apple_only_reason
 from ..errors import ImageError, InvalidModelError, MlupdatedError, UnsupportedModelError
+from .classic import ClassicStage
 from .compile import NEURAL_NETWORK_KINDS, default_outputs, probabilities_blob
 from .knn import KnnClassifier
 from .runtime import load_session
@@ -82,7 +85,7 @@ class _NetworkStage:
         for name in self.session.input_names:
             if name not in features:
                 raise InvalidModelError(f"network input {name!r} is not provided")
-            feeds[name] = features[name]
+            feeds[name] = _fit_shape(features[name], self.session.input_shapes[name])
         results = self.session.run(feeds)
         if self.prob_blob is None:
             features.update(results)
@@ -102,6 +105,20 @@ class _NetworkStage:
         if description.predictedFeatureName:
             features[description.predictedFeatureName] = labels
         return _Classified(labels, dicts)
+
+
+def _fit_shape(value: Any, shape: list[Any]) -> Any:
+    """A batch in the graph's declared layout when only axes of size 1 differ (a
+    multi-array declared ``[1, D]`` is fed as ``[N, D]``; a classic stage's ``[N, D]``
+    output feeds a network's ``[N, D, 1, 1]``)."""
+    if not isinstance(value, np.ndarray) or len(shape) < 1:
+        return value
+    dims = shape[1:]
+    if not all(isinstance(d, int) for d in dims) or list(value.shape[1:]) == dims:
+        return value
+    if int(np.prod(value.shape[1:])) == int(np.prod(dims)):
+        return value.reshape(len(value), *dims)
+    return value
 
 
 class _KnnStage:
@@ -130,21 +147,35 @@ class _KnnStage:
         return _Classified(labels, dicts)
 
 
-def _stages(spec: Any, *, cache: bool) -> list[_NetworkStage | _KnnStage]:
+_Stage = _NetworkStage | _KnnStage | ClassicStage
+
+
+def _stages(spec: Any, *, cache: bool, where: str = "") -> list[_Stage]:
     kind = spec.WhichOneof("Type")
-    if kind in NEURAL_NETWORK_KINDS:
-        return [_NetworkStage(spec, cache=cache)]
-    if kind == KNN_KIND:
-        return [_KnnStage(spec)]
+    apple_only = apple_only_reason(kind)
+    if apple_only is not None:
+        raise UnsupportedModelError(f"{where}{apple_only}")
+    try:
+        if kind in NEURAL_NETWORK_KINDS:
+            return [_NetworkStage(spec, cache=cache)]
+        if kind == KNN_KIND:
+            return [_KnnStage(spec)]
+        if kind in CLASSIC_KINDS:
+            return [ClassicStage(spec)]
+    except MlupdatedError as exc:
+        if where:
+            exc.reason = f"{where}{exc.reason}"
+            exc.args = (exc.reason,)
+        raise
     if kind in PIPELINE_KINDS:
         pipeline = spec.pipeline if kind == "pipeline" else getattr(spec, kind).pipeline
-        stages: list[_NetworkStage | _KnnStage] = []
-        for model in pipeline.models:
-            stages.extend(_stages(model, cache=cache))
+        stages: list[_Stage] = []
+        for index, model in enumerate(pipeline.models):
+            stages.extend(_stages(model, cache=cache, where=f"{where}pipeline stage {index}: "))
         if not stages:
             raise InvalidModelError("pipeline has no models")
         return stages
-    raise UnsupportedModelError(f"model type {kind!r} cannot be run by mlupdated")
+    raise UnsupportedModelError(f"{where}model type {kind!r} cannot be run by mlupdated")
 
 
 def _attach_path(exc: MlupdatedError, path: str | os.PathLike[str] | None) -> MlupdatedError:
@@ -156,7 +187,7 @@ def _attach_path(exc: MlupdatedError, path: str | os.PathLike[str] | None) -> Ml
 
 
 class Predictor:
-    """Runs a Core ML model (neural network, k-NN, or a pipeline of those).
+    """Runs a Core ML model (neural network, k-NN, classic model, or a pipeline of those).
 
     ``Predictor(spec, path=...)`` compiles every network at once (through the graph
     cache), so an unsupported layer is refused here with its name and type.
@@ -186,7 +217,9 @@ class Predictor:
     def is_classifier(self) -> bool:
         """Whether the model is a classifier (labels and probabilities out)."""
         return any(
-            isinstance(s, _KnnStage) or (isinstance(s, _NetworkStage) and s.prob_blob)
+            isinstance(s, _KnnStage)
+            or (isinstance(s, _NetworkStage) and s.prob_blob)
+            or (isinstance(s, ClassicStage) and s.is_classifier)
             for s in self._stages
         )
 
@@ -196,14 +229,29 @@ class Predictor:
         """Predict a batch: ``feeds`` maps each model input to an array whose axis 0
         is the batch (images as float32 ``[N, C, H, W]``, 0..255)."""
         features: dict[str, Any] = {k: np.asarray(v, dtype=np.float32) for k, v in feeds.items()}
+        return self.predict_features(features, paths=paths)
+
+    def predict_features(
+        self, features: Mapping[str, Any], *, paths: Sequence[str | None] | None = None
+    ) -> list[Prediction]:
+        """Predict a batch of any feature types, batch first: a double or int64 feature
+        as an ``[N]`` array, strings as N strings, a multi-array ``[N, *shape]``, a
+        dictionary as N dicts, an image as float32 ``[N, C, H, W]`` (0..255).
+
+        The features are not checked against the model's description here (see
+        ``coreml.features`` for that)."""
+        features = dict(features)
         sizes = {len(v) for v in features.values()}
         if len(sizes) != 1:
             raise InvalidModelError(f"inputs have different batch sizes {sorted(sizes)}")
         n = sizes.pop()
-        classified: _Classified | None = None
+        classified: Any = None
         try:
             for stage in self._stages:
-                result = stage.run(features)
+                if isinstance(stage, ClassicStage):
+                    result = stage.run(features, n)
+                else:
+                    result = stage.run(features)
                 if result is not None:
                     classified = result
         except MlupdatedError as exc:

@@ -23,7 +23,7 @@ from ..paths import cache_dir
 from .compile import OPSET, compile_network
 
 # Bump when a converter's output changes: it invalidates every cached graph.
-ENGINE_VERSION = "3"
+ENGINE_VERSION = "4"
 CACHE_SUBDIR = "graphs"
 # onnxruntime severities: 0 verbose .. 3 error, 4 fatal. Warnings (e.g. about unused
 # initializers) are not the user's business, and errors come back as EngineError with
@@ -34,6 +34,16 @@ _log = get_logger(__name__)
 
 # Counts compilations done by load_session (tests check that the cache is used).
 compile_count = 0
+
+
+# onnxruntime's input type names -> the NumPy type a feed is converted to.
+_DTYPES = {
+    "tensor(float)": np.float32,
+    "tensor(double)": np.float64,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(string)": object,
+}
 
 
 def _quiet_ort() -> Any:
@@ -62,15 +72,22 @@ class Session:
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise EngineError(f"onnxruntime cannot load the compiled network: {exc}") from exc
         self.input_names = [i.name for i in self._session.get_inputs()]
+        # Declared shapes (a str or None for a free dimension such as the batch).
+        self.input_shapes = {i.name: list(i.shape) for i in self._session.get_inputs()}
+        self._input_dtypes = {
+            i.name: _DTYPES.get(i.type, np.float32) for i in self._session.get_inputs()
+        }
         self.output_names = [o.name for o in self._session.get_outputs()]
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run the graph; ``feeds`` maps input names to batched float32 arrays."""
+        """Run the graph; ``feeds`` maps input names to batched arrays (converted to
+        the type each input declares: float32 for every network)."""
         missing = [name for name in self.input_names if name not in feeds]
         if missing:
             raise EngineError(f"missing input(s): {', '.join(missing)}")
         arrays = {
-            name: np.ascontiguousarray(feeds[name], dtype=np.float32) for name in self.input_names
+            name: np.ascontiguousarray(feeds[name], dtype=self._input_dtypes[name])
+            for name in self.input_names
         }
         try:
             results = self._session.run(self.output_names, arrays)

@@ -1,0 +1,211 @@
+"""``mlupdated predict --input/--features`` and :func:`mlupdated.predict`: models whose
+inputs are not (only) image files.
+
+Each example is predicted on its own (examples of one model may have different
+shapes where the model allows it). Text output is one line per example: the label and
+its probability for a classifier, else ``name=value`` for each output. ``--json``
+prints one object per example with every output feature (arrays as nested lists, or
+as ``.npy`` files under ``--out-dir``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..coreml.features import (
+    batch_of_one,
+    check_example,
+    example_from_pairs,
+    examples_from_lines,
+    to_python,
+)
+from ..errors import FeatureError, MlupdatedError
+from .predictor import NON_FINITE_REASON, Prediction, Predictor
+from .report import PROBABILITY_DIGITS
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def predict_example(predictor: Predictor, example: Mapping[str, Any]) -> Prediction:
+    """Predict one checked example (see ``features.check_example``); multi-array
+    outputs come in the shape the model declares (a network's ``[C, 1, 1]`` blob for
+    a declared ``[C]`` output is given as ``[C]``)."""
+    (prediction,) = predictor.predict_features(batch_of_one(predictor.spec, example))
+    for feature in predictor.spec.description.output:
+        value = prediction.outputs.get(feature.name)
+        if not isinstance(value, np.ndarray) or feature.type.WhichOneof("Type") != (
+            "multiArrayType"
+        ):
+            continue
+        shape = tuple(int(d) for d in feature.type.multiArrayType.shape)
+        if shape and value.shape != shape and value.size == int(np.prod(shape)):
+            prediction.outputs[feature.name] = value.reshape(shape)
+    return prediction
+
+
+def outputs_of(prediction: Prediction) -> dict[str, Any]:
+    """Every output feature of a prediction, as plain Python (arrays stay arrays)."""
+    return {name: to_python(value) for name, value in prediction.outputs.items()}
+
+
+def _finite(outputs: Mapping[str, Any]) -> bool:
+    for value in outputs.values():
+        if isinstance(value, dict):
+            value = list(value.values())
+        try:
+            array = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            continue
+        if not np.isfinite(array).all():
+            return False
+    return True
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _text_value(value: Any) -> str:
+    if isinstance(value, np.ndarray):
+        flat = value.reshape(-1)
+        shown = ", ".join(f"{v:.{PROBABILITY_DIGITS}g}" for v in flat[:8])
+        more = ", ..." if flat.size > 8 else ""
+        return f"[{shown}{more}]"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_text_value(v)}" for k, v in value.items()) + "}"
+    return str(value)
+
+
+def _write_arrays(outputs: dict[str, Any], out_dir: Path, where: str | None) -> dict[str, Any]:
+    folder = out_dir if where is None else out_dir / where
+    folder.mkdir(parents=True, exist_ok=True)
+    written = dict(outputs)
+    for name, value in outputs.items():
+        if isinstance(value, np.ndarray) and value.ndim > 0:
+            path = folder / f"{_UNSAFE.sub('_', name) or 'output'}.npy"
+            np.save(path, value, allow_pickle=False)
+            written[name] = str(path)
+    return written
+
+
+def format_prediction(
+    prediction: Prediction,
+    *,
+    as_json: bool,
+    where: str | None,
+    out_dir: Path | None,
+) -> str:
+    """One output line for one example (``where``: its line in a ``--features`` file)."""
+    outputs = outputs_of(prediction)
+    if as_json:
+        if out_dir is not None:
+            outputs = _write_arrays(outputs, out_dir, where)
+        record: dict[str, Any] = {}
+        if where is not None:
+            record["line"] = int(where)
+        if prediction.label is not None:
+            record["label"] = to_python(prediction.label)
+            record["probabilities"] = _jsonable(to_python(prediction.probabilities))
+        record["outputs"] = _jsonable(outputs)
+        return json.dumps(record, ensure_ascii=False)
+    prefix = f"line {where}: " if where is not None else ""
+    if prediction.label is not None:
+        p = prediction.probabilities.get(prediction.label)
+        shown = f" ({p:.{PROBABILITY_DIGITS}f})" if p is not None else ""
+        return f"{prefix}{prediction.label}{shown}"
+    return prefix + ", ".join(f"{name}={_text_value(v)}" for name, v in outputs.items())
+
+
+def _failure_line(error: str, *, as_json: bool, where: str | None) -> str:
+    if as_json:
+        record: dict[str, Any] = {"line": int(where)} if where is not None else {}
+        record["error"] = error
+        return json.dumps(record, ensure_ascii=False)
+    return f"line {where}: error: {error}" if where is not None else f"error: {error}"
+
+
+def run_feature_predict_command(
+    model_path: str | os.PathLike[str],
+    *,
+    inputs: Sequence[str],
+    features_file: str | None,
+    as_json: bool,
+    out_dir: str | None = None,
+    resize: str = "scaleFill",
+) -> int:
+    """``mlupdated predict --input ... | --features FILE``: 0 ok; 1 if a line of the
+    features file failed. A bad ``--input`` raises ``FeatureError`` (exit 2)."""
+    predictor = Predictor.from_path(model_path)
+    target = Path(out_dir) if out_dir is not None else None
+    if features_file is None:
+        example = example_from_pairs(predictor.spec, inputs, resize=resize)
+        prediction = predict_example(predictor, example)
+        if not _finite(outputs_of(prediction)):
+            raise FeatureError(NON_FINITE_REASON)
+        print(format_prediction(prediction, as_json=as_json, where=None, out_dir=target))
+        return 0
+    try:
+        if features_file == "-":
+            lines = sys.stdin.read().splitlines()
+        else:
+            lines = Path(features_file).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise FeatureError(f"cannot read {features_file}: {reason}", path=None) from None
+    failed = False
+    for number, example in examples_from_lines(predictor.spec, lines, resize=resize):
+        where = str(number)
+        if isinstance(example, FeatureError):
+            failed = True
+            print(_failure_line(example.reason, as_json=as_json, where=where), flush=True)
+            continue
+        try:
+            prediction = predict_example(predictor, example)
+            if not _finite(outputs_of(prediction)):
+                raise FeatureError(NON_FINITE_REASON)
+        except MlupdatedError as exc:
+            failed = True
+            print(_failure_line(exc.reason, as_json=as_json, where=where), flush=True)
+            continue
+        print(format_prediction(prediction, as_json=as_json, where=where, out_dir=target))
+    return 1 if failed else 0
+
+
+def predict(
+    model_path: str | os.PathLike[str],
+    features: Mapping[str, Any],
+    *,
+    resize: str = "scaleFill",
+) -> dict[str, Any]:
+    """Run a Core ML model on one example; return every output feature.
+
+    ``features`` maps each input name to its value: a number (double), an ``int``
+    (int64), a ``str``, a ``dict`` (dictionary input), a nested list or NumPy array
+    (multi-array, in the input's shape), or an image file path (or a float32
+    ``[C, H, W]`` array of 0..255 values). The result maps each output name to a
+    ``float``, ``int``, ``str``, ``dict`` (class probabilities) or NumPy array.
+    Raises ``FeatureError`` (a subclass of ``MlupdatedError``) in one line for an
+    unknown, missing or ill-typed input, and the model errors of ``Predictor`` for a
+    model that cannot run.
+    """
+    predictor = Predictor.from_path(model_path)
+    example = check_example(predictor.spec, features, resize=resize)
+    return outputs_of(predict_example(predictor, example))
