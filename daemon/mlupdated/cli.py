@@ -1,4 +1,5 @@
-"""The ``mlupdated`` command line: the contract of DESIGN.md, one sub-command each.
+"""The ``mlupdated`` command line: the parser of DESIGN.md's contract; each sub-command
+runs ``commands/<name>.py``.
 
 Exit codes: 0 ok, 1 some inputs failed, 2 usage or configuration error (and any
 other error we raise on purpose). Errors print one line naming the file and the
@@ -8,141 +9,32 @@ reason; ``--debug`` adds the traceback.
 from __future__ import annotations
 
 import argparse
-import os
+import importlib
 import sys
 import traceback
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Callable, Sequence
 
 from . import __version__
 from .errors import MlupdatedError
+from .paths import bundled_model_path
+
+__all__ = ["build_parser", "bundled_model_path", "main"]
 
 EXIT_OK = 0
 EXIT_INPUT_FAILED = 1
 EXIT_USAGE = 2
 
-DEFAULT_MODEL_NAME = "CatDogUpdatable.mlmodel"
 WORKSPACE_ENV = "MLUPDATED_WORKSPACE"
 
 
-# --- model and workspace resolution ------------------------------------------------
+def _command(name: str) -> Callable[[argparse.Namespace], int]:
+    """The ``run`` of ``commands/<name>.py``, imported only when that command runs."""
 
+    def run(args: argparse.Namespace) -> int:
+        module = importlib.import_module(f"{__package__}.commands.{name}")
+        return int(module.run(args))
 
-def bundled_model_path() -> Path:
-    """The default model that ships inside the package."""
-    return Path(__file__).resolve().parent / "models" / DEFAULT_MODEL_NAME
-
-
-def find_workspace(start: Path | None = None) -> Path | None:
-    """The workspace containing ``start`` (default: the current directory), if any."""
-    here = (start or Path.cwd()).resolve()
-    for candidate in (here, *here.parents):
-        if (candidate / "config.toml").is_file() and (candidate / "models").is_dir():
-            return candidate
-    return None
-
-
-def default_workspace() -> Path:
-    """``$MLUPDATED_WORKSPACE``, else ``~/mlupdated``."""
-    env = os.environ.get(WORKSPACE_ENV)
-    return Path(env).expanduser() if env else Path.home() / "mlupdated"
-
-
-def resolve_model(args: argparse.Namespace) -> Path:
-    """--model, else the workspace's current model, else the bundled default."""
-    if getattr(args, "model", None):
-        return Path(args.model)
-    workspace = Path(args.workspace) if getattr(args, "workspace", None) else find_workspace()
-    if workspace is not None:
-        return workspace / "models" / "current.mlmodel"
-    return bundled_model_path()
-
-
-# --- sub-commands ---------------------------------------------------------------------
-
-
-def _cmd_predict(args: argparse.Namespace) -> int:
-    from .errors import ConfigError
-
-    if args.input or args.features is not None:
-        from .engine.feature_command import run_feature_predict_command
-
-        if args.images:
-            raise ConfigError("give IMAGE files, or --input/--features, not both")
-        if args.input and args.features is not None:
-            raise ConfigError("give --input or --features, not both")
-        if args.out_dir is not None and not args.json:
-            raise ConfigError("--out-dir needs --json")
-        return run_feature_predict_command(
-            resolve_model(args),
-            inputs=args.input or [],
-            features_file=args.features,
-            as_json=args.json,
-            out_dir=args.out_dir,
-            resize=args.resize,
-        )
-    if not args.images:
-        raise ConfigError("give IMAGE files, --input NAME=VALUE or --features FILE")
-    if args.out_dir is not None:
-        raise ConfigError("--out-dir goes with --input or --features")
-    from .engine.predictor import run_predict_command
-
-    return run_predict_command(
-        resolve_model(args), [Path(p) for p in args.images], as_json=args.json, resize=args.resize
-    )
-
-
-def _cmd_inspect(args: argparse.Namespace) -> int:
-    from .coreml.describe import run_inspect_command
-
-    return run_inspect_command(resolve_model(args), as_json=args.json)
-
-
-def _cmd_update(args: argparse.Namespace) -> int:
-    from .train.command import run_update_command
-
-    # train never imports cli: it gets the model path already resolved.
-    args.model = str(resolve_model(args))
-    return run_update_command(args)
-
-
-def _cmd_init(args: argparse.Namespace) -> int:
-    from .service.workspace import run_init_command
-
-    # service/ must not import cli: resolve the default model here.
-    if not args.model:
-        args.model = str(bundled_model_path())
-    return run_init_command(args)
-
-
-def _cmd_run(args: argparse.Namespace) -> int:
-    from .service.app import run_daemon_command
-
-    return run_daemon_command(args, model_path=bundled_model_path())
-
-
-def _cmd_status(args: argparse.Namespace) -> int:
-    from .service.status import run_status_command
-
-    return run_status_command(args)
-
-
-def _cmd_rollback(args: argparse.Namespace) -> int:
-    from .service.store import run_rollback_command
-
-    return run_rollback_command(args)
-
-
-def _cmd_control(args: argparse.Namespace) -> int:
-    from .service.control import run_control_command
-
-    return run_control_command(args)
-
-
-def _cmd_service(args: argparse.Namespace) -> int:
-    from .service.install import run_service_command
-
-    return run_service_command(args)
+    return run
 
 
 # --- parser ---------------------------------------------------------------------------
@@ -202,13 +94,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="how images are fitted to the model's input size (default: scaleFill)",
     )
     p.add_argument("images", nargs="*", metavar="IMAGE")
-    p.set_defaults(func=_cmd_predict)
+    p.set_defaults(func=_command("predict"))
 
     p = sub.add_parser("inspect", help="describe a model and check it for updates")
     p.add_argument("--model", metavar="PATH")
     workspace_option(p)
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=_cmd_inspect)
+    p.set_defaults(func=_command("inspect"))
 
     p = sub.add_parser("update", help="run the Core ML update task on a folder of labels")
     p.add_argument("--model", metavar="PATH", help="updatable model (default: the bundled one)")
@@ -237,26 +129,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="how images are fitted to the model's input size (default: scaleFill)",
     )
     p.add_argument("--json", action="store_true", help="one JSON object per progress event")
-    p.set_defaults(func=_cmd_update)
+    p.set_defaults(func=_command("update"))
 
     p = sub.add_parser("init", help="create a workspace")
     p.add_argument("dir", metavar="DIR")
     p.add_argument("--model", metavar="PATH", help="initial model (default: the bundled one)")
-    p.set_defaults(func=_cmd_init)
+    p.set_defaults(func=_command("init"))
 
     p = sub.add_parser("run", help="run the daemon in the foreground")
     workspace_option(p)
-    p.set_defaults(func=_cmd_run)
+    p.set_defaults(func=_command("run"))
 
     p = sub.add_parser("status", help="show the daemon's state")
     workspace_option(p)
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=_cmd_status)
+    p.set_defaults(func=_command("status"))
 
     p = sub.add_parser("rollback", help="make an earlier model version current")
     workspace_option(p)
     p.add_argument("--to", type=int, metavar="VERSION", help="version (default: the previous)")
-    p.set_defaults(func=_cmd_rollback)
+    p.set_defaults(func=_command("rollback"))
 
     for name, text in (
         ("update-now", "ask the running daemon to update now"),
@@ -265,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         p = sub.add_parser(name, help=text)
         workspace_option(p)
-        p.set_defaults(func=_cmd_control, action=name)
+        p.set_defaults(func=_command("control"), action=name)
 
     p = sub.add_parser("service", help="install or remove the system service")
     p.add_argument("action", choices=["install", "uninstall", "print"])
@@ -273,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     scope.add_argument("--user", dest="scope", action="store_const", const="user")
     scope.add_argument("--system", dest="scope", action="store_const", const="system")
     workspace_option(p)
-    p.set_defaults(func=_cmd_service, scope=None)
+    p.set_defaults(func=_command("service"), scope=None)
 
     return parser
 

@@ -22,3 +22,11 @@ def cache_dir(*parts: str) -> Path:
     path = base.joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True, mode=0o755)
     return path
+
+
+DEFAULT_MODEL_NAME = "CatDogUpdatable.mlmodel"
+
+
+def bundled_model_path() -> Path:
+    """The default model that ships inside the package."""
+    return Path(__file__).resolve().parent / "models" / DEFAULT_MODEL_NAME

@@ -9,7 +9,8 @@ import sys
 import numpy as np
 import pytest
 from helpers.updatable_specs import build_updatable_spec
-from mlupdated.coreml.describe import describe, format_description, run_inspect_command
+from mlupdated.commands.inspect import inspect_model as run_inspect_command
+from mlupdated.coreml.describe import describe, format_description
 from mlupdated.coreml.proto import Model_pb2
 from mlupdated.coreml.spec import save_spec
 

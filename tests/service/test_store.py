@@ -8,9 +8,10 @@ import threading
 from pathlib import Path
 
 import pytest
+from mlupdated.commands.rollback import run as run_rollback_command
 from mlupdated.errors import ModelParseError, StoreError
 from mlupdated.fsutil import TEMP_PREFIX
-from mlupdated.service.store import ModelStore, model_parses, run_rollback_command
+from mlupdated.service.store import ModelStore, model_parses
 from mlupdated.service.workspace import Workspace, init_workspace
 
 from tests.helpers.updatable_specs import build_updatable_spec

@@ -11,16 +11,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from mlupdated.commands.init import run as run_init_command
+from mlupdated.commands.resolve import workspace_root as workspace_root_from_args
 from mlupdated.errors import ModelNotFoundError, ModelParseError, WorkspaceError
 from mlupdated.service.config import DEFAULT_CONFIG_TEXT
 from mlupdated.service.store import ModelStore
-from mlupdated.service.workspace import (
-    Workspace,
-    init_workspace,
-    open_workspace,
-    run_init_command,
-    workspace_root_from_args,
-)
+from mlupdated.service.workspace import Workspace, init_workspace, open_workspace
 
 from tests.helpers.updatable_specs import build_updatable_spec
 

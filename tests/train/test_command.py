@@ -153,7 +153,7 @@ def test_corrupt_image_is_reported_and_skipped(workspace):
 def test_progress_bar_redraws_one_line_per_mini_batch():
     import io
 
-    from mlupdated.train.command import _ProgressBar
+    from mlupdated.commands.update import _ProgressBar
     from mlupdated.train.task import UpdateEvent
 
     stream = io.StringIO()

@@ -9,9 +9,7 @@ values), the updatable-model rules it breaks, and a command line that calls it.
 
 from __future__ import annotations
 
-import json
 import os
-import sys
 from typing import Any
 
 from .features import example_command, input_hint
@@ -22,7 +20,6 @@ from .spec import (
     KNN_KIND,
     NEURAL_NETWORK_KINDS,
     class_labels,
-    load_spec,
     model_kind,
     pipeline_stages,
     updatable_stage,
@@ -406,18 +403,3 @@ def _training_lines(info: dict[str, Any], add) -> None:
         add(f"Seed: {_allowed_text(info['seed'])}")
     if info["training_inputs"]:
         add("Training inputs: " + ", ".join(_feature_text(f) for f in info["training_inputs"]))
-
-
-def run_inspect_command(model_path: str | os.PathLike[str], *, as_json: bool) -> int:
-    """``mlupdated inspect``: load the model, print its description, return 0.
-
-    Load errors propagate (the CLI prints them in one line and exits 2).
-    """
-    spec = load_spec(model_path)
-    info = describe(spec, path=model_path)
-    if as_json:
-        sys.stdout.write(json.dumps(info, ensure_ascii=False, sort_keys=False) + "\n")
-    else:
-        sys.stdout.write(format_description(info) + "\n")
-    sys.stdout.flush()
-    return 0

@@ -1,5 +1,5 @@
-"""``mlupdated predict --input/--features`` and :func:`mlupdated.predict`: models whose
-inputs are not (only) image files.
+"""Models whose inputs are not (only) image files: :func:`mlupdated.predict` and the
+lines of ``mlupdated predict --input/--features``.
 
 Each example is predicted on its own (examples of one model may have different
 shapes where the model allows it). Text output is one line per example: the label and
@@ -13,8 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +22,9 @@ import numpy as np
 from ..coreml.features import (
     batch_of_one,
     check_example,
-    example_from_pairs,
-    examples_from_lines,
     to_python,
 )
-from ..errors import FeatureError, MlupdatedError
-from .predictor import NON_FINITE_REASON, Prediction, Predictor
+from .predictor import Prediction, Predictor
 from .report import PROBABILITY_DIGITS
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -56,7 +52,8 @@ def outputs_of(prediction: Prediction) -> dict[str, Any]:
     return {name: to_python(value) for name, value in prediction.outputs.items()}
 
 
-def _finite(outputs: Mapping[str, Any]) -> bool:
+def finite_outputs(outputs: Mapping[str, Any]) -> bool:
+    """False when a numeric output holds NaN or an infinity."""
     for value in outputs.values():
         if isinstance(value, dict):
             value = list(value.values())
@@ -134,59 +131,13 @@ def format_prediction(
     return prefix + ", ".join(f"{name}={_text_value(v)}" for name, v in outputs.items())
 
 
-def _failure_line(error: str, *, as_json: bool, where: str | None) -> str:
+def failure_line(error: str, *, as_json: bool, where: str | None) -> str:
+    """The line for an example that could not be predicted."""
     if as_json:
         record: dict[str, Any] = {"line": int(where)} if where is not None else {}
         record["error"] = error
         return json.dumps(record, ensure_ascii=False)
     return f"line {where}: error: {error}" if where is not None else f"error: {error}"
-
-
-def run_feature_predict_command(
-    model_path: str | os.PathLike[str],
-    *,
-    inputs: Sequence[str],
-    features_file: str | None,
-    as_json: bool,
-    out_dir: str | None = None,
-    resize: str = "scaleFill",
-) -> int:
-    """``mlupdated predict --input ... | --features FILE``: 0 ok; 1 if a line of the
-    features file failed. A bad ``--input`` raises ``FeatureError`` (exit 2)."""
-    predictor = Predictor.from_path(model_path)
-    target = Path(out_dir) if out_dir is not None else None
-    if features_file is None:
-        example = example_from_pairs(predictor.spec, inputs, resize=resize)
-        prediction = predict_example(predictor, example)
-        if not _finite(outputs_of(prediction)):
-            raise FeatureError(NON_FINITE_REASON)
-        print(format_prediction(prediction, as_json=as_json, where=None, out_dir=target))
-        return 0
-    try:
-        if features_file == "-":
-            lines = sys.stdin.read().splitlines()
-        else:
-            lines = Path(features_file).read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-        raise FeatureError(f"cannot read {features_file}: {reason}", path=None) from None
-    failed = False
-    for number, example in examples_from_lines(predictor.spec, lines, resize=resize):
-        where = str(number)
-        if isinstance(example, FeatureError):
-            failed = True
-            print(_failure_line(example.reason, as_json=as_json, where=where), flush=True)
-            continue
-        try:
-            prediction = predict_example(predictor, example)
-            if not _finite(outputs_of(prediction)):
-                raise FeatureError(NON_FINITE_REASON)
-        except MlupdatedError as exc:
-            failed = True
-            print(_failure_line(exc.reason, as_json=as_json, where=where), flush=True)
-            continue
-        print(format_prediction(prediction, as_json=as_json, where=where, out_dir=target))
-    return 1 if failed else 0
 
 
 def predict(

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -332,28 +331,3 @@ def _finite_or_failure(prediction: Prediction) -> Prediction | PredictionFailure
     if all(np.isfinite(array).all() for array in arrays):
         return prediction
     return PredictionFailure(str(prediction.path), NON_FINITE_REASON)
-
-
-def run_predict_command(
-    model_path: str | os.PathLike[str],
-    images: Sequence[Path],
-    *,
-    as_json: bool,
-    resize: str = "scaleFill",
-) -> int:
-    """``mlupdated predict``: one line per image on stdout; 1 if any image failed.
-
-    ``resize`` is how each image is fitted to the model's input (``RESIZE_MODES``).
-    """
-    from .familiarity import familiarity, familiarity_threshold
-    from .report import format_result
-
-    predictor = Predictor.from_path(model_path)
-    threshold = familiarity_threshold(predictor.spec)
-    results = predictor.predict_paths(images, resize=resize)
-    failed = False
-    for result in results:
-        failed = failed or isinstance(result, PredictionFailure)
-        signal = familiarity(getattr(result, "outputs", {}), threshold)
-        print(format_result(result, as_json=as_json, signal=signal), flush=True)
-    return 1 if failed else 0

@@ -21,7 +21,6 @@ lock; exit 0.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import signal
@@ -56,18 +55,6 @@ LOG_LEVELS = {
     "warning": logging.WARNING,
     "error": logging.ERROR,
 }
-
-
-def run_daemon_command(args: argparse.Namespace, *, model_path: Path) -> int:
-    """Run the daemon until SIGTERM/SIGINT; ``model_path`` seeds a new workspace.
-
-    The workspace is ``--workspace``, else the one around the current directory, else
-    ``$MLUPDATED_WORKSPACE``, else ``~/mlupdated``.
-    """
-    from .workspace import workspace_root_from_args
-
-    os.umask(os.umask(0) | UMASK_BITS)
-    return Daemon(workspace_root_from_args(args), model_path=Path(model_path)).run()
 
 
 def _configure(config: Any) -> None:

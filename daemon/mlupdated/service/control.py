@@ -8,7 +8,6 @@ re-reads it; the flag outlives restarts, so a paused daemon stays paused.
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import time
@@ -40,42 +39,41 @@ def daemon_pid(workspace: Any) -> int | None:
     return pid if pid and pid > 0 else None
 
 
-def run_control_command(args: argparse.Namespace) -> int:
-    """Carry out ``args.action`` (``update-now``, ``pause``, ``resume``) on ``workspace``."""
-    from .workspace import Workspace, workspace_root_from_args
-
-    ws = Workspace(workspace_root_from_args(args).absolute())
-    if not Path(ws.state).is_dir():
+def check_control(workspace: Any) -> None:
+    """Refuse a directory that has no ``state/`` folder."""
+    if not Path(workspace.state).is_dir():
         raise WorkspaceError(
-            "not a workspace (no state/ folder); run 'mlupdated init'", path=ws.root
+            "not a workspace (no state/ folder); run 'mlupdated init'", path=workspace.root
         )
-    pid = daemon_pid(ws)
-    action = args.action
-    if action == "update-now":
-        if pid is None:
-            raise WorkspaceError("no daemon is running on this workspace", path=ws.root)
-        _signal(pid, UPDATE_NOW_SIGNAL)
-        print(f"update requested (daemon pid {pid})")
-        return 0
-    flag = pause_flag(ws)
-    if action == "pause":
+
+
+def request_update(workspace: Any) -> int:
+    """Ask the running daemon to update now; return its pid."""
+    check_control(workspace)
+    pid = daemon_pid(workspace)
+    if pid is None:
+        raise WorkspaceError("no daemon is running on this workspace", path=workspace.root)
+    _signal(pid, UPDATE_NOW_SIGNAL)
+    return pid
+
+
+def set_paused(workspace: Any, paused: bool) -> int | None:
+    """Set or clear the pause flag and tell the daemon; return its pid (None: none runs)."""
+    check_control(workspace)
+    pid = daemon_pid(workspace)
+    flag = pause_flag(workspace)
+    if paused:
         atomic_write_bytes(flag, f"{time.time()}\n".encode())
-    elif action == "resume":
+    else:
         try:
             flag.unlink()
         except FileNotFoundError:
             pass
         except OSError as exc:
             raise StoreError(f"cannot remove the pause flag: {exc.strerror}", path=flag) from exc
-    else:
-        raise WorkspaceError(f"unknown control action {action!r}")
-    word = "paused" if action == "pause" else "resumed"
-    if pid is None:
-        print(f"{word} (no daemon is running; it takes effect when one starts)")
-        return 0
-    _signal(pid, PAUSE_CHANGED_SIGNAL)
-    print(f"{word} (daemon pid {pid})")
-    return 0
+    if pid is not None:
+        _signal(pid, PAUSE_CHANGED_SIGNAL)
+    return pid
 
 
 def _signal(pid: int, sig: signal.Signals) -> None:

@@ -10,7 +10,6 @@ happens to the machine that the user did not see and type.
 
 from __future__ import annotations
 
-import argparse
 import os
 import plistlib
 import pwd
@@ -21,7 +20,7 @@ import sys
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import ConfigError, StoreError
 from ..fsutil import atomic_write_bytes
@@ -244,25 +243,21 @@ def render_plist(*, command: Sequence[str], workspace: str | Path, home: str | P
     return plistlib.dumps(_fill(template, fields, list(command)), sort_keys=False)
 
 
-# --- the sub-command ------------------------------------------------------------------
+# --- installing and removing ---------------------------------------------------------
 
 
-def _default_scope(platform: str) -> str:
+class Said(NamedTuple):
+    """One line for the user; ``warning`` lines go to standard error."""
+
+    text: str
+    warning: bool = False
+
+
+def default_scope(platform: str) -> str:
     # root has no user manager worth the name: as root, the system unit is meant.
     if platform == "linux" and os.geteuid() == 0:
         return "system"
     return "user"
-
-
-def _resolve_workspace(args: argparse.Namespace, scope: str) -> Path:
-    if getattr(args, "workspace", None):
-        chosen = Path(args.workspace).expanduser()
-    elif scope == "system":
-        chosen = SYSTEM_WORKSPACE
-    else:
-        env = os.environ.get(WORKSPACE_ENV)
-        chosen = Path(env).expanduser() if env else Path.home() / USER_WORKSPACE_NAME
-    return Path(os.path.abspath(chosen))
 
 
 def _user_exists(user: str) -> bool:
@@ -305,7 +300,8 @@ def _enable_line(scope: str, outcome: str, *, prerequisites: Sequence[str] = ())
     return " && ".join([*prerequisites, *steps])
 
 
-def _install_linux(scope: str, workspace: Path, command: list[str]) -> int:
+def install_linux(scope: str, workspace: Path, command: list[str]) -> list[Said]:
+    """Write the unit (and, system-wide, the sysusers file); say how to enable it."""
     if scope == "system" and os.geteuid() != 0 and not os.environ.get(ROOT_ENV):
         raise ConfigError(
             "installing the system service needs root: run it with sudo, or use --user"
@@ -314,11 +310,11 @@ def _install_linux(scope: str, workspace: Path, command: list[str]) -> int:
     text = render_unit(kind, command=command, workspace=workspace)
     target = system_unit_path() if scope == "system" else user_unit_path()
     outcome = _write(target, text.encode("utf-8"))
-    print(f"{outcome} {target}")
+    said = [Said(f"{outcome} {target}")]
     prerequisites: list[str] = []
     if scope == "system":
         sysusers = _under_root(SYSUSERS_FILE)
-        print(f"{_write(sysusers, render_sysusers().encode('utf-8'))} {sysusers}")
+        said.append(Said(f"{_write(sysusers, render_sysusers().encode('utf-8'))} {sysusers}"))
         if not _user_exists(SYSTEM_USER):
             prerequisites.append("systemd-sysusers")
         if workspace != SYSTEM_WORKSPACE and not workspace.exists():
@@ -328,22 +324,25 @@ def _install_linux(scope: str, workspace: Path, command: list[str]) -> int:
                 f"install -d -o {SYSTEM_USER} -g {SYSTEM_USER} {_shell_word(str(workspace))}"
             )
         if Path(command[0]).is_relative_to("/root"):
-            print(
-                f"warning: {command[0]} is inside /root, which the {SYSTEM_USER} user cannot "
-                "read; install mlupdated outside any home directory (for example a virtual "
-                "environment under /usr/local) and run this again",
-                file=sys.stderr,
+            said.append(
+                Said(
+                    f"warning: {command[0]} is inside /root, which the {SYSTEM_USER} user "
+                    "cannot read; install mlupdated outside any home directory (for example "
+                    "a virtual environment under /usr/local) and run this again",
+                    warning=True,
+                )
             )
-    print("enable and start it with:")
-    print(f"  {_enable_line(scope, outcome, prerequisites=prerequisites)}")
-    return 0
+    said.append(Said("enable and start it with:"))
+    said.append(Said(f"  {_enable_line(scope, outcome, prerequisites=prerequisites)}"))
+    return said
 
 
 def _shell_word(text: str) -> str:
     return shlex.quote(text)
 
 
-def _install_macos(workspace: Path, command: list[str]) -> int:
+def install_macos(workspace: Path, command: list[str]) -> list[Said]:
+    """Write the launchd agent; say how to load it."""
     home = Path.home()
     data = render_plist(command=command, workspace=workspace, home=home)
     target = agent_plist_path(home=home)
@@ -354,18 +353,17 @@ def _install_macos(workspace: Path, command: list[str]) -> int:
     except OSError as exc:
         raise StoreError(f"cannot create the directory: {exc.strerror}", path=log_dir) from exc
     outcome = _write(target, data)
-    print(f"{outcome} {target}")
-    print("load and start it with:")
     domain = "gui/$(id -u)"
     path = _shell_word(str(target))
     if outcome == "replaced":
-        print(f"  launchctl bootout {domain}/{AGENT_LABEL}; launchctl bootstrap {domain} {path}")
+        load = f"  launchctl bootout {domain}/{AGENT_LABEL}; launchctl bootstrap {domain} {path}"
     else:
-        print(f"  launchctl bootstrap {domain} {path}")
-    return 0
+        load = f"  launchctl bootstrap {domain} {path}"
+    return [Said(f"{outcome} {target}"), Said("load and start it with:"), Said(load)]
 
 
-def _uninstall(platform: str, scope: str) -> int:
+def uninstall(platform: str, scope: str) -> list[Said]:
+    """Remove the unit or agent file; say how to stop the running daemon."""
     if platform == "macos":
         target = agent_plist_path()
         stop = f"launchctl bootout gui/$(id -u)/{AGENT_LABEL}"
@@ -386,38 +384,29 @@ def _uninstall(platform: str, scope: str) -> int:
     try:
         target.unlink()
     except FileNotFoundError:
-        print(f"not installed: {target}")
-        return 0
+        return [Said(f"not installed: {target}")]
     except OSError as exc:
         raise StoreError(f"cannot remove: {exc.strerror}", path=target) from exc
-    print(f"removed {target}")
-    print("stop the running daemon with:")
-    print(f"  {stop}")
-    return 0
+    return [Said(f"removed {target}"), Said("stop the running daemon with:"), Said(f"  {stop}")]
 
 
-def run_service_command(args: argparse.Namespace) -> int:
-    """``mlupdated service install|uninstall|print [--user|--system] [--workspace DIR]``."""
-    platform = current_platform()
-    scope = args.scope or _default_scope(platform)
+def check_scope(platform: str, scope: str) -> None:
+    """Refuse a scope this platform's service cannot be installed in."""
     if platform == "macos" and scope == "system":
         raise ConfigError(
             "a system-wide LaunchDaemon is not installed automatically: see the LaunchDaemon "
             "notes in docs/service.md, or use --user"
         )
-    if args.action == "uninstall":
-        return _uninstall(platform, scope)
-    workspace = _resolve_workspace(args, scope)
-    command = installed_command()
-    if args.action == "print":
-        if platform == "macos":
-            sys.stdout.write(
-                render_plist(command=command, workspace=workspace, home=Path.home()).decode()
-            )
-        else:
-            kind = "system" if scope == "system" else "user"
-            sys.stdout.write(render_unit(kind, command=command, workspace=workspace))
-        return 0
+
+
+def default_workspace_for(scope: str) -> Path | None:
+    """The workspace of a scope when none is given (None: the usual default)."""
+    return SYSTEM_WORKSPACE if scope == "system" else None
+
+
+def render_service(platform: str, scope: str, *, command: list[str], workspace: Path) -> str:
+    """The text ``mlupdated service print`` shows: the unit, or the agent's plist."""
     if platform == "macos":
-        return _install_macos(workspace, command)
-    return _install_linux(scope, workspace, command)
+        return render_plist(command=command, workspace=workspace, home=Path.home()).decode()
+    kind = "system" if scope == "system" else "user"
+    return render_unit(kind, command=command, workspace=workspace)

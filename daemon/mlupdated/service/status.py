@@ -7,7 +7,6 @@ to ``state/status.json`` every few seconds; ``status`` shows it while the daemon
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import time
@@ -15,7 +14,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..errors import WorkspaceError
 from ..fsutil import atomic_write_bytes
 from .control import daemon_pid, is_paused
 
@@ -98,21 +96,6 @@ def latest_predictions(path: Path, count: int = LATEST_PREDICTIONS) -> list[dict
         if isinstance(record, dict):
             records.append(record)
     return records
-
-
-def run_status_command(args: argparse.Namespace) -> int:
-    """Print the status of ``workspace`` (text, or one JSON object with ``--json``)."""
-    from .workspace import Workspace, workspace_root_from_args
-
-    ws = Workspace(workspace_root_from_args(args).absolute())
-    if not Path(ws.current_model).exists() or not Path(ws.state).is_dir():
-        raise WorkspaceError("not a workspace; run 'mlupdated init' first", path=ws.root)
-    data = collect_status(ws)
-    if getattr(args, "json", False):
-        print(json.dumps(data, default=str))
-    else:
-        print(render_text(data))
-    return 0
 
 
 def render_text(data: dict[str, Any]) -> str:

@@ -37,7 +37,7 @@ file I/O, the reading API), ``store_recovery.py`` (``recover``) and this module
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import ModelParseError, StoreError
 from ..fsutil import atomic_write_bytes
@@ -51,15 +51,11 @@ from .store_files import (
 )
 from .store_recovery import StoreRecovery
 
-if TYPE_CHECKING:
-    import argparse
-
 __all__ = [
     "MANIFEST_FORMAT",
     "VERSION_DIGITS",
     "ModelStore",
     "model_parses",
-    "run_rollback_command",
     "sha256_bytes",
     "version_filename",
 ]
@@ -228,15 +224,3 @@ class ModelStore(StoreRecovery):
                     self._log.warning("cannot remove old version", version=version, error=str(exc))
         self._log.info("old model versions removed", versions=drop)
         return drop
-
-
-def run_rollback_command(args: argparse.Namespace) -> int:
-    """``mlupdated rollback [--workspace DIR] [--to VERSION]``."""
-    from .workspace import open_workspace, workspace_root_from_args
-
-    workspace = open_workspace(workspace_root_from_args(args), create=False, model_path=None)
-    store = ModelStore(workspace)
-    before = store.current_version()
-    after = store.rollback(getattr(args, "to", None))
-    print(f"rolled back: version {after} is current (was {before})")
-    return 0

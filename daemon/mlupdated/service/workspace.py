@@ -19,7 +19,6 @@ given; anything else that would be overwritten makes it refuse with ``WorkspaceE
 
 from __future__ import annotations
 
-import argparse
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,9 +150,16 @@ def init_workspace(
     root: str | os.PathLike[str], *, model_path: str | os.PathLike[str]
 ) -> Workspace:
     """Create (or complete) a workspace at ``root`` around ``model_path``; see the module doc."""
+    return make_workspace(root, model_path=model_path)[0]
+
+
+def make_workspace(
+    root: str | os.PathLike[str], *, model_path: str | os.PathLike[str]
+) -> tuple[Workspace, list[Path]]:
+    """:func:`init_workspace`, also returning what it created (empty: nothing to do)."""
     ws = Workspace(Path(root).expanduser().absolute())
-    _init(ws, Path(model_path))
-    return ws
+    created, _ = _init(ws, Path(model_path))
+    return ws, created
 
 
 def _init(ws: Workspace, model_path: Path) -> tuple[list[Path], Workspace]:
@@ -262,45 +268,11 @@ def open_workspace(
 
 
 def find_workspace(start: Path | None = None) -> Path | None:
-    """The workspace containing ``start`` (default: the current directory), if any."""
+    """The workspace containing ``start`` (default: the current directory), if any.
+
+    A directory is a workspace when it holds ``config.toml`` and the manifest."""
     here = (start or Path.cwd()).absolute()
     for candidate in (here, *here.parents):
         if Workspace(candidate).is_workspace():
             return candidate
     return None
-
-
-def workspace_root_from_args(args: argparse.Namespace) -> Path:
-    """``--workspace``, else the workspace around the current directory, else
-    ``$MLUPDATED_WORKSPACE``, else ``~/mlupdated``."""
-    given = getattr(args, "workspace", None)
-    if given:
-        return Path(given).expanduser()
-    around = find_workspace()
-    if around is not None:
-        return around
-    env = os.environ.get(WORKSPACE_ENV)
-    return Path(env).expanduser() if env else Path.home() / "mlupdated"
-
-
-def run_init_command(args: argparse.Namespace) -> int:
-    """``mlupdated init DIR [--model PATH]`` (the CLI resolves the default model)."""
-    model = getattr(args, "model", None)
-    if not model:
-        raise WorkspaceError("no model given and no bundled model available")
-    ws = Workspace(Path(args.dir).expanduser().absolute())
-    created, _ = _init(ws, Path(model))
-    if not created:
-        print(f"{ws.root}: already a workspace; nothing to do")
-        return 0
-    print(f"{ws.root}: workspace ready")
-    for path in created:
-        shown = "." if path == ws.root else path.relative_to(ws.root).as_posix()
-        suffix = "/" if path.is_dir() else ""
-        print(f"  created {shown}{suffix}")
-    labels = ", ".join(sorted(p.name for p in ws.corrections.iterdir() if p.is_dir()))
-    print(
-        f"drop corrections into {ws.corrections}/<Label>/ (labels: {labels}); "
-        f"start with: mlupdated run --workspace {ws.root}"
-    )
-    return 0

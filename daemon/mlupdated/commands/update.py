@@ -18,9 +18,10 @@ from typing import Any, TextIO
 from ..coreml.params import update_parameters
 from ..coreml.spec import KNN_KIND, class_labels, load_spec, save_spec, updatable_stage
 from ..coreml.validate import check_updatable
-from .cache import FeatureCache
-from .data import examples_from_folder
-from .task import EPOCH_END, MINI_BATCH_END, UpdateEvent, run_update, training_rows
+from ..train.cache import FeatureCache
+from ..train.data import examples_from_folder
+from ..train.task import EPOCH_END, MINI_BATCH_END, UpdateEvent, run_update, training_rows
+from .resolve import model_from_args
 
 BAR_WIDTH = 30
 
@@ -68,9 +69,9 @@ def _json_line(stream: TextIO, payload: dict[str, Any]) -> None:
     stream.flush()
 
 
-def run_update_command(args: argparse.Namespace) -> int:
-    """Run ``mlupdated update`` (``args.model`` is already resolved by the CLI)."""
-    model_path = Path(args.model)
+def run(args: argparse.Namespace) -> int:
+    """Run ``mlupdated update`` on the resolved model."""
+    model_path = Path(model_from_args(args))
     spec = load_spec(model_path)
     # A model Core ML would refuse is refused before the data folder is even listed.
     check_updatable(spec, path=model_path)
