@@ -29,6 +29,7 @@ from typing import Any
 
 from .arrivals import TOPS, Arrivals
 from .config import Config
+from .events import DirCreated, FileSeen, Gone, IntakeEvent, Moved, ReadDone, Rescan, Wake
 from .queue import CorrectionChange, Queue
 from .watch import LIMIT_ERRNOS, OverflowWatch, observer_alive, start_observer
 from .workspace import Workspace
@@ -60,7 +61,7 @@ class Intake:
         self.config = config
         self.queue = queue
         self._log = log
-        self._events: queue_mod.Queue[tuple[Any, ...]] = queue_mod.Queue()
+        self._events: queue_mod.Queue[IntakeEvent] = queue_mod.Queue()
         self._stop = threading.Event()
         self._arrivals = Arrivals(
             workspace,
@@ -106,7 +107,7 @@ class Intake:
         if self._supervisor is not None:
             self._supervisor.join(timeout)
         self._stop_observer(timeout)
-        self._events.put(("wake",))
+        self._events.put(Wake())
         if self._worker is not None and self._worker is not threading.current_thread():
             self._worker.join(timeout)
         logging.getLogger("watchdog").removeHandler(self._overflow_watch)
@@ -139,7 +140,7 @@ class Intake:
         """Ask for a full sweep; with ``wait``, return once the sweep itself has run."""
         done = threading.Event()
         self._last_rescan_mono = time.monotonic()
-        self._events.put(("rescan", done))
+        self._events.put(Rescan(done))
         return done.wait(timeout) if wait else True
 
     def wait_idle(self, timeout: float) -> bool:
@@ -265,24 +266,25 @@ class Intake:
             except Exception as exc:
                 self._log.exception("intake check failed", error=str(exc))
 
-    def _handle(self, item: tuple[Any, ...]) -> None:
-        kind = item[0]
+    def _handle(self, item: IntakeEvent) -> None:
         arrivals = self._arrivals
-        if kind == "path":
-            arrivals.consider(item[1])
-        elif kind == "dir":
-            arrivals.walk_into(item[1])
-        elif kind == "gone":
-            arrivals.gone(arrivals.rel(item[1]), is_dir=item[2])
-        elif kind == "moved":
-            arrivals.moved(item[1], item[2], is_dir=item[3])
-        elif kind == "read":
-            arrivals.read_done(item[1], item[2], item[3])
-        elif kind == "rescan":
+        if isinstance(item, FileSeen):
+            arrivals.consider(item.path)
+        elif isinstance(item, DirCreated):
+            arrivals.walk_into(item.path)
+        elif isinstance(item, Gone):
+            arrivals.gone(arrivals.rel(item.path), is_dir=item.is_dir)
+        elif isinstance(item, Moved):
+            arrivals.moved(item.src, item.dest, is_dir=item.is_dir)
+        elif isinstance(item, ReadDone):
+            arrivals.read_done(item.rel, item.read, item.result)
+        elif isinstance(item, Rescan):
             try:
                 self._sweep()
             finally:
-                item[1].set()
+                item.done.set()
+        elif not isinstance(item, Wake):
+            raise TypeError(f"not an intake event: {item!r}")
 
     def _sweep(self) -> None:
         self._rescans += 1

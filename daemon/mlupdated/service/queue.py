@@ -27,12 +27,12 @@ from .queue_db import (
     PENDING,
     REJECTED,
     RETRACTED,
-    RUN_OUTCOMES,
     SCHEMA_VERSION,
     STATES,
     TRAINED,
 )
 from .queue_records import Records
+from .runs import RUN_OUTCOMES
 
 __all__ = [
     "DEFAULT_BUSY_TIMEOUT",

@@ -29,7 +29,6 @@ REJECTED = "rejected"
 RETRACTED = "retracted"
 STATES = (PENDING, TRAINED, REJECTED, RETRACTED)
 
-RUN_OUTCOMES = ("promoted", "rejected", "failed", "abandoned")
 
 _SCHEMA = """
 CREATE TABLE corrections (

@@ -8,7 +8,8 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from .queue_db import RUN_OUTCOMES, Database
+from .queue_db import Database
+from .runs import RUN_OUTCOMES, Outcome
 
 # Errors are a rolling window, not a history: keep the table small.
 _MAX_ERRORS = 1000
@@ -40,7 +41,7 @@ class Records(Database):
         self,
         run_id: int,
         *,
-        outcome: str,
+        outcome: Outcome | str,
         version: int | None,
         loss: float | None,
         metrics: dict[str, Any],
@@ -48,15 +49,15 @@ class Records(Database):
         duration: float,
     ) -> None:
         """Record how a run ended."""
-        if outcome not in RUN_OUTCOMES:
-            raise ValueError(f"unknown run outcome {outcome!r}")
+        if str(outcome) not in RUN_OUTCOMES:
+            raise ValueError(f"unknown run outcome {str(outcome)!r}")
         with self._write() as conn:
             conn.execute(
                 "UPDATE runs SET finished = ?, outcome = ?, version = ?, loss = ?, metrics = ?, "
                 "reason = ?, duration = ? WHERE id = ?",
                 (
                     time.time(),
-                    outcome,
+                    Outcome(outcome).value,
                     version,
                     loss,
                     json.dumps(metrics, default=str),

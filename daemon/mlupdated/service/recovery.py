@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .runs import Outcome
+
 
 def close_interrupted_runs(queue: Any, store: Any, *, log: Any) -> bool:
     """Finish the runs a kill left open in ``queue``; True when one must be redone."""
@@ -26,7 +28,7 @@ def close_interrupted_runs(queue: Any, store: Any, *, log: Any) -> bool:
             queue.mark_trained(done, current)
             queue.finish_run(
                 run["id"],
-                outcome="promoted",
+                outcome=Outcome.PROMOTED,
                 version=current,
                 loss=entry.get("loss"),
                 metrics={},
@@ -37,7 +39,7 @@ def close_interrupted_runs(queue: Any, store: Any, *, log: Any) -> bool:
             continue
         queue.finish_run(
             run["id"],
-            outcome="abandoned",
+            outcome=Outcome.ABANDONED,
             version=None,
             loss=None,
             metrics={},

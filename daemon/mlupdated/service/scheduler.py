@@ -27,6 +27,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from ..errors import ConfigError
+from .runs import Outcome
 from .sections import from_section
 
 TICK_SECONDS = 0.5
@@ -35,7 +36,6 @@ TICK_SECONDS = 0.5
 TICK_GRACE_SECONDS = 30
 CRON_GRACE_SECONDS = 3600
 
-OUTCOMES_THAT_BACK_OFF = ("failed", "rejected")
 CRON_REASON = "cron"
 
 
@@ -99,7 +99,7 @@ class UpdateScheduler:
         rules: TriggerRules,
         *,
         pending_count: Callable[[], int],
-        run_update: Callable[[str], str],
+        run_update: Callable[[str], Outcome | str],
         log: Any,
         paused: bool = False,
         clock: Callable[[], float] = time.monotonic,
@@ -319,7 +319,7 @@ class UpdateScheduler:
         return reason
 
     def _run(self, reason: str, started: float) -> None:
-        outcome = "failed"
+        outcome = Outcome.FAILED
         try:
             outcome = self._run_update(reason)
         except Exception:
@@ -329,9 +329,10 @@ class UpdateScheduler:
                 self._running = False
                 self._after_run(outcome, started)
 
-    def _after_run(self, outcome: str, started: float) -> None:
+    def _after_run(self, outcome: Outcome | str, started: float) -> None:
         now = self._clock()
-        if outcome in OUTCOMES_THAT_BACK_OFF:
+        outcome = Outcome(outcome)
+        if outcome.backs_off:
             rules = self._rules
             if self._backoff_seconds <= 0:
                 self._backoff_seconds = rules.retry_backoff_seconds
@@ -339,10 +340,10 @@ class UpdateScheduler:
                 self._backoff_seconds = min(self._backoff_seconds * 2, rules.max_backoff_seconds)
             self._backoff_until = now + self._backoff_seconds
             self._log.info(
-                "next attempt after back-off", outcome=outcome, seconds=self._backoff_seconds
+                "next attempt after back-off", outcome=outcome.value, seconds=self._backoff_seconds
             )
             return
-        if outcome == "promoted":
+        if outcome is Outcome.PROMOTED:
             self._backoff_seconds = 0.0
             self._backoff_until = None
             # Whatever is still pending arrived during the run (or was held aside): its

@@ -26,6 +26,7 @@ from typing import Any
 
 from ..errors import ImageError, MlupdatedError
 from .config import Config
+from .events import ReadDone, ReadResult
 from .filters import check_image, file_kind, inside, sha256_file
 from .queue import Queue
 from .workspace import Workspace
@@ -64,7 +65,7 @@ class _Candidate:
     replaces: str | None = None
     waiting_for_reader: bool = False
     reading: _Read | None = None
-    read_result: tuple[_Read, tuple[Any, ...]] | None = None
+    read_result: tuple[_Read, ReadResult] | None = None
 
 
 def show_path(rel: str) -> str:
@@ -86,7 +87,7 @@ class WaitingFiles:
         *,
         log: Any,
         stopping: threading.Event,
-        post: Callable[[tuple[Any, ...]], None],
+        post: Callable[[ReadDone], None],
     ) -> None:
         self.workspace = workspace
         self.config = config
@@ -295,20 +296,20 @@ class WaitingFiles:
         try:
             check_image(path, max_pixels=max_pixels, target_size=target_size)
             digest, size = sha256_file(path, follow_symlinks=follow)
-            outcome: tuple[Any, ...] = ("ok", digest, size)
+            outcome = ReadResult("ok", digest=digest, size=size)
         except ImageError as exc:
-            outcome = ("undecodable", exc.reason)
+            outcome = ReadResult("undecodable", reason=exc.reason)
         except PermissionError:
-            outcome = ("denied",)
+            outcome = ReadResult("denied")
         except FileNotFoundError:
-            outcome = ("gone",)
+            outcome = ReadResult("gone")
         except OSError as exc:
-            outcome = ("error", f"cannot read ({exc.strerror or exc})")
+            outcome = ReadResult("error", reason=f"cannot read ({exc.strerror or exc})")
         except Exception as exc:  # a decoder bug must not lose the file: retry later
-            outcome = ("error", f"cannot read ({exc})")
-        self._post(("read", rel, read, outcome))
+            outcome = ReadResult("error", reason=f"cannot read ({exc})")
+        self._post(ReadDone(rel, read, outcome))
 
-    def read_done(self, rel: str, read: _Read, outcome: tuple[Any, ...]) -> None:
+    def read_done(self, rel: str, read: _Read, outcome: ReadResult) -> None:
         """Worker thread: a reader finished; continue where ``_check`` left off."""
         if self._reading.get(rel) is read:
             del self._reading[rel]
@@ -341,9 +342,9 @@ class WaitingFiles:
         read, outcome = cand.read_result
         cand.read_result = None
         sig = read.sig
-        kind = outcome[0]
+        kind = outcome.kind
         if kind == "undecodable":
-            self._undecodable(cand, sig, outcome[1])
+            self._undecodable(cand, sig, outcome.reason)
             return
         if kind == "denied":
             self._reject(cand, sig, "permission denied")
@@ -352,9 +353,9 @@ class WaitingFiles:
             self._drop(cand)
             return
         if kind == "error":
-            self._retry_later(cand, outcome[1])
+            self._retry_later(cand, outcome.reason)
             return
-        digest, size = outcome[1], outcome[2]
+        digest, size = outcome.digest, outcome.size
         path = self._abs(cand.rel)
         try:
             after = os.stat(path) if self.config.intake.follow_symlinks else os.lstat(path)

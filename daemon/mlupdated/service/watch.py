@@ -18,13 +18,15 @@ from typing import Any
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 
+from .events import DirCreated, FileSeen, Gone, IntakeEvent, Moved
+
 LIMIT_ERRNOS = {errno.ENOSPC, errno.EMFILE, errno.ENFILE}
 
 
 class EventHandler(FileSystemEventHandler):
     """Only hands paths over; never touches the file system or the database."""
 
-    def __init__(self, events: queue_mod.Queue[tuple[Any, ...]]) -> None:
+    def __init__(self, events: queue_mod.Queue[IntakeEvent]) -> None:
         self._events = events
 
     def on_any_event(self, event: FileSystemEvent) -> None:
@@ -32,15 +34,15 @@ class EventHandler(FileSystemEventHandler):
             kind = event.event_type
             src = os.fsdecode(event.src_path)
             if kind == "moved":
-                self._events.put(("moved", src, os.fsdecode(event.dest_path), event.is_directory))
+                self._events.put(Moved(src, os.fsdecode(event.dest_path), event.is_directory))
             elif kind == "deleted":
-                self._events.put(("gone", src, event.is_directory))
+                self._events.put(Gone(src, event.is_directory))
             elif kind in ("created", "modified", "closed"):
                 if event.is_directory:
                     if kind == "created":
-                        self._events.put(("dir", src))
+                        self._events.put(DirCreated(src))
                 else:
-                    self._events.put(("path", src))
+                    self._events.put(FileSeen(src))
         except Exception:  # an exception here would kill the observer thread
             pass
 
@@ -73,7 +75,7 @@ def make_observer(kind: str, *, polling_interval: float) -> Any:
 def start_observer(
     kind: str,
     roots: list[Path],
-    events: queue_mod.Queue[tuple[Any, ...]],
+    events: queue_mod.Queue[IntakeEvent],
     *,
     polling_interval: float,
 ) -> Any:

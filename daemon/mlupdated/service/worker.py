@@ -30,6 +30,7 @@ from typing import Any
 
 from ..fsutil import remove_stale_temps
 from .overrides import training_overrides
+from .runs import Outcome, RunResult
 from .worker_child import FAULT_ENV
 from .worker_process import ChildOutcome, run_child
 
@@ -74,16 +75,15 @@ class UpdateRunner:
         abandoned too instead of slipping through)."""
         self._abort.set()
 
-    def run(self, reason: str) -> str:
-        """One update: returns ``promoted``, ``rejected``, ``failed``, ``abandoned`` or
-        ``nothing``."""
+    def run(self, reason: str) -> Outcome:
+        """One update: how it ended (``Outcome.NOTHING`` when nothing was pending)."""
         from . import gate as gate_module
 
         config = self._config()
         upd, rules = config.update, gate_module.GateRules.from_config(config.gate)
         pending = self._queue.pending()
         if not pending:
-            return "nothing"
+            return Outcome.NOTHING
         seed = upd.seed if upd.seed is not None else int(time.time())
         train, held = gate_module.choose_holdout(pending, rules=rules, seed=seed)
         replayed = []
@@ -107,35 +107,35 @@ class UpdateRunner:
         )
         candidate_path = self._ws.state / f"{CANDIDATE_PREFIX}{run_id}.mlmodel"
         try:
-            outcome, version, loss, metrics, why = self._train_and_swap(
+            result = self._train_and_swap(
                 run_id, parent, train, replayed, evaluation, candidate_path, config, log
             )
         except Exception as exc:  # our own bug or a store failure: a failed run, not a crash
             log.exception("update failed in the daemon")
-            outcome, version, loss, metrics, why = "failed", None, None, {}, str(exc)
+            result = RunResult(Outcome.FAILED, reason=str(exc))
         finally:
             _unlink(candidate_path)
             _unlink(candidate_path.with_suffix(".stderr"))
         duration = round(time.monotonic() - started, 3)
         self._queue.finish_run(
             run_id,
-            outcome=outcome,
-            version=version,
-            loss=loss,
-            metrics=metrics,
-            reason=why,
+            outcome=result.outcome,
+            version=result.version,
+            loss=result.loss,
+            metrics=result.metrics,
+            reason=result.reason,
             duration=duration,
         )
-        level = log.info if outcome == "promoted" else log.warning
+        level = log.info if result.outcome is Outcome.PROMOTED else log.warning
         level(
             "update finished",
-            outcome=outcome,
-            version=version,
-            loss=loss,
-            reason=why,
+            outcome=result.outcome.value,
+            version=result.version,
+            loss=result.loss,
+            reason=result.reason,
             seconds=duration,
         )
-        return outcome
+        return result.outcome
 
     def _train_and_swap(
         self,
@@ -147,7 +147,7 @@ class UpdateRunner:
         candidate_path: Path,
         config: Any,
         log: Any,
-    ) -> tuple[str, int | None, float | None, dict[str, Any], str | None]:
+    ) -> RunResult:
         from . import gate as gate_module
 
         upd = config.update
@@ -173,9 +173,9 @@ class UpdateRunner:
             abort=self._abort,
         )
         if child.abandoned:
-            return "abandoned", None, None, {}, child.error
+            return RunResult(Outcome.ABANDONED, reason=child.error)
         if not child.ok:
-            return "failed", None, None, {}, f"{child.error_kind}: {child.error}"
+            return RunResult(Outcome.FAILED, reason=f"{child.error_kind}: {child.error}")
         result = child.result
         loss = result.get("final_loss")
         from ..coreml.spec import load_spec_bytes  # only needed once a candidate exists
@@ -186,15 +186,10 @@ class UpdateRunner:
             spec = load_spec_bytes(data, path=candidate_path)
             bad = gate_module.nonfinite_layers(spec)
         except (OSError, MlupdatedError) as exc:
-            return "failed", None, loss, {}, f"candidate unreadable: {exc}"
+            return RunResult(Outcome.FAILED, loss=loss, reason=f"candidate unreadable: {exc}")
         if bad or (loss is not None and not _finite(loss)):
-            return (
-                "failed",
-                None,
-                loss,
-                {},
-                (f"non-finite weights in {', '.join(bad)}" if bad else "non-finite loss"),
-            )
+            why = f"non-finite weights in {', '.join(bad)}" if bad else "non-finite loss"
+            return RunResult(Outcome.FAILED, loss=loss, reason=why)
         rules = gate_module.GateRules.from_config(config.gate)
         verdict = gate_module.judge(
             gate_module.Metrics.from_dict(result["current"]),
@@ -214,7 +209,12 @@ class UpdateRunner:
         unreadable = self._unreadable(train, result.get("skipped") or [], log)
         ids = [c.id for c in train if c.id not in unreadable]
         if self._store.current_version() != parent:
-            return "abandoned", None, loss, metrics, "current model changed during the run"
+            return RunResult(
+                Outcome.ABANDONED,
+                loss=loss,
+                metrics=metrics,
+                reason="current model changed during the run",
+            )
         version = self._store.add_version(
             data,
             parent=parent,
@@ -225,7 +225,7 @@ class UpdateRunner:
             gate=verdict.to_dict(),
         )
         if not verdict.passed:
-            return "rejected", version, loss, metrics, verdict.reason
+            return RunResult(Outcome.REJECTED, version, loss, metrics, verdict.reason)
         delay = os.environ.get(SWAP_DELAY_ENV)
         if delay:
             log.warning("test hook: delaying the swap", version=version, seconds=float(delay))
@@ -237,7 +237,7 @@ class UpdateRunner:
             time.sleep(float(delay))
         self._queue.mark_trained(ids, version)
         self._retain(config.store.keep_versions, log)
-        return "promoted", version, loss, metrics, verdict.reason
+        return RunResult(Outcome.PROMOTED, version, loss, metrics, verdict.reason)
 
     def _retain(self, keep: int, log: Any) -> None:
         from ..errors import MlupdatedError
