@@ -26,6 +26,7 @@ from ..errors import ParameterError, TrainingDataError, UnsupportedModelError
 from .cache import FeatureCache
 from .data import Example
 from .features import Skipped, compute_features
+from .result import UpdateEvent, UpdateResult
 from .split import Split
 
 TRAINING_BEGIN = "trainingBegin"
@@ -82,8 +83,6 @@ def update_knn(
     path: str | os.PathLike[str] | None = None,
 ):
     """Append ``examples`` to the index of the kNN classifier in ``spec`` (see module)."""
-    from .task import UpdateEvent, UpdateResult
-
     check_updatable(spec, path=path)
     given = [name for name, value in (overrides or {}).items() if value is not None]
     if given:

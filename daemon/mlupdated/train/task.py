@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -22,57 +21,35 @@ from ..coreml.params import update_parameters
 from ..coreml.proto import Model_pb2
 from ..coreml.spec import KNN_KIND, PIPELINE_KINDS, pipeline_stages
 from ..coreml.validate import check_updatable
-from ..errors import DivergedError, TrainingDataError, TrainingError
+from ..errors import DivergedError, TrainingDataError
 from .cache import FeatureCache
 from .data import Example
-from .features import Skipped, compute_features
+from .features import compute_features
 from .network import SuffixNetwork, encode_targets
 from .optim import make_optimizer
 from .rehearsal import Rehearsal, rehearsal_set
+from .result import (
+    EPOCH_END,
+    MINI_BATCH_END,
+    TRAINING_BEGIN,
+    UpdateCancelledError,
+    UpdateEvent,
+    UpdateResult,
+)
 from .split import split_network
 
-TRAINING_BEGIN = "trainingBegin"
-MINI_BATCH_END = "miniBatchEnd"
-EPOCH_END = "epochEnd"
-
-
-class UpdateCancelledError(TrainingError):
-    """The caller asked the update to stop (``should_stop``) before it finished."""
-
-
-@dataclass(frozen=True)
-class UpdateEvent:
-    """A progress event, like ``MLUpdateProgressHandlers`` reports."""
-
-    event: str
-    epoch_index: int | None = None
-    mini_batch_index: int | None = None
-    loss_value: float | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        """The JSON form: ``{"event", "epochIndex", "miniBatchIndex", "lossValue"}``."""
-        out: dict[str, Any] = {"event": self.event}
-        if self.epoch_index is not None:
-            out["epochIndex"] = self.epoch_index
-        if self.mini_batch_index is not None:
-            out["miniBatchIndex"] = self.mini_batch_index
-        if self.loss_value is not None:
-            out["lossValue"] = self.loss_value
-        return out
-
-
-@dataclass
-class UpdateResult:
-    """What an update produced: the new spec, and what went into it."""
-
-    spec: Model_pb2.Model
-    examples_used: int
-    examples_skipped: list[Skipped]
-    events: list[UpdateEvent] = field(default_factory=list)
-    final_loss: float | None = None
-    parameters_used: dict[str, Any] = field(default_factory=dict)
-    # Examples of the model's rehearsal set trained beside the corrections (0: none).
-    rehearsal_used: int = 0
+__all__ = [
+    "EPOCH_END",
+    "MINI_BATCH_END",
+    "TRAINING_BEGIN",
+    "UpdateCancelledError",
+    "UpdateEvent",
+    "UpdateResult",
+    "epoch_order",
+    "epoch_permutation",
+    "run_update",
+    "training_rows",
+]
 
 
 def epoch_permutation(count: int, *, seed: int, epoch: int) -> np.ndarray:
