@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 
 from mlupdated.coreml.proto import Model_pb2
-from mlupdated.service.worker import AFTER_SWAP_DELAY_ENV, FAULT_ENV, SWAP_DELAY_ENV
+from mlupdated.service.update.runner import AFTER_SWAP_DELAY_ENV, FAULT_ENV, SWAP_DELAY_ENV
 
 from tests.daemon.conftest import child_pids, predict, sha256_of, status, wait_gone, wrong_photos
 

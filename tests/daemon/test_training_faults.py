@@ -9,7 +9,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from mlupdated.service.worker import FAULT_ENV
+from mlupdated.service.update.runner import FAULT_ENV
 
 from tests.daemon.conftest import child_pids, sha256_of, status, wait_gone, wrong_photos
 

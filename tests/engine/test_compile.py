@@ -43,6 +43,18 @@ def test_scaler_on_grayscale_images() -> None:
     assert_close(run_spec(spec, {"image": x})["y"], x / 255 - 0.25)
 
 
+def test_compiling_leaves_the_spec_as_it_was() -> None:
+    # The first layer reads the preprocessed image under the input's name; the compiler
+    # must resolve that on its own copy, never by editing (and restoring) the caller's spec.
+    spec = _image_spec(3, image_scale=0.5, red_bias=-1.0)
+    before = spec.SerializeToString()
+    graph = compile_network(spec)
+    assert spec.SerializeToString() == before
+    assert list(spec.neuralNetwork.layers[0].input) == ["image"]
+    node_inputs = {name for node in graph.graph.node for name in node.input}
+    assert "image" in node_inputs
+
+
 def test_mean_image() -> None:
     spec = _image_spec(3)
     pre = spec.neuralNetwork.preprocessing[0]

@@ -12,7 +12,7 @@ import pytest
 from mlupdated.coreml.proto import Model_pb2
 from mlupdated.coreml.spec import MAX_MODEL_BYTES, load_spec
 from mlupdated.engine.predictor import NON_FINITE_REASON
-from mlupdated.service.gate import nonfinite_layers
+from mlupdated.service.update.gate import nonfinite_layers
 from PIL import Image
 
 from tests.daemon.conftest import cli, toml_text

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 from mlupdated.coreml.weights import decode_weights, replace_weights
-from mlupdated.service.gate import (
+from mlupdated.service.update.gate import (
     MAX_EVAL_EXAMPLES,
     GateRules,
     Metrics,

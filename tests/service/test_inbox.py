@@ -9,7 +9,7 @@ import pytest
 from mlupdated.coreml.spec import save_spec
 from mlupdated.engine.predictor import Predictor
 from mlupdated.logs import get_logger
-from mlupdated.service.inbox import InboxClassifier
+from mlupdated.service.intake.inbox import InboxClassifier
 from mlupdated.service.queue import Queue
 from mlupdated.service.store import ModelStore
 from mlupdated.service.workspace import init_workspace

@@ -7,7 +7,7 @@ import pytest
 from mlupdated.coreml.spec import save_spec
 from mlupdated.errors import ConfigError
 from mlupdated.service.config import config_from_dict
-from mlupdated.service.overrides import check_overrides, training_overrides
+from mlupdated.service.update.overrides import check_overrides, training_overrides
 
 from tests.helpers.updatable_specs import build_updatable_spec
 

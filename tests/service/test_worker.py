@@ -1,7 +1,7 @@
 """The update worker's failure paths: the child crashes, hangs, diverges, or is abandoned.
 
-Each runs the real child process (``python -m mlupdated.service.worker_child``) through the
-documented test hooks, on a real workspace, queue and store; the daemon side must
+Each runs the real child process (``python -m mlupdated.service.update.worker_child``)
+through the documented test hooks, on a real workspace, queue and store; the daemon side must
 record a failed (or abandoned) run and leave every correction pending and the current
 model untouched.
 """
@@ -21,7 +21,7 @@ from mlupdated.logs import get_logger
 from mlupdated.service.config import config_from_dict
 from mlupdated.service.queue import Queue
 from mlupdated.service.store import ModelStore
-from mlupdated.service.worker import FAULT_ENV, UpdateRunner, remove_stale_candidates
+from mlupdated.service.update.runner import FAULT_ENV, UpdateRunner, remove_stale_candidates
 from mlupdated.service.workspace import init_workspace
 from PIL import Image
 
@@ -270,7 +270,7 @@ def test_the_child_runs_blas_single_threaded_unless_the_user_chose(setup, monkey
 
 
 def test_photos_over_the_engine_limit_are_decoded_with_the_intake_limit(tmp_path) -> None:
-    from mlupdated.service.worker_child import training_examples
+    from mlupdated.service.update.worker_child import training_examples
 
     spec = build_updatable_spec()
     small, big, broken = tmp_path / "small.png", tmp_path / "big.png", tmp_path / "bad.png"
@@ -297,7 +297,7 @@ def test_photos_over_the_engine_limit_are_decoded_with_the_intake_limit(tmp_path
 
 
 def test_gate_evaluation_uses_the_intake_pixel_limit(tmp_path) -> None:
-    from mlupdated.service.gate import evaluate
+    from mlupdated.service.update.gate import evaluate
 
     model = tmp_path / "model.mlmodel"
     save_spec(build_updatable_spec(), model)

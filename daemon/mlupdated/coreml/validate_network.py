@@ -9,20 +9,13 @@ from collections import Counter
 
 from .problem import Problem, make_problem
 from .proto import Model_pb2
-
-UPDATABLE_LAYER_TYPES = ("convolution", "innerProduct")
-# Layer types Core ML can backpropagate through, between the loss and an updatable layer.
-BACKPROP_LAYER_TYPES = (
-    "convolution",
-    "innerProduct",
-    "flatten",
-    "pooling",
-    "batchnorm",
-    "activation",
-    "softmax",
+from .rules import (
+    BACKPROP_ACTIVATIONS,
+    BACKPROP_LAYER_TYPES,
+    BACKPROP_POOLING,
+    UPDATABLE_LAYER_TYPES,
 )
-BACKPROP_ACTIVATIONS = ("ReLU", "sigmoid", "tanh")
-BACKPROP_POOLING = ("MAX", "AVERAGE")
+
 _ALLOWED_TEXT = (
     "convolution, innerProduct, flatten, pooling (max/average), batchnorm, "
     "activation ReLU/sigmoid/tanh and softmax"

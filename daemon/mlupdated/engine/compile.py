@@ -225,6 +225,18 @@ def _preprocessing(spec: Any, nn: Any, ctx: ConvertContext) -> tuple[list, dict[
     return nodes, renames
 
 
+def _reading_renamed(layer: Any, renames: dict[str, str]) -> Any:
+    """``layer`` reading the preprocessed blobs where its inputs were renamed: a copy
+    then, so the caller's spec is never edited."""
+    if not renames or not any(blob in renames for blob in layer.input):
+        return layer
+    renamed = type(layer)()
+    renamed.CopyFrom(layer)
+    del renamed.input[:]
+    renamed.input.extend(renames.get(blob, blob) for blob in layer.input)
+    return renamed
+
+
 def compile_network(
     spec: Any,
     *,
@@ -268,13 +280,8 @@ def compile_network(
         ctx.layer = layer
         for blob in layer.output:
             ctx.reserve(blob)
-        # Layers read the preprocessed input under the input's own name.
-        original = list(layer.input)
-        if renames and any(b in renames for b in original):
-            del layer.input[:]
-            layer.input.extend(renames.get(b, b) for b in original)
         try:
-            new_nodes = convert(layer, ctx)
+            new_nodes = convert(_reading_renamed(layer, renames), ctx)
         except MlupdatedError:
             raise
         except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
@@ -282,10 +289,6 @@ def compile_network(
                 f"layer {layer.name!r} ({layer.WhichOneof('layer')}) cannot be compiled: {exc}",
                 layer=layer.name,
             ) from exc
-        finally:
-            if renames and list(layer.input) != original:
-                del layer.input[:]
-                layer.input.extend(original)
         ctx.extend_graph(new_nodes)
         for blob in layer.output:
             if not ctx.has_blob(blob):

@@ -66,9 +66,7 @@ def format_result(
         p = result.probabilities.get(result.label)
         shown = f" ({p:.{PROBABILITY_DIGITS}f})" if p is not None else ""
         if signal is not None and signal.neither:
-            shown += (
-                f", looks like neither (familiarity {signal.score:.2f} < {signal.threshold:g})"
-            )
+            shown += f", looks like neither (familiarity {signal.score:.2f} < {signal.threshold:g})"
         return f"{result.path}: {result.label}{shown}"
     if as_json:
         return json.dumps({"path": result.path, "outputs": _jsonable(result.outputs)})

@@ -12,33 +12,41 @@ one kept), SIGUSR1 asks for an update now, SIGUSR2 re-reads the pause flag. Each
 also checks the intake's observer, pings systemd's watchdog and publishes
 ``state/status.json``.
 
-Shut-down: STOPPING to systemd; stop the intake and the scheduler; wait up to
+Shut-down: STOPPING to systemd, then a ``contextlib.ExitStack`` unwinds: each part
+pushed its own stop when it started, so a half-done start-up stops exactly what it
+started. In reverse order: stop the intake and the scheduler; wait up to
 ``daemon.shutdown_timeout`` for a running update to finish, then stop its child (the
 run is abandoned; the model on disk is untouched until a swap, and a swap is never
-interrupted half-way because it is one ``os.replace``); close the queue; release the
-lock; exit 0.
+interrupted half-way because it is one ``os.replace``); stop the inbox; publish the
+last status; close the queue; release the lock; exit 0. A part that fails to stop is
+logged and the others still stop.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ..errors import MlupdatedError
 from ..logs import configure_logging, get_logger
+from .config import load_config
 from .control import is_paused
+from .intake import InboxClassifier, Intake
 from .lock import WorkspaceLock
 from .notify import Notifier
-from .overrides import check_overrides
-from .recovery import close_interrupted_runs
+from .queue import Queue
 from .scheduler import TriggerRules, UpdateScheduler
 from .status import write_daemon_status
-from .worker import UpdateRunner, remove_stale_candidates
+from .store import ModelStore
+from .update import UpdateRunner, check_overrides, close_interrupted_runs, remove_stale_candidates
+from .workspace import open_workspace
 
 LOOP_SECONDS = 1.0
 STATUS_SECONDS = 2.0
@@ -111,9 +119,6 @@ class Daemon:
 
     def run(self) -> int:
         """Start up, loop until told to stop, shut down; returns the exit code."""
-        from .config import load_config
-        from .workspace import open_workspace
-
         # Signals that arrive during start-up are remembered, not fatal.
         self._install_signals()
         ws = open_workspace(self.root, create=True, model_path=self.model_path)
@@ -123,23 +128,20 @@ class Daemon:
         self.log = get_logger("daemon", workspace=str(ws.root))
         self.lock = WorkspaceLock(Path(ws.lock_path))
         self.lock.acquire()
-        try:
-            # Shut-down copes with a half-done start-up: it stops what was started.
+        # Each part pushes its own stop as it starts, so a half-done start-up stops
+        # exactly what it started, in reverse.
+        with contextlib.ExitStack() as parts:
+            parts.callback(self.lock.release)
             try:
-                self._start_up()
+                self._start_up(parts)
                 self._loop()
             finally:
-                self._shut_down()
-        finally:
-            self.lock.release()
+                self.notifier.stopping()
+                self.log.info("stopping")
         self.log.info("stopped")
         return 0
 
-    def _start_up(self) -> None:
-        from .intake import Intake
-        from .queue import Queue
-        from .store import ModelStore
-
+    def _start_up(self, parts: contextlib.ExitStack) -> None:
         ws, log = self.ws, self.log
         log.info("starting", pid=os.getpid())
         self.store = ModelStore(ws)
@@ -153,6 +155,8 @@ class Daemon:
         if stale:
             log.info("removed leftovers of an interrupted run", files=[p.name for p in stale])
         self.queue = Queue(ws.db_path)
+        parts.callback(self._stopped, "queue", self.queue.close)
+        parts.callback(self._final_status)
         redo = close_interrupted_runs(self.queue, self.store, log=log)
         self.runner = UpdateRunner(
             workspace=ws,
@@ -161,23 +165,6 @@ class Daemon:
             config=lambda: self.config,
             log=get_logger("update"),
         )
-        self.scheduler = UpdateScheduler(
-            TriggerRules.from_config(self.config.update),
-            pending_count=lambda: sum(self.queue.pending_counts().values()),
-            run_update=self._run_update,
-            log=get_logger("scheduler"),
-            paused=is_paused(ws),
-        )
-        pending = sum(self.queue.pending_counts().values())
-        oldest = self.queue.oldest_pending_time()
-        self.scheduler.prime(
-            pending=pending, oldest_age=None if oldest is None else time.time() - oldest
-        )
-        if redo and pending and not self.scheduler.paused:
-            log.info("redoing the interrupted update", pending=pending)
-            self.scheduler.request_update(reason="redo interrupted run")
-        from .inbox import InboxClassifier
-
         self.inbox = InboxClassifier(
             workspace=ws,
             queue=self.queue,
@@ -186,6 +173,8 @@ class Daemon:
             config=lambda: self.config,
         )
         self.inbox.start()
+        parts.callback(self._stopped, "inbox", self.inbox.stop)
+        pending = self._make_scheduler(parts, redo=redo)
         self.intake = Intake(
             ws,
             self.config,
@@ -195,6 +184,7 @@ class Daemon:
             log=get_logger("intake"),
         )
         self.intake.start()
+        parts.callback(self._stopped, "intake", self.intake.stop)
         self.scheduler.start()
         self.notifier.ready(status="watching")
         log.info(
@@ -204,6 +194,27 @@ class Daemon:
             paused=self.scheduler.paused,
             min_batch=self.config.update.min_batch,
         )
+
+    def _make_scheduler(self, parts: contextlib.ExitStack, *, redo: bool) -> int:
+        """The scheduler, primed with what is pending (returned); started later."""
+        self.scheduler = UpdateScheduler(
+            TriggerRules.from_config(self.config.update),
+            pending_count=lambda: sum(self.queue.pending_counts().values()),
+            run_update=self._run_update,
+            log=get_logger("scheduler"),
+            paused=is_paused(self.ws),
+        )
+        parts.callback(self._let_the_update_finish)
+        parts.callback(self._stopped, "scheduler", self.scheduler.shutdown)
+        pending = sum(self.queue.pending_counts().values())
+        oldest = self.queue.oldest_pending_time()
+        self.scheduler.prime(
+            pending=pending, oldest_age=None if oldest is None else time.time() - oldest
+        )
+        if redo and pending and not self.scheduler.paused:
+            self.log.info("redoing the interrupted update", pending=pending)
+            self.scheduler.request_update(reason="redo interrupted run")
+        return pending
 
     def _loop(self) -> None:
         interval = LOOP_SECONDS
@@ -242,34 +253,24 @@ class Daemon:
         self._check_intake()
         self.notifier.watchdog()
 
-    def _shut_down(self) -> None:
-        """Stop what start-up started, in reverse; copes with a half-done start-up."""
-        self.notifier.stopping()
-        self.log.info("stopping")
-        self._stop_part("intake", "stop")
-        self._stop_part("scheduler", "shutdown")
-        self._let_the_update_finish()
-        self._stop_part("inbox", "stop")
+    def _stopped(self, name: str, stop: Callable[[], object]) -> None:
+        """Stop one part; a part that fails to stop is logged and the others still stop."""
+        try:
+            stop()
+        except Exception:
+            self.log.exception(f"{name} did not stop cleanly")
+
+    def _final_status(self) -> None:
         try:
             self._publish_status(running=False)
         except Exception:  # parts missing after a failed start-up: nothing to say
             pass
-        self._stop_part("queue", "close")
-
-    def _stop_part(self, name: str, method: str) -> None:
-        part = getattr(self, name, None)
-        if part is None:  # start-up failed before making it
-            return
-        try:
-            getattr(part, method)()
-        except Exception:
-            self.log.exception(f"{name} did not stop cleanly")
 
     def _let_the_update_finish(self) -> None:
         """Wait up to ``shutdown_timeout`` for a running update, then abandon it (the
         model on disk is untouched until its swap, which is one ``os.replace``)."""
-        scheduler = getattr(self, "scheduler", None)
-        if scheduler is None or not scheduler.running:
+        scheduler = self.scheduler
+        if not scheduler.running:
             return
         timeout = self.config.daemon.shutdown_timeout
         self.log.info("waiting for the running update", timeout=timeout)
@@ -294,8 +295,6 @@ class Daemon:
             self.scheduler.note_drop()
 
     def _reload_config(self) -> None:
-        from .config import load_config
-
         self.notifier.reloading()
         try:
             new = load_config(self.ws.config_path)

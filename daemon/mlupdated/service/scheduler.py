@@ -27,8 +27,8 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from ..errors import ConfigError
-from .runs import Outcome
 from .sections import from_section
+from .update.runs import Outcome
 
 TICK_SECONDS = 0.5
 # A tick or cron firing that is late by more than this (the machine slept) is folded

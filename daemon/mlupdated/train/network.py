@@ -14,6 +14,7 @@ import numpy as np
 
 from ..coreml.padding import include_last_pixel_pads, pair, same_pads, valid_pads
 from ..coreml.proto import Model_pb2
+from ..coreml.rules import BACKPROP_LAYER_TYPES
 from ..coreml.spec import class_labels, neural_network
 from ..coreml.weights import decode_weights, replace_weights
 from ..errors import InvalidModelError, NotUpdatableError
@@ -26,15 +27,7 @@ from .split import Split, is_updatable_layer
 _MAX, _AVERAGE = 0, 1
 _CHANNEL_LAST = 1
 
-TRAINABLE_LAYERS = (
-    "convolution",
-    "innerProduct",
-    "pooling",
-    "flatten",
-    "batchnorm",
-    "activation",
-    "softmax",
-)
+TRAINABLE_LAYERS = BACKPROP_LAYER_TYPES
 
 
 class SuffixNetwork:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..coreml.rules import BACKPROP_ACTIVATIONS
 from .autodiff import DTYPE, Value, make
 
-ACTIVATIONS = ("ReLU", "sigmoid", "tanh")
+ACTIVATIONS = BACKPROP_ACTIVATIONS
 
 
 def inner_product(x: Value, weight: Value, bias: Value | None) -> Value:

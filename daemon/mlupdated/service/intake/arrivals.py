@@ -1,9 +1,10 @@
 """What intake does with a path: wait until the file is complete, then take it.
 
 ``Arrivals`` holds intake's decisions and runs on its worker thread only (see
-``intake.py`` for the threads; the stability wait and reader threads it builds on are
-in ``waiting.py``): queueing a complete correction or handing an inbox photo over,
-moves (relabel), removals (retract), the full rescan, and the mount-flap rule: when
+``intake.py`` for the threads). It owns a ``StabilityWait`` (``stability.py``: the
+wait and the reader threads), which calls back when a file is complete. Its
+decisions: queueing a complete correction or handing an inbox photo over, moves
+(relabel), removals (retract), the full rescan, and the mount-flap rule: when
 ``corrections/``, ``inbox/`` or a whole label folder is missing (or a share mounted
 there is unmounted), nothing under it is treated as removed.
 """
@@ -16,22 +17,23 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..errors import MlupdatedError
-from .config import Config
+from ...errors import MlupdatedError
+from ..config import Config
+from ..queue import CorrectionChange, Queue
+from ..workspace import Workspace, model_labels_and_input_size
+from .events import ReadDone
 from .filters import (
     file_kind,
     ignored_name,
     ignored_relpath,
     is_mount_point,
 )
-from .queue import CorrectionChange, Queue
-from .waiting import WaitingFiles, show_path
-from .workspace import Workspace, model_labels_and_input_size
+from .stability import StabilityWait, show_path
 
 TOPS = ("corrections", "inbox")
 
 
-class Arrivals(WaitingFiles):
+class Arrivals:
     """Intake's decisions about files (worker thread only; see the module docstring)."""
 
     def __init__(
@@ -44,9 +46,21 @@ class Arrivals(WaitingFiles):
         on_inbox: Callable[[Path, str], None],
         log: Any,
         stopping: threading.Event,
-        post: Callable[[tuple[Any, ...]], None],
+        post: Callable[[ReadDone], None],
     ) -> None:
-        super().__init__(workspace, config, queue, log=log, stopping=stopping, post=post)
+        self.workspace = workspace
+        self.queue = queue
+        self._log = log
+        self.stability = StabilityWait(
+            workspace,
+            config,
+            queue,
+            log=log,
+            stopping=stopping,
+            post=post,
+            take=self._take,
+            gone=lambda rel: self.gone(rel, is_dir=False),
+        )
         self._on_correction = on_correction
         self._on_inbox = on_inbox
         self._labels: list[str] = []
@@ -55,6 +69,15 @@ class Arrivals(WaitingFiles):
         self._mounts: set[str] = set()
         self._mount_checked: set[str] = set()
         self._lock = threading.Lock()
+
+    @property
+    def config(self) -> Config:
+        """The config in force (a reload replaces it here and in the stability wait)."""
+        return self.stability.config
+
+    @config.setter
+    def config(self, config: Config) -> None:
+        self.stability.config = config
 
     def unavailable(self) -> list[str]:
         """Sources (folders, relative) that are missing right now."""
@@ -81,7 +104,7 @@ class Arrivals(WaitingFiles):
             if replaces:
                 self.gone(replaces, is_dir=False)
             return
-        self._wait_for(rel, replaces=replaces)
+        self.stability.wait_for(rel, replaces=replaces)
 
     def _via_symlinked_folder(self, rel: str) -> bool:
         """True when ``rel`` is reached through a symlinked folder below ``corrections/`` or
@@ -91,7 +114,7 @@ class Arrivals(WaitingFiles):
         if len(parts) <= 2:
             return False
         expected = os.path.join(os.path.realpath(self.workspace.root / parts[0]), *parts[1:-1])
-        return os.path.realpath(self._abs(rel).parent) != expected
+        return os.path.realpath(self.stability.path_of(rel).parent) != expected
 
     def walk_into(self, directory: str) -> None:
         """A folder appeared (created or moved in): consider everything below it."""
@@ -170,15 +193,14 @@ class Arrivals(WaitingFiles):
         if is_dir or rel in TOPS:
             prefix = rel.rstrip("/") + "/"
             paths = set(self.queue.correction_paths(prefix)) | set(self.queue.seen_paths(prefix))
-            paths |= {r for r in self._candidates if r.startswith(prefix)}
+            paths |= self.stability.waiting_under(prefix)
             for path in sorted(paths):
                 self.gone(path, is_dir=False)
             return
-        if os.path.lexists(self._abs(rel)):
-            self.consider(str(self._abs(rel)))  # replaced by a new file of that name
+        if os.path.lexists(self.stability.path_of(rel)):
+            self.consider(str(self.stability.path_of(rel)))  # replaced by a new file of that name
             return
-        self._candidates.pop(rel, None)
-        self._bad.pop(rel, None)
+        self.stability.forget(rel)
         if not self._source_available(rel):
             return
         if rel.startswith("corrections/") and self.queue.retract_path(rel):
@@ -215,7 +237,7 @@ class Arrivals(WaitingFiles):
         if seen is None:
             return False
         try:
-            info = os.lstat(self._abs(dest_rel))
+            info = os.lstat(self.stability.path_of(dest_rel))
         except OSError:
             return False
         if file_kind(info.st_mode) != "file" or (info.st_size, info.st_mtime) != seen[:2]:
@@ -235,7 +257,7 @@ class Arrivals(WaitingFiles):
         parts = rel.split("/")
         if parts[0] == "inbox":
             try:
-                self._on_inbox(self._abs(rel), digest)
+                self._on_inbox(self.stability.path_of(rel), digest)
             except Exception as exc:
                 self._log.error(
                     f"inbox handler failed for {show_path(rel)}", path=rel, error=str(exc)
@@ -272,12 +294,10 @@ class Arrivals(WaitingFiles):
 
     def _reject_name(self, rel: str, size: int, mtime: float, reason: str) -> None:
         try:
-            sig = (size, os.lstat(self._abs(rel)).st_mtime_ns)
+            sig = (size, os.lstat(self.stability.path_of(rel)).st_mtime_ns)
         except OSError:
             sig = (size, int(mtime * 1e9))
-        if self._bad.get(rel) != sig:
-            self._bad[rel] = sig
-            self._not_queued(rel, reason)
+        self.stability.refuse(rel, sig, reason)
 
     def _log_change(self, change: CorrectionChange) -> None:
         c = change.correction
@@ -315,7 +335,7 @@ class Arrivals(WaitingFiles):
             sig = (info.st_size, info.st_mtime_ns)
             if sig == self._labels_sig:
                 return
-            self._labels, self._target_size = model_labels_and_input_size(model)
+            self._labels, self.stability.target_size = model_labels_and_input_size(model)
             self._labels_sig = sig
         except (OSError, MlupdatedError) as exc:
             self._log.warning(
@@ -349,7 +369,7 @@ class Arrivals(WaitingFiles):
                     info = os.lstat(path)
                 except OSError:
                     continue
-                if self._bad.get(rel) == (info.st_size, info.st_mtime_ns):
+                if self.stability.is_bad(rel, (info.st_size, info.st_mtime_ns)):
                     continue
                 record = seen.get(rel)
                 if (
@@ -373,7 +393,7 @@ class Arrivals(WaitingFiles):
         for rel in sorted(back):
             self._log.info(f"source available again: {rel}", path=rel)
         for rel in sorted((set(known) | set(seen)) - found):
-            if rel in self._candidates or not self._watched(rel):
+            if self.stability.is_waiting(rel) or not self._watched(rel):
                 continue
             if self._source_available(rel):
                 self.gone(rel, is_dir=False)

@@ -13,7 +13,7 @@ import stat
 from collections.abc import Iterable
 from pathlib import Path
 
-from ..errors import ImageDecodeError, ImageError, ImageTooLargeError
+from ...errors import ImageDecodeError, ImageError, ImageTooLargeError
 
 HASH_CHUNK = 1 << 20
 # The size a decodability check asks for when the model's input size is not known.
@@ -132,7 +132,7 @@ def check_image(
     (300 MB for 100 megapixels) just to be checked.
     """
     try:
-        from ..coreml.images import load_image
+        from ...coreml.images import load_image
     except ImportError:
         _pillow_check(Path(path), max_pixels=max_pixels)
         return

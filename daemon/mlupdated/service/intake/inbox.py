@@ -18,8 +18,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..engine.familiarity import familiarity, familiarity_threshold
-from ..errors import MlupdatedError
+from ...engine.familiarity import familiarity, familiarity_threshold
+from ...errors import MlupdatedError
 
 STOP = None
 
@@ -129,7 +129,7 @@ class InboxClassifier:
         return record
 
     def _current_predictor(self) -> tuple[int, Any]:
-        from ..engine.predictor import Predictor
+        from ...engine.predictor import Predictor
 
         with self._lock:
             version = self._store.current_version()

@@ -27,12 +27,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ..config import Config
+from ..queue import CorrectionChange, Queue
+from ..workspace import Workspace
 from .arrivals import TOPS, Arrivals
-from .config import Config
 from .events import DirCreated, FileSeen, Gone, IntakeEvent, Moved, ReadDone, Rescan, Wake
-from .queue import CorrectionChange, Queue
 from .watch import LIMIT_ERRNOS, OverflowWatch, observer_alive, start_observer
-from .workspace import Workspace
 
 SUPERVISE_SECONDS = 0.5
 EVENT_BATCH = 5000
@@ -132,7 +132,7 @@ class Intake:
             "unavailable": unavailable,
             "last_rescan": _iso(self._last_rescan),
             "rescans": self._rescans,
-            "waiting": self._arrivals.waiting(),
+            "waiting": self._arrivals.stability.waiting(),
             "fallback_reason": self._fallback_reason,
         }
 
@@ -147,7 +147,7 @@ class Intake:
         """Wait until no event and no file is waiting (tests and shut-down use it)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self._events.unfinished_tasks == 0 and not self._arrivals.waiting():
+            if self._events.unfinished_tasks == 0 and not self._arrivals.stability.waiting():
                 return True
             time.sleep(0.05)
         return False
@@ -244,7 +244,7 @@ class Intake:
     def _work(self) -> None:
         while not self._stop.is_set():
             try:
-                batch = [self._events.get(timeout=self._arrivals.next_due_in())]
+                batch = [self._events.get(timeout=self._arrivals.stability.next_due_in())]
             except queue_mod.Empty:
                 batch = []
             # Take everything that is already waiting before looking at candidates, so a
@@ -262,7 +262,7 @@ class Intake:
                 finally:
                     self._events.task_done()
             try:
-                self._arrivals.check_due()
+                self._arrivals.stability.check_due()
             except Exception as exc:
                 self._log.exception("intake check failed", error=str(exc))
 
@@ -277,7 +277,7 @@ class Intake:
         elif isinstance(item, Moved):
             arrivals.moved(item.src, item.dest, is_dir=item.is_dir)
         elif isinstance(item, ReadDone):
-            arrivals.read_done(item.rel, item.read, item.result)
+            arrivals.stability.read_done(item.rel, item.read, item.result)
         elif isinstance(item, Rescan):
             try:
                 self._sweep()

@@ -1,13 +1,14 @@
 """The stability wait: a file is taken once it stopped changing *and* decodes.
 
-``WaitingFiles`` is the half of intake's worker that holds files in their wait:
+``StabilityWait`` is owned by ``Arrivals`` and holds files in their wait:
 each has a due time in a heap; when due it is looked at again (``lstat``: size and
 mtime unchanged for ``stability_seconds``?), then decoded and hashed on a reader
 thread — two at a time, so a read that blocks (a cloud placeholder being downloaded,
 a hung share) never stalls intake — and its outcome comes back to the worker as an
 event. Undecodable files are reported once (``not queued: PATH: REASON``); read
-errors and queue write failures are retried with back-off. ``Arrivals`` (the other
-half) decides what a complete file means: ``_take``, ``gone``, ``_known``.
+errors and queue write failures are retried with back-off. What a complete file
+means is the owner's decision: it reports back through the ``take`` and ``gone``
+callbacks.
 """
 
 from __future__ import annotations
@@ -24,12 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ImageError, MlupdatedError
-from .config import Config
+from ...errors import ImageError, MlupdatedError
+from ..config import Config
+from ..queue import Queue
+from ..workspace import Workspace
 from .events import ReadDone, ReadResult
 from .filters import check_image, file_kind, inside, sha256_file
-from .queue import Queue
-from .workspace import Workspace
 
 # Stable but undecodable: look once more after another stability period before calling
 # it bad, so a pre-allocated file whose writer pauses is not reported for nothing.
@@ -76,8 +77,13 @@ def show_path(rel: str) -> str:
     return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in rel)
 
 
-class WaitingFiles:
-    """Files in their stability wait, and the reader threads (worker thread only)."""
+class StabilityWait:
+    """Files in their stability wait, and the reader threads (worker thread only).
+
+    ``take(rel, size, mtime, digest)`` is called for a file that is complete (it
+    returns False when the file was not queued); ``gone(rel)`` for a file that a
+    complete one replaced by a rename.
+    """
 
     def __init__(
         self,
@@ -88,6 +94,8 @@ class WaitingFiles:
         log: Any,
         stopping: threading.Event,
         post: Callable[[ReadDone], None],
+        take: Callable[[str, int, float, str], bool],
+        gone: Callable[[str], None],
     ) -> None:
         self.workspace = workspace
         self.config = config
@@ -95,6 +103,8 @@ class WaitingFiles:
         self._log = log
         self._stopping = stopping
         self._post = post
+        self._take = take
+        self._gone = gone
         self._candidates: dict[str, _Candidate] = {}
         self._bad: dict[str, tuple[int, int]] = {}
         self._reading: dict[str, _Read] = {}
@@ -102,23 +112,41 @@ class WaitingFiles:
         self._due: list[tuple[float, int, str]] = []  # heap; stale entries skipped
         self._seq = itertools.count()
         # The model's input (width, height): large JPEGs are checked at a reduced scale.
-        self._target_size: tuple[int, int] | None = None
+        self.target_size: tuple[int, int] | None = None
 
-    # --- what Arrivals decides ----------------------------------------------------------
+    # --- for the owner ------------------------------------------------------------------
 
-    def _take(self, rel: str, size: int, mtime: float, digest: str) -> bool:
-        raise NotImplementedError
+    def is_waiting(self, rel: str) -> bool:
+        """True while ``rel`` is in its wait."""
+        return rel in self._candidates
 
-    def gone(self, rel: str, *, is_dir: bool) -> None:
-        raise NotImplementedError
+    def waiting_under(self, prefix: str) -> set[str]:
+        """The waiting files under ``prefix``."""
+        return {r for r in self._candidates if r.startswith(prefix)}
+
+    def forget(self, rel: str) -> None:
+        """Stop waiting for ``rel`` and forget that it was bad (it went away)."""
+        self._candidates.pop(rel, None)
+        self._bad.pop(rel, None)
+
+    def is_bad(self, rel: str, sig: tuple[int, int]) -> bool:
+        """True when ``rel`` was refused at this (size, mtime)."""
+        return self._bad.get(rel) == sig
+
+    def refuse(self, rel: str, sig: tuple[int, int], reason: str) -> None:
+        """Refuse ``rel`` at this (size, mtime): one ``not queued`` line, not repeated."""
+        if self._bad.get(rel) != sig:
+            self._bad[rel] = sig
+            self._not_queued(rel, reason)
+
+    def path_of(self, rel: str) -> Path:
+        """The absolute path of a workspace-relative one."""
+        return self.workspace.root / rel
 
     def _known(self, rel: str) -> bool:
         if rel.startswith("inbox/"):
             return True
         return self.queue.holds_path(rel)
-
-    def _abs(self, rel: str) -> Path:
-        return self.workspace.root / rel
 
     def waiting(self) -> int:
         """Files seen but not yet taken or refused (in their stability wait)."""
@@ -131,7 +159,7 @@ class WaitingFiles:
             return MAX_WAIT_TICK
         return max(0.0, min(MAX_WAIT_TICK, self._due[0][0] - time.monotonic()))
 
-    def _wait_for(self, rel: str, *, replaces: str | None) -> None:
+    def wait_for(self, rel: str, *, replaces: str | None) -> None:
         """Start (or hurry) the stability wait of ``rel``."""
         cand = self._candidates.get(rel)
         now = time.monotonic()
@@ -202,10 +230,10 @@ class WaitingFiles:
     def _drop(self, cand: _Candidate) -> None:
         self._candidates.pop(cand.rel, None)
         if cand.replaces:
-            self.gone(cand.replaces, is_dir=False)
+            self._gone(cand.replaces)
 
     def _check(self, cand: _Candidate) -> None:
-        path = self._abs(cand.rel)
+        path = self.path_of(cand.rel)
         stability = self.config.intake.stability_seconds
         now = time.monotonic()
         try:
@@ -277,7 +305,7 @@ class WaitingFiles:
         self._reading[cand.rel] = read
         thread = threading.Thread(
             target=self._read,
-            args=(cand.rel, path, read, follow, self.config.intake.max_pixels, self._target_size),
+            args=(cand.rel, path, read, follow, self.config.intake.max_pixels, self.target_size),
             name="mlupdated-intake-read",
             daemon=True,
         )
@@ -356,7 +384,7 @@ class WaitingFiles:
             self._retry_later(cand, outcome.reason)
             return
         digest, size = outcome.digest, outcome.size
-        path = self._abs(cand.rel)
+        path = self.path_of(cand.rel)
         try:
             after = os.stat(path) if self.config.intake.follow_symlinks else os.lstat(path)
         except OSError:
@@ -373,7 +401,7 @@ class WaitingFiles:
         cand.read_result = None
         self._candidates.pop(cand.rel, None)
         if cand.replaces:
-            self.gone(cand.replaces, is_dir=False)
+            self._gone(cand.replaces)
 
     def _retry_later(self, cand: _Candidate, why: str) -> None:
         cand.read_failures += 1
@@ -396,7 +424,7 @@ class WaitingFiles:
             self._bad[cand.rel] = sig
             self._not_queued(cand.rel, reason)
         if cand.replaces:
-            self.gone(cand.replaces, is_dir=False)
+            self._gone(cand.replaces)
 
     def _not_queued(self, rel: str, reason: str) -> None:
         self._log.warning(f"not queued: {show_path(rel)}: {reason}", path=rel, reason=reason)

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..errors import DiskFullError, StoreError
+from ...errors import DiskFullError, StoreError
 
 SCHEMA_VERSION = 1
 DEFAULT_BUSY_TIMEOUT = 10.0
@@ -177,7 +177,7 @@ class Database:
             raise self._translate(exc) from exc
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> Iterator[sqlite3.Connection]:
         """One write transaction, taken up-front so readers never see half of it."""
         with self._lock, self._errors():
             conn = self._conn
@@ -191,7 +191,8 @@ class Database:
             else:
                 conn.execute("COMMIT")
 
-    def _read(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+    def read(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        """The rows of one query."""
         with self._lock, self._errors():
             return self._conn.execute(sql, tuple(params)).fetchall()
 
@@ -204,7 +205,7 @@ class Database:
                 path=self.db_path,
             )
         if version == 0:
-            with self._write() as conn:
+            with self.transaction() as conn:
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         conn.execute(statement)
@@ -212,7 +213,7 @@ class Database:
 
     def journal_mode(self) -> str:
         """The SQLite journal mode in use (``wal``)."""
-        return str(self._read("PRAGMA journal_mode")[0][0]).lower()
+        return str(self.read("PRAGMA journal_mode")[0][0]).lower()
 
     def close(self) -> None:
         """Close the database (checkpointing the WAL)."""

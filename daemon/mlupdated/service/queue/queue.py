@@ -1,28 +1,20 @@
 """The durable queue: corrections, runs, predictions and seen files in SQLite (WAL).
 
-One database per workspace (``state/mlupdated.db``). Every write is one transaction
-(``BEGIN IMMEDIATE`` … ``COMMIT``), so a kill at any moment leaves either the old
-state or the new one. A correction is one *content* (its sha256): the same bytes
-dropped again are not a second example; dropped under another label, the latest label
-wins. A content may be held by several paths (conflict copies); it is retracted only
-when the last of them goes away before it was trained on.
-
-States: ``pending`` → ``trained`` (with the model version) or ``rejected`` (with the
-reason; only for corrections that can never be used) or ``retracted`` (its files were
-removed before training). Every change is stamped with its time.
+One database per workspace (``state/mlupdated.db``). :class:`Queue` is what the rest
+of the daemon holds: it owns the :class:`~.db.Database` (connection, schema,
+transactions) and the two views of it, :class:`~.corrections.Corrections` and
+:class:`~.records.Records`, and passes each call to the one that knows it.
 """
 
 from __future__ import annotations
 
-import json
-import random
-import sqlite3
-import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from .queue_db import (
+from ..update.runs import RUN_OUTCOMES, Outcome
+from .corrections import Correction, CorrectionChange, Corrections
+from .db import (
     DEFAULT_BUSY_TIMEOUT,
     PENDING,
     REJECTED,
@@ -30,9 +22,9 @@ from .queue_db import (
     SCHEMA_VERSION,
     STATES,
     TRAINED,
+    Database,
 )
-from .queue_records import Records
-from .runs import RUN_OUTCOMES
+from .records import Records
 
 __all__ = [
     "DEFAULT_BUSY_TIMEOUT",
@@ -49,279 +41,190 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class Correction:
-    """One correction (one image content) and where it stands."""
-
-    id: int
-    sha256: str
-    label: str
-    path: str
-    first_seen: float
-    updated: float
-    state: str
-    version: int | None
-    reason: str | None
-
-
-@dataclass(frozen=True)
-class CorrectionChange:
-    """What ``upsert_correction`` did: ``new``, ``duplicate``, ``relabelled`` or ``unchanged``."""
-
-    kind: str
-    correction: Correction
-    path: str
-    previous_label: str | None = None
-
-
-def _correction(row: sqlite3.Row) -> Correction:
-    return Correction(
-        id=row["id"],
-        sha256=row["sha256"],
-        label=row["label"],
-        path=row["path"],
-        first_seen=row["first_seen"],
-        updated=row["updated"],
-        state=row["state"],
-        version=row["version"],
-        reason=row["reason"],
-    )
-
-
-class Queue(Records):
+class Queue:
     """The workspace database (``state/mlupdated.db``). Thread-safe.
 
-    ``Queue(db_path, *, busy_timeout=10.0)``; ``close()``. Corrections here; runs,
-    errors, predictions and seen files in ``Records``; plumbing in ``Database``.
+    ``Queue(db_path, *, busy_timeout=10.0)``; ``close()``.
     """
 
-    # --- corrections ------------------------------------------------------------------
+    def __init__(self, db_path: str | Path, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> None:
+        self.db = Database(db_path, busy_timeout=busy_timeout)
+        self.corrections = Corrections(self.db)
+        self.records = Records(self.db)
 
-    def _get(self, conn: sqlite3.Connection, correction_id: int) -> Correction:
-        row = conn.execute("SELECT * FROM corrections WHERE id = ?", (correction_id,)).fetchone()
-        return _correction(row)
+    @property
+    def db_path(self) -> Path:
+        """Where the database lives."""
+        return self.db.db_path
 
-    def _set_meta(self, conn: sqlite3.Connection, key: str, value: Any) -> None:
-        conn.execute(
-            "INSERT INTO meta(key, value) VALUES(?, ?) "
-            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            (key, json.dumps(value)),
-        )
+    def journal_mode(self) -> str:
+        """The SQLite journal mode in use (``wal``)."""
+        return self.db.journal_mode()
 
-    def _detach_path(self, conn: sqlite3.Connection, path: str, now: float) -> bool:
-        """Remove ``path`` from its correction; retract a pending one left without paths."""
-        row = conn.execute(
-            "SELECT correction_id FROM correction_paths WHERE path = ?", (path,)
-        ).fetchone()
-        if row is None:
-            return False
-        cid = row["correction_id"]
-        conn.execute("DELETE FROM correction_paths WHERE path = ?", (path,))
-        rest = conn.execute(
-            "SELECT path, label FROM correction_paths WHERE correction_id = ? "
-            "ORDER BY added DESC, path DESC LIMIT 1",
-            (cid,),
-        ).fetchone()
-        current = self._get(conn, cid)
-        if rest is None:
-            if current.state == PENDING:
-                conn.execute(
-                    "UPDATE corrections SET state = ?, updated = ?, reason = ?, "
-                    "revision = revision + 1 WHERE id = ?",
-                    (RETRACTED, now, "file removed before training", cid),
-                )
-                return True
-            return False
-        # The newest remaining copy speaks for the content now.
-        if current.path == path or current.label != rest["label"]:
-            changed_label = current.label != rest["label"]
-            conn.execute(
-                "UPDATE corrections SET path = ?, label = ?, updated = ?, "
-                "revision = revision + ? WHERE id = ?",
-                (rest["path"], rest["label"], now, 1 if changed_label else 0, cid),
-            )
-            if changed_label and current.state == TRAINED:
-                conn.execute(
-                    "UPDATE corrections SET state = ?, version = NULL, queued = ? WHERE id = ?",
-                    (PENDING, now, cid),
-                )
-        return False
+    def close(self) -> None:
+        """Close the database (checkpointing the WAL)."""
+        self.db.close()
+
+    def __enter__(self) -> Queue:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- corrections (see ``corrections.py``) -----------------------------------------
 
     def upsert_correction(
-        self, *, path: str, sha256: str, label: str, size: int, mtime: float
+        self,
+        *,
+        path: str,
+        sha256: str,
+        label: str,
+        size: int,
+        mtime: float,
     ) -> CorrectionChange:
-        """Record that ``path`` (relative to the workspace) holds ``sha256`` under ``label``.
-
-        Same content, same label, new path → ``duplicate``; same content, other label →
-        ``relabelled`` (the latest label wins; a trained one goes back to pending to be
-        learned with its new label); already recorded exactly so → ``unchanged``.
-        """
-        now = time.time()
-        with self._write() as conn:
-            known = conn.execute(
-                "SELECT correction_id, label FROM correction_paths WHERE path = ?", (path,)
-            ).fetchone()
-            row = conn.execute("SELECT * FROM corrections WHERE sha256 = ?", (sha256,)).fetchone()
-            if known is not None and row is not None and known["correction_id"] == row["id"]:
-                if known["label"] == label and row["state"] != RETRACTED:
-                    self._mark_seen(conn, path, size, mtime, sha256)
-                    return CorrectionChange("unchanged", _correction(row), path)
-            if known is not None and (row is None or known["correction_id"] != row["id"]):
-                # The file at this path now holds other bytes: the old content loses it.
-                self._detach_path(conn, path, now)
-            conn.execute("DELETE FROM correction_paths WHERE path = ?", (path,))
-            if row is None:
-                cur = conn.execute(
-                    "INSERT INTO corrections(sha256, label, path, size, mtime, first_seen, "
-                    "updated, queued, state) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (sha256, label, path, size, mtime, now, now, now, PENDING),
-                )
-                cid = int(cur.lastrowid)
-                kind, previous = "new", None
-            else:
-                cid = row["id"]
-                previous = row["label"]
-                state = row["state"]
-                if previous != label:
-                    kind = "relabelled"
-                    # A relabelled content must be learned again, with its new label.
-                    new_state = PENDING if state in (TRAINED, RETRACTED, PENDING) else state
-                    conn.execute(
-                        "UPDATE corrections SET label = ?, path = ?, size = ?, mtime = ?, "
-                        "updated = ?, state = ?, version = CASE WHEN ? = 'pending' THEN NULL "
-                        "ELSE version END, reason = NULL, revision = revision + 1, "
-                        "queued = CASE WHEN state = 'pending' THEN queued ELSE ? END "
-                        "WHERE id = ?",
-                        (label, path, size, mtime, now, new_state, new_state, now, cid),
-                    )
-                elif state == RETRACTED:
-                    kind = "new"
-                    conn.execute(
-                        "UPDATE corrections SET path = ?, size = ?, mtime = ?, updated = ?, "
-                        "queued = ?, state = ?, reason = NULL, revision = revision + 1 "
-                        "WHERE id = ?",
-                        (path, size, mtime, now, now, PENDING, cid),
-                    )
-                else:
-                    kind = "duplicate"
-                    conn.execute(
-                        "UPDATE corrections SET path = ?, updated = ? WHERE id = ?",
-                        (path, now, cid),
-                    )
-            conn.execute(
-                "INSERT INTO correction_paths(path, correction_id, label, added) "
-                "VALUES(?, ?, ?, ?)",
-                (path, cid, label, now),
-            )
-            self._mark_seen(conn, path, size, mtime, sha256)
-            self._set_meta(conn, "last_drop", now)
-            return CorrectionChange(kind, self._get(conn, cid), path, previous)
+        """Record that ``path`` (relative to the workspace) holds ``sha256`` under ``label``."""
+        return self.corrections.upsert_correction(
+            path=path, sha256=sha256, label=label, size=size, mtime=mtime
+        )
 
     def retract_path(self, path: str) -> bool:
         """``path`` is gone: forget it; True if that retracted a pending correction."""
-        with self._write() as conn:
-            return self._detach_path(conn, path, time.time())
+        return self.corrections.retract_path(path)
 
     def correction_paths(self, prefix: str | None = None) -> dict[str, str]:
         """Every path that holds a correction (→ its label), optionally under ``prefix``."""
-        if prefix:
-            like = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            rows = self._read(
-                "SELECT path, label FROM correction_paths WHERE path LIKE ? ESCAPE '\\'", (like,)
-            )
-        else:
-            rows = self._read("SELECT path, label FROM correction_paths")
-        return {row["path"]: row["label"] for row in rows}
+        return self.corrections.correction_paths(prefix)
 
     def holds_path(self, path: str) -> bool:
         """True when ``path`` is recorded as holding a correction."""
-        return bool(self._read("SELECT 1 FROM correction_paths WHERE path = ?", (path,)))
+        return self.corrections.holds_path(path)
 
     def correction(self, correction_id: int) -> Correction | None:
         """One correction by id."""
-        rows = self._read("SELECT * FROM corrections WHERE id = ?", (correction_id,))
-        return _correction(rows[0]) if rows else None
+        return self.corrections.correction(correction_id)
 
     def correction_by_sha(self, sha256: str) -> Correction | None:
         """The correction holding this content, if any."""
-        rows = self._read("SELECT * FROM corrections WHERE sha256 = ?", (sha256,))
-        return _correction(rows[0]) if rows else None
+        return self.corrections.correction_by_sha(sha256)
 
     def pending(self) -> list[Correction]:
         """Pending corrections, oldest first."""
-        rows = self._read("SELECT * FROM corrections WHERE state = ? ORDER BY id", (PENDING,))
-        return [_correction(r) for r in rows]
+        return self.corrections.pending()
 
     def pending_counts(self) -> dict[str, int]:
         """Pending corrections per label."""
-        rows = self._read(
-            "SELECT label, COUNT(*) AS n FROM corrections WHERE state = ? GROUP BY label "
-            "ORDER BY label",
-            (PENDING,),
-        )
-        return {row["label"]: row["n"] for row in rows}
+        return self.corrections.pending_counts()
 
     def counts(self) -> dict[str, int]:
         """Corrections per state (every state present, zero included)."""
-        rows = self._read("SELECT state, COUNT(*) AS n FROM corrections GROUP BY state")
-        result = dict.fromkeys(STATES, 0)
-        result.update({row["state"]: row["n"] for row in rows})
-        return result
+        return self.corrections.counts()
 
     def oldest_pending_time(self) -> float | None:
         """When the longest-waiting pending correction was queued (epoch seconds)."""
-        rows = self._read("SELECT MIN(queued) FROM corrections WHERE state = ?", (PENDING,))
-        return rows[0][0]
+        return self.corrections.oldest_pending_time()
 
     def last_drop_time(self) -> float | None:
         """When the last correction was added or changed by a drop (epoch seconds)."""
-        rows = self._read("SELECT value FROM meta WHERE key = 'last_drop'")
-        return json.loads(rows[0][0]) if rows else None
+        return self.corrections.last_drop_time()
 
     def mark_trained(self, ids: Iterable[int], version: int) -> int:
-        """Mark corrections trained into ``version``; returns how many were marked.
-
-        A correction relabelled or retracted after its run started is left alone: what
-        the run learned is no longer what the user says.
-        """
-        ids = list(ids)
-        now = time.time()
-        with self._write() as conn:
-            marked = 0
-            for cid in ids:
-                cur = conn.execute(
-                    "UPDATE corrections SET state = ?, version = ?, updated = ?, reason = NULL "
-                    "WHERE id = ? AND state = ? AND revision = COALESCE(("
-                    "  SELECT revision FROM run_items WHERE correction_id = corrections.id "
-                    "  ORDER BY run_id DESC LIMIT 1), revision)",
-                    (TRAINED, version, now, cid, PENDING),
-                )
-                marked += cur.rowcount
-            return marked
+        """Mark corrections trained into ``version``; returns how many were marked."""
+        return self.corrections.mark_trained(ids, version)
 
     def mark_rejected(self, ids: Iterable[int], reason: str) -> int:
         """Mark corrections that can never be used (unreadable image …) with the reason."""
-        now = time.time()
-        with self._write() as conn:
-            marked = 0
-            for cid in ids:
-                cur = conn.execute(
-                    "UPDATE corrections SET state = ?, reason = ?, updated = ? "
-                    "WHERE id = ? AND state = ?",
-                    (REJECTED, reason, now, cid, PENDING),
-                )
-                marked += cur.rowcount
-            return marked
+        return self.corrections.mark_rejected(ids, reason)
 
     def trained_sample(self, n: int, *, seed: int | None) -> list[Correction]:
         """Up to ``n`` trained corrections, a seeded random sample (for replay)."""
-        rows = self._read("SELECT * FROM corrections WHERE state = ? ORDER BY id", (TRAINED,))
-        items = [_correction(r) for r in rows]
-        if len(items) <= n:
-            return items
-        return sorted(random.Random(seed).sample(items, n), key=lambda c: c.id)
+        return self.corrections.trained_sample(n, seed=seed)
 
     def all_trained(self) -> list[Correction]:
         """Every trained correction, oldest first."""
-        rows = self._read("SELECT * FROM corrections WHERE state = ? ORDER BY id", (TRAINED,))
-        return [_correction(r) for r in rows]
+        return self.corrections.all_trained()
+
+    # --- runs, errors, predictions, files seen (see ``records.py``) ------------------
+
+    def start_run(self, *, correction_ids: Iterable[int], policy: str) -> int:
+        """Record that an update run starts on these corrections; returns the run id."""
+        return self.records.start_run(correction_ids=correction_ids, policy=policy)
+
+    def finish_run(
+        self,
+        run_id: int,
+        *,
+        outcome: Outcome | str,
+        version: int | None,
+        loss: float | None,
+        metrics: dict[str, Any],
+        reason: str | None,
+        duration: float,
+    ) -> None:
+        """Record how a run ended."""
+        return self.records.finish_run(
+            run_id,
+            outcome=outcome,
+            version=version,
+            loss=loss,
+            metrics=metrics,
+            reason=reason,
+            duration=duration,
+        )
+
+    def last_run(self) -> dict[str, Any] | None:
+        """The most recent run (``outcome`` None while it is still running)."""
+        return self.records.last_run()
+
+    def runs(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The most recent runs, newest first."""
+        return self.records.runs(limit)
+
+    def interrupted_runs(self) -> list[dict[str, Any]]:
+        """Runs that started and never finished (the daemon was killed)."""
+        return self.records.interrupted_runs()
+
+    def record_error(self, kind: str, path: str | None, reason: str) -> None:
+        """Remember a problem for ``status`` (a rolling window of the latest ones)."""
+        return self.records.record_error(kind, path, reason)
+
+    def recent_errors(self, limit: int = 10) -> list[dict[str, Any]]:
+        """The latest recorded problems, newest first."""
+        return self.records.recent_errors(limit)
+
+    def record_prediction(
+        self,
+        *,
+        path: str,
+        sha256: str,
+        label: str,
+        probabilities: dict[str, float],
+        version: int,
+    ) -> None:
+        """Store what model ``version`` said about this content (first answer kept)."""
+        return self.records.record_prediction(
+            path=path, sha256=sha256, label=label, probabilities=probabilities, version=version
+        )
+
+    def prediction_for(self, sha256: str, version: int | None = None) -> dict[str, Any] | None:
+        """The prediction for this content by ``version`` (by any version, newest, if None)."""
+        return self.records.prediction_for(sha256, version)
+
+    def seen_file(self, path: str) -> tuple[int, float, str] | None:
+        """(size, mtime, sha256) recorded for ``path`` when it was last taken, if any."""
+        return self.records.seen_file(path)
+
+    def mark_seen(self, path: str, size: int, mtime: float, sha256: str) -> None:
+        """Remember that ``path`` was taken with this size, mtime and content."""
+        return self.records.mark_seen(path, size, mtime, sha256)
+
+    def seen_files(self) -> dict[str, tuple[int, float, str]]:
+        """Every remembered path → (size, mtime, sha256), in one query (for rescans)."""
+        return self.records.seen_files()
+
+    def forget_seen(self, path: str) -> None:
+        """Forget ``path`` (it was removed)."""
+        return self.records.forget_seen(path)
+
+    def seen_paths(self, prefix: str | None = None) -> list[str]:
+        """Every remembered path, optionally under ``prefix``."""
+        return self.records.seen_paths(prefix)

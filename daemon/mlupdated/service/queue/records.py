@@ -8,22 +8,25 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from .queue_db import Database
-from .runs import RUN_OUTCOMES, Outcome
+from ..update.runs import RUN_OUTCOMES, Outcome
+from .db import Database
 
 # Errors are a rolling window, not a history: keep the table small.
 _MAX_ERRORS = 1000
 
 
-class Records(Database):
-    """Runs, errors, inbox predictions and the seen-files table (see ``Queue``)."""
+class Records:
+    """Runs, errors, inbox predictions and the seen-files table of one database."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
     # --- runs -------------------------------------------------------------------------
 
     def start_run(self, *, correction_ids: Iterable[int], policy: str) -> int:
         """Record that an update run starts on these corrections; returns the run id."""
         ids = list(correction_ids)
-        with self._write() as conn:
+        with self._db.transaction() as conn:
             cur = conn.execute(
                 "INSERT INTO runs(started, policy, corrections) VALUES(?, ?, ?)",
                 (time.time(), policy, json.dumps(ids)),
@@ -51,7 +54,7 @@ class Records(Database):
         """Record how a run ended."""
         if str(outcome) not in RUN_OUTCOMES:
             raise ValueError(f"unknown run outcome {str(outcome)!r}")
-        with self._write() as conn:
+        with self._db.transaction() as conn:
             conn.execute(
                 "UPDATE runs SET finished = ?, outcome = ?, version = ?, loss = ?, metrics = ?, "
                 "reason = ?, duration = ? WHERE id = ?",
@@ -85,24 +88,24 @@ class Records(Database):
 
     def last_run(self) -> dict[str, Any] | None:
         """The most recent run (``outcome`` None while it is still running)."""
-        rows = self._read("SELECT * FROM runs ORDER BY id DESC LIMIT 1")
+        rows = self._db.read("SELECT * FROM runs ORDER BY id DESC LIMIT 1")
         return self._run(rows[0]) if rows else None
 
     def runs(self, limit: int = 20) -> list[dict[str, Any]]:
         """The most recent runs, newest first."""
-        rows = self._read("SELECT * FROM runs ORDER BY id DESC LIMIT ?", (limit,))
+        rows = self._db.read("SELECT * FROM runs ORDER BY id DESC LIMIT ?", (limit,))
         return [self._run(r) for r in rows]
 
     def interrupted_runs(self) -> list[dict[str, Any]]:
         """Runs that started and never finished (the daemon was killed)."""
-        rows = self._read("SELECT * FROM runs WHERE finished IS NULL ORDER BY id")
+        rows = self._db.read("SELECT * FROM runs WHERE finished IS NULL ORDER BY id")
         return [self._run(r) for r in rows]
 
     # --- errors -----------------------------------------------------------------------
 
     def record_error(self, kind: str, path: str | None, reason: str) -> None:
         """Remember a problem for ``status`` (a rolling window of the latest ones)."""
-        with self._write() as conn:
+        with self._db.transaction() as conn:
             conn.execute(
                 "INSERT INTO errors(time, kind, path, reason) VALUES(?, ?, ?, ?)",
                 (time.time(), kind, path, reason),
@@ -113,7 +116,7 @@ class Records(Database):
 
     def recent_errors(self, limit: int = 10) -> list[dict[str, Any]]:
         """The latest recorded problems, newest first."""
-        rows = self._read("SELECT * FROM errors ORDER BY id DESC LIMIT ?", (limit,))
+        rows = self._db.read("SELECT * FROM errors ORDER BY id DESC LIMIT ?", (limit,))
         return [
             {"time": r["time"], "kind": r["kind"], "path": r["path"], "reason": r["reason"]}
             for r in rows
@@ -131,7 +134,7 @@ class Records(Database):
         version: int,
     ) -> None:
         """Store what model ``version`` said about this content (first answer kept)."""
-        with self._write() as conn:
+        with self._db.transaction() as conn:
             conn.execute(
                 "INSERT OR IGNORE INTO predictions(sha256, version, path, label, probabilities, "
                 "time) VALUES(?, ?, ?, ?, ?, ?)",
@@ -141,12 +144,12 @@ class Records(Database):
     def prediction_for(self, sha256: str, version: int | None = None) -> dict[str, Any] | None:
         """The prediction for this content by ``version`` (by any version, newest, if None)."""
         if version is None:
-            rows = self._read(
+            rows = self._db.read(
                 "SELECT * FROM predictions WHERE sha256 = ? ORDER BY version DESC LIMIT 1",
                 (sha256,),
             )
         else:
-            rows = self._read(
+            rows = self._db.read(
                 "SELECT * FROM predictions WHERE sha256 = ? AND version = ?", (sha256, version)
             )
         if not rows:
@@ -165,7 +168,7 @@ class Records(Database):
 
     def seen_file(self, path: str) -> tuple[int, float, str] | None:
         """(size, mtime, sha256) recorded for ``path`` when it was last taken, if any."""
-        rows = self._read("SELECT size, mtime, sha256 FROM seen WHERE path = ?", (path,))
+        rows = self._db.read("SELECT size, mtime, sha256 FROM seen WHERE path = ?", (path,))
         return (rows[0]["size"], rows[0]["mtime"], rows[0]["sha256"]) if rows else None
 
     def mark_seen(self, path: str, size: int, mtime: float, sha256: str) -> None:
@@ -173,35 +176,36 @@ class Records(Database):
 
         ``upsert_correction`` does this itself, in its own transaction.
         """
-        with self._write() as conn:
-            self._mark_seen(conn, path, size, mtime, sha256)
-
-    @staticmethod
-    def _mark_seen(
-        conn: sqlite3.Connection, path: str, size: int, mtime: float, sha256: str
-    ) -> None:
-        conn.execute(
-            "INSERT INTO seen(path, size, mtime, sha256) VALUES(?, ?, ?, ?) "
-            "ON CONFLICT(path) DO UPDATE SET size = excluded.size, mtime = excluded.mtime, "
-            "sha256 = excluded.sha256",
-            (path, size, mtime, sha256),
-        )
+        with self._db.transaction() as conn:
+            mark_seen_row(conn, path, size, mtime, sha256)
 
     def seen_files(self) -> dict[str, tuple[int, float, str]]:
         """Every remembered path → (size, mtime, sha256), in one query (for rescans)."""
-        rows = self._read("SELECT path, size, mtime, sha256 FROM seen")
+        rows = self._db.read("SELECT path, size, mtime, sha256 FROM seen")
         return {r["path"]: (r["size"], r["mtime"], r["sha256"]) for r in rows}
 
     def forget_seen(self, path: str) -> None:
         """Forget ``path`` (it was removed)."""
-        with self._write() as conn:
+        with self._db.transaction() as conn:
             conn.execute("DELETE FROM seen WHERE path = ?", (path,))
 
     def seen_paths(self, prefix: str | None = None) -> list[str]:
         """Every remembered path, optionally under ``prefix``."""
         if prefix:
             like = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            rows = self._read("SELECT path FROM seen WHERE path LIKE ? ESCAPE '\\'", (like,))
+            rows = self._db.read("SELECT path FROM seen WHERE path LIKE ? ESCAPE '\\'", (like,))
         else:
-            rows = self._read("SELECT path FROM seen")
+            rows = self._db.read("SELECT path FROM seen")
         return [r["path"] for r in rows]
+
+
+def mark_seen_row(
+    conn: sqlite3.Connection, path: str, size: int, mtime: float, sha256: str
+) -> None:
+    """Remember ``path`` inside the caller's transaction."""
+    conn.execute(
+        "INSERT INTO seen(path, size, mtime, sha256) VALUES(?, ?, ?, ?) "
+        "ON CONFLICT(path) DO UPDATE SET size = excluded.size, mtime = excluded.mtime, "
+        "sha256 = excluded.sha256",
+        (path, size, mtime, sha256),
+    )

@@ -1,10 +1,9 @@
-"""The model store's files: version names, the manifest's reading and writing, the lock.
+"""The model store's files: version names, the typed manifest, the lock, file I/O.
 
-:class:`StoreFiles` is the part of :class:`~mlupdated.service.store.ModelStore` that
-reads and writes without deciding anything: the ``flock`` every store operation holds,
-the manifest (read, write atomically), the version files on disk, ``current.mlmodel``
-(written through a user's symlink) and the read-only API (``manifest``, ``versions``,
-``current_version``, ``entry``, ``read_version``, ``version_path``).
+:class:`StoreFiles` reads and writes without deciding anything: the ``flock`` every
+store operation holds, the :class:`Manifest` (read, written atomically), the version
+files on disk and ``current.mlmodel`` (written through a user's symlink).
+:class:`~mlupdated.service.store.ModelStore` and :func:`.recovery.recover` own one.
 """
 
 from __future__ import annotations
@@ -16,16 +15,16 @@ import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import StoreError, WorkspaceError
-from ..fsutil import atomic_write_bytes
-from ..logs import get_logger
+from ...errors import StoreError
+from ...fsutil import atomic_write_bytes
 
 if TYPE_CHECKING:
-    from .workspace import Workspace
+    from ..workspace import Workspace
 
 MANIFEST_FORMAT = 1
 VERSION_DIGITS = 4
@@ -51,7 +50,7 @@ def model_parses(data: bytes) -> bool:
     """True when ``data`` is a complete Core ML model protobuf (not empty, not truncated)."""
     if not data:
         return False
-    from ..coreml.proto import Model_pb2
+    from ...coreml.proto import Model_pb2
 
     model = Model_pb2.Model()
     try:
@@ -61,17 +60,87 @@ def model_parses(data: bytes) -> bool:
     return model.specificationVersion > 0 and model.WhichOneof("Type") is not None
 
 
+@dataclass
+class Manifest:
+    """``models/manifest.json``: the current version, one entry per version file, and
+    the promotion history. Entries keep the JSON form (``version``, ``parent``,
+    ``time``, ``reason``, ``corrections``, ``loss``, ``metrics``, ``gate``,
+    ``promoted``, ``sha256``, ...); keys we do not know are kept as they were."""
+
+    current: int | None = None
+    versions: list[dict[str, Any]] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    other: dict[str, Any] = field(default_factory=dict)
+    # The file's key order, kept when it is written back.
+    keys: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Manifest:
+        """The manifest of a parsed ``manifest.json`` (checked by the caller)."""
+        other = {k: v for k, v in data.items() if k not in ("current", "versions", "history")}
+        history = data.get("history")
+        return cls(
+            current=data.get("current"),
+            versions=list(data["versions"]),
+            history=list(history) if isinstance(history, list) else [],
+            other=other,
+            keys=list(data),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON form, entries sorted by version."""
+        values = dict(self.other)
+        values["current"] = self.current
+        values["versions"] = sorted(self.versions, key=lambda e: e["version"])
+        if self.history or "history" in self.keys:
+            values["history"] = self.history
+        values["format"] = MANIFEST_FORMAT
+        order = [*self.keys, *(k for k in values if k not in self.keys)]
+        return {k: values[k] for k in order if k in values}
+
+    def entry(self, version: int | None) -> dict[str, Any] | None:
+        """The entry of ``version``, or None."""
+        for entry in self.versions:
+            if entry.get("version") == version:
+                return entry
+        return None
+
+    def numbers(self) -> list[int]:
+        """Version numbers that have an entry, ascending."""
+        return sorted(e["version"] for e in self.versions)
+
+    def next_number(self, on_disk: dict[int, Path]) -> int:
+        """One past every number ever used (entries, files, promotions): never reused."""
+        used = [e["version"] for e in self.versions]
+        used += [h.get("version") or 0 for h in self.history]
+        return max([0, *used, *on_disk]) + 1
+
+
+def recovered_entry(version: int, sha: str, *, promoted: bool) -> dict[str, Any]:
+    """The entry of a version file found without one."""
+    return {
+        "version": version,
+        "parent": None,
+        "time": now_iso(),
+        "reason": "recovered",
+        "corrections": {"count": 0, "ids": []},
+        "loss": None,
+        "metrics": {},
+        "gate": None,
+        "promoted": promoted,
+        "sha256": sha,
+    }
+
+
 class StoreFiles:
     """Manifest and version-file I/O of one workspace's store (no decisions)."""
 
     def __init__(self, workspace: Workspace) -> None:
         self.workspace = workspace
-        self._log = get_logger("store")
-
-    # --- plumbing ---------------------------------------------------------------------
 
     @contextmanager
-    def _locked(self) -> Iterator[None]:
+    def locked(self) -> Iterator[None]:
+        """Hold ``state/store.lock`` (every store operation does)."""
         lock_path = self.workspace.state / "store.lock"
         try:
             lock_path.parent.mkdir(parents=True, exist_ok=True)
@@ -91,25 +160,26 @@ class StoreFiles:
         """Where version ``version`` lives."""
         return self.workspace.versions / version_filename(version)
 
-    def _read_manifest(self) -> dict[str, Any]:
+    def read_manifest(self) -> Manifest:
+        """The manifest (an empty one when the file is absent)."""
         path = self.workspace.manifest
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            return {"format": MANIFEST_FORMAT, "current": None, "versions": []}
+            return Manifest()
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise StoreError(f"manifest unreadable: {exc}", path=path) from exc
         if not isinstance(data, dict) or not isinstance(data.get("versions"), list):
             raise StoreError("manifest has no 'versions' list", path=path)
-        return data
+        return Manifest.from_json(data)
 
-    def _write_manifest(self, data: dict[str, Any]) -> None:
-        data["format"] = MANIFEST_FORMAT
-        data["versions"].sort(key=lambda e: e["version"])
-        text = json.dumps(data, indent=2, sort_keys=False) + "\n"
+    def write_manifest(self, manifest: Manifest) -> None:
+        """Write the manifest atomically."""
+        text = json.dumps(manifest.to_json(), indent=2, sort_keys=False) + "\n"
         atomic_write_bytes(self.workspace.manifest, text.encode("utf-8"))
 
-    def _files_on_disk(self) -> dict[int, Path]:
+    def files_on_disk(self) -> dict[int, Path]:
+        """The version files in ``versions/``, by number."""
         found: dict[int, Path] = {}
         directory = self.workspace.versions
         if not directory.is_dir():
@@ -120,44 +190,14 @@ class StoreFiles:
                 found[int(match.group(1))] = entry
         return found
 
-    @staticmethod
-    def _entry(data: dict[str, Any], version: int) -> dict[str, Any] | None:
-        for entry in data["versions"]:
-            if entry.get("version") == version:
-                return entry
-        return None
-
-    def _write_current(self, model_bytes: bytes) -> None:
+    def write_current(self, model_bytes: bytes) -> None:
+        """Replace ``current.mlmodel`` atomically."""
         target = self.workspace.current_model
         # A user may point current.mlmodel itself at another place: write through the
         # link so it stays a link (os.replace on the link path would replace the link).
         if target.is_symlink():
             target = Path(os.path.realpath(target))
         atomic_write_bytes(target, model_bytes)
-
-    # --- reading ----------------------------------------------------------------------
-
-    def manifest(self) -> list[dict[str, Any]]:
-        """All manifest entries, oldest version first."""
-        return list(self._read_manifest()["versions"])
-
-    def versions(self) -> list[int]:
-        """Version numbers that have an entry (and so a file), ascending."""
-        return sorted(e["version"] for e in self._read_manifest()["versions"])
-
-    def current_version(self) -> int:
-        """The version ``current.mlmodel`` holds."""
-        current = self._read_manifest().get("current")
-        if not isinstance(current, int):
-            raise WorkspaceError("no current version in the manifest", path=self.workspace.manifest)
-        return current
-
-    def entry(self, version: int) -> dict[str, Any]:
-        """The manifest entry of ``version``."""
-        found = self._entry(self._read_manifest(), version)
-        if found is None:
-            raise StoreError(f"no model version {version}", path=self.workspace.manifest)
-        return found
 
     def read_version(self, version: int) -> bytes:
         """The bytes of ``version``."""
@@ -168,25 +208,3 @@ class StoreFiles:
             raise StoreError(
                 f"cannot read model version {version}: {exc.strerror}", path=path
             ) from exc
-
-    @staticmethod
-    def _next_number(data: dict[str, Any], on_disk: dict[int, Path]) -> int:
-        """One past every number ever used (entries, files, promotions): never reused."""
-        used = [e["version"] for e in data["versions"]]
-        used += [h.get("version") or 0 for h in data.get("history", [])]
-        return max([0, *used, *on_disk]) + 1
-
-    @staticmethod
-    def _recovered_entry(version: int, sha: str, *, promoted: bool) -> dict[str, Any]:
-        return {
-            "version": version,
-            "parent": None,
-            "time": now_iso(),
-            "reason": "recovered",
-            "corrections": {"count": 0, "ids": []},
-            "loss": None,
-            "metrics": {},
-            "gate": None,
-            "promoted": promoted,
-            "sha256": sha,
-        }

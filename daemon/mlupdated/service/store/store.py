@@ -29,9 +29,10 @@ Retention removes manifest entries first and files second, so a kill in between 
 leaves orphans that ``recover()`` deletes. Every operation holds an ``flock`` on
 ``state/store.lock``, so ``mlupdated rollback`` and the daemon never interleave.
 
-The code is cut in three: ``store_files.py`` (version names, the lock, manifest and
-file I/O, the reading API), ``store_recovery.py`` (``recover``) and this module
-(``ModelStore``: create, add, promote, rollback, retention; ``mlupdated rollback``).
+The code is cut in three: ``files.py`` (version names, the typed ``Manifest``, the
+lock, file I/O), ``recovery.py`` (the function ``recover``) and this module
+(``ModelStore``: read, create, add, promote, rollback, retention), which owns a
+``StoreFiles`` and calls ``recover`` with it.
 """
 
 from __future__ import annotations
@@ -39,17 +40,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..errors import ModelParseError, StoreError
-from ..fsutil import atomic_write_bytes
-from .store_files import (
+from ...errors import ModelParseError, StoreError, WorkspaceError
+from ...fsutil import atomic_write_bytes
+from ...logs import get_logger
+from .files import (
     MANIFEST_FORMAT,
     VERSION_DIGITS,
+    Manifest,
+    StoreFiles,
     model_parses,
     now_iso,
     sha256_bytes,
     version_filename,
 )
-from .store_recovery import StoreRecovery
+from .recovery import recover
 
 __all__ = [
     "MANIFEST_FORMAT",
@@ -61,8 +65,49 @@ __all__ = [
 ]
 
 
-class ModelStore(StoreRecovery):
+class ModelStore:
     """Versions, manifest and the live model of one workspace."""
+
+    def __init__(self, workspace: Any) -> None:
+        self.workspace = workspace
+        self.files = StoreFiles(workspace)
+        self._log = get_logger("store")
+
+    # --- reading ----------------------------------------------------------------------
+
+    def version_path(self, version: int) -> Path:
+        """Where version ``version`` lives."""
+        return self.files.version_path(version)
+
+    def manifest(self) -> list[dict[str, Any]]:
+        """All manifest entries, oldest version first."""
+        return list(self.files.read_manifest().versions)
+
+    def versions(self) -> list[int]:
+        """Version numbers that have an entry (and so a file), ascending."""
+        return self.files.read_manifest().numbers()
+
+    def current_version(self) -> int:
+        """The version ``current.mlmodel`` holds."""
+        current = self.files.read_manifest().current
+        if not isinstance(current, int):
+            raise WorkspaceError("no current version in the manifest", path=self.workspace.manifest)
+        return current
+
+    def entry(self, version: int) -> dict[str, Any]:
+        """The manifest entry of ``version``."""
+        found = self.files.read_manifest().entry(version)
+        if found is None:
+            raise StoreError(f"no model version {version}", path=self.workspace.manifest)
+        return found
+
+    def read_version(self, version: int) -> bytes:
+        """The bytes of ``version``."""
+        return self.files.read_version(version)
+
+    def recover(self) -> dict[str, Any]:
+        """Repair what a kill left behind (see the module docstring); returns what it did."""
+        return recover(self.files, log=self._log)
 
     # --- writing ----------------------------------------------------------------------
 
@@ -73,7 +118,7 @@ class ModelStore(StoreRecovery):
         presence marks the store complete), so an interrupted init is simply redone.
         """
         written: list[Path] = []
-        with self._locked():
+        with self.files.locked():
             first = self.version_path(1)
             if not first.exists():
                 self.workspace.versions.mkdir(parents=True, exist_ok=True)
@@ -81,7 +126,7 @@ class ModelStore(StoreRecovery):
                 written.append(first)
             current = self.workspace.current_model
             if not current.exists() or current.read_bytes() != model_bytes:
-                self._write_current(model_bytes)
+                self.files.write_current(model_bytes)
                 written.append(current)
             when = now_iso()
             entry = {
@@ -99,7 +144,7 @@ class ModelStore(StoreRecovery):
                 "source": source,
             }
             history = [{"version": 1, "from": None, "time": when, "reason": "initial"}]
-            self._write_manifest({"current": 1, "versions": [entry], "history": history})
+            self.files.write_manifest(Manifest(current=1, versions=[entry], history=history))
             written.append(self.workspace.manifest)
         return written
 
@@ -122,12 +167,12 @@ class ModelStore(StoreRecovery):
             raise ModelParseError(
                 "refusing to store a model that does not parse", path=self.workspace.versions
             )
-        with self._locked():
-            data = self._read_manifest()
-            version = self._next_number(data, self._files_on_disk())
+        with self.files.locked():
+            manifest = self.files.read_manifest()
+            version = manifest.next_number(self.files.files_on_disk())
             self.workspace.versions.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(self.version_path(version), model_bytes)
-            data["versions"].append(
+            manifest.versions.append(
                 {
                     "version": version,
                     "parent": parent,
@@ -141,18 +186,18 @@ class ModelStore(StoreRecovery):
                     "sha256": sha256_bytes(model_bytes),
                 }
             )
-            self._write_manifest(data)
+            self.files.write_manifest(manifest)
         self._log.info("model version stored", version=version, parent=parent, reason=reason)
         return version
 
     def promote(self, version: int, *, reason: str | None = None) -> None:
         """Make ``version`` the live model (atomic replace of ``current.mlmodel``)."""
-        with self._locked():
+        with self.files.locked():
             self._promote_locked(version, reason=reason)
 
     def _promote_locked(self, version: int, *, reason: str | None) -> None:
-        data = self._read_manifest()
-        entry = self._entry(data, version)
+        manifest = self.files.read_manifest()
+        entry = manifest.entry(version)
         if entry is None:
             raise StoreError(f"no model version {version}", path=self.workspace.manifest)
         model_bytes = self.read_version(version)
@@ -161,12 +206,12 @@ class ModelStore(StoreRecovery):
                 f"model version {version} does not match its manifest checksum",
                 path=self.version_path(version),
             )
-        previous = data.get("current")
-        self._write_current(model_bytes)
+        previous = manifest.current
+        self.files.write_current(model_bytes)
         entry["promoted"] = True
         entry["promoted_at"] = now_iso()
-        data["current"] = version
-        data.setdefault("history", []).append(
+        manifest.current = version
+        manifest.history.append(
             {
                 "version": version,
                 "from": previous,
@@ -174,18 +219,18 @@ class ModelStore(StoreRecovery):
                 "reason": reason or "promote",
             }
         )
-        self._write_manifest(data)
+        self.files.write_manifest(manifest)
         self._log.info("model promoted", version=version, previous=previous)
 
     def rollback(self, to: int | None = None) -> int:
         """Make an earlier version current; default: the previous promoted version."""
-        with self._locked():
-            data = self._read_manifest()
-            current = data.get("current")
+        with self.files.locked():
+            manifest = self.files.read_manifest()
+            current = manifest.current
             if to is None:
                 earlier = [
                     e["version"]
-                    for e in data["versions"]
+                    for e in manifest.versions
                     if e.get("promoted") and isinstance(current, int) and e["version"] < current
                 ]
                 if not earlier:
@@ -194,8 +239,8 @@ class ModelStore(StoreRecovery):
                         path=self.workspace.manifest,
                     )
                 to = max(earlier)
-            if self._entry(data, to) is None:
-                available = ", ".join(str(e["version"]) for e in data["versions"])
+            if manifest.entry(to) is None:
+                available = ", ".join(str(e["version"]) for e in manifest.versions)
                 raise StoreError(
                     f"no model version {to} (available: {available})",
                     path=self.workspace.manifest,
@@ -205,16 +250,16 @@ class ModelStore(StoreRecovery):
 
     def apply_retention(self, keep: int) -> list[int]:
         """Keep the newest ``keep`` versions (plus version 1 and the current one)."""
-        with self._locked():
-            data = self._read_manifest()
-            numbers = sorted(e["version"] for e in data["versions"])
+        with self.files.locked():
+            manifest = self.files.read_manifest()
+            numbers = manifest.numbers()
             keep_set = set(numbers[-keep:]) if keep > 0 else set()
-            keep_set.update({1, data.get("current")})
+            keep_set.update({1, manifest.current})
             drop = [v for v in numbers if v not in keep_set]
             if not drop:
                 return []
-            data["versions"] = [e for e in data["versions"] if e["version"] not in drop]
-            self._write_manifest(data)
+            manifest.versions = [e for e in manifest.versions if e["version"] not in drop]
+            self.files.write_manifest(manifest)
             for version in drop:
                 try:
                     self.version_path(version).unlink()

@@ -25,9 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from ..coreml.spec import updatable_stage
-from ..coreml.weights import decode_weights
-from .sections import from_section
+from ...coreml.rules import UPDATABLE_LAYER_TYPES
+from ...coreml.spec import updatable_stage
+from ...coreml.weights import decode_weights
+from ..sections import from_section
 
 # Evaluating on every correction ever made would make runs slower with age; a seeded
 # sample of this size keeps the gate's cost flat.
@@ -35,7 +36,7 @@ MAX_EVAL_EXAMPLES = 200
 # Probabilities are clipped before the log so one confident mistake is a large,
 # finite loss rather than infinity.
 MIN_PROBABILITY = 1e-12
-WEIGHTED_LAYER_TYPES = ("innerProduct", "convolution")
+WEIGHTED_LAYER_TYPES = UPDATABLE_LAYER_TYPES
 
 
 @dataclass(frozen=True)
@@ -160,7 +161,7 @@ def evaluate(
     if not examples:
         return Metrics(count=0, accuracy=None, cross_entropy=None)
     # The engine is heavy; only the child needs it.
-    from ..engine.predictor import Predictor
+    from ...engine.predictor import Predictor
 
     predictor = Predictor.from_path(model_path)
     results = predictor.predict_paths(

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, ParameterError
+from ...errors import ConfigError, ParameterError
 
 # config.update key → the model's training parameter it overrides.
 OVERRIDE_KEYS = {
@@ -35,8 +35,8 @@ def check_overrides(config: Any, *, model_path: Path) -> None:
     overrides = training_overrides(config.update)
     if not overrides:
         return
-    from ..coreml.params import check_override, update_parameters
-    from ..coreml.spec import load_spec
+    from ...coreml.params import check_override, update_parameters
+    from ...coreml.spec import load_spec
 
     params = update_parameters(load_spec(model_path))
     keys = {param: key for key, param in OVERRIDE_KEYS.items()}

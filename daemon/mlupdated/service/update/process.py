@@ -1,6 +1,6 @@
 """The training child seen from the daemon: start it, feed it, read it, stop it.
 
-The child (``python -m mlupdated.service.worker_child``) gets its job as one JSON line
+The child (``python -m mlupdated.service.update.worker_child``) gets its job as one JSON line
 on stdin and answers with one JSON object per line on stdout: ``progress`` events,
 then a ``result`` or an ``error``. Anything else (no answer, a signal, a hang past the
 timeout) becomes a :class:`ChildOutcome` that says what happened, never an exception.
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-CHILD_MODULE = "mlupdated.service.worker_child"
+CHILD_MODULE = "mlupdated.service.update.worker_child"
 POLL_SECONDS = 0.2
 TERMINATE_GRACE_SECONDS = 3.0
 STDERR_TAIL_CHARS = 600

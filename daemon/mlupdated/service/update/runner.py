@@ -1,7 +1,7 @@
 """The update job, parent side: the daemon only prepares, waits and swaps.
 
 :class:`UpdateRunner` (called by the scheduler) picks the pending corrections, starts
-a run in the queue, hands the job to the training child (``worker_process`` starts
+a run in the queue, hands the job to the training child (``process`` starts
 it, streams its progress events into the log and enforces ``timeout_seconds``;
 ``worker_child`` is the child itself), then passes the candidate through the gate,
 adds it to the store and promotes it. A crash, a hang past the
@@ -9,30 +9,29 @@ timeout, a NaN (``DivergedError`` or non-finite weights) is a *failed* run: the
 corrections stay pending and the scheduler backs off. The daemon never trains in its
 own process, so none of that can take it down.
 
-Test hooks (read from the environment; for the daemon's own tests only):
-
-- ``MLUPDATED_TEST_WORKER_FAULT``: acted on by the child (``FAULT_ENV``, re-exported
-  here for the tests).
-- ``MLUPDATED_TEST_SWAP_DELAY`` = seconds the daemon sleeps between writing the new
-  version and making it current, logged, so a test can kill -9 inside the swap.
-- ``MLUPDATED_TEST_AFTER_SWAP_DELAY`` = seconds it sleeps after making it current and
-  before marking the corrections trained (kill -9 there: the restart must notice).
+Test hooks (a kill inside the swap, a crashing child) live in :mod:`mlupdated.faults`.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..fsutil import remove_stale_temps
+from ... import faults
+from ...errors import MlupdatedError
+from ...faults import AFTER_SWAP_DELAY_ENV, SWAP_DELAY_ENV
+from ...fsutil import remove_stale_temps
 from .overrides import training_overrides
+from .process import ChildOutcome, run_child
 from .runs import Outcome, RunResult
 from .worker_child import FAULT_ENV
-from .worker_process import ChildOutcome, run_child
+
+if TYPE_CHECKING:
+    from ..queue import Correction
 
 __all__ = [
     "AFTER_SWAP_DELAY_ENV",
@@ -43,8 +42,6 @@ __all__ = [
     "remove_stale_candidates",
 ]
 
-SWAP_DELAY_ENV = "MLUPDATED_TEST_SWAP_DELAY"
-AFTER_SWAP_DELAY_ENV = "MLUPDATED_TEST_AFTER_SWAP_DELAY"
 CANDIDATE_PREFIX = "candidate-"
 
 
@@ -77,13 +74,43 @@ class UpdateRunner:
 
     def run(self, reason: str) -> Outcome:
         """One update: how it ended (``Outcome.NOTHING`` when nothing was pending)."""
-        from . import gate as gate_module
-
         config = self._config()
-        upd, rules = config.update, gate_module.GateRules.from_config(config.gate)
         pending = self._queue.pending()
         if not pending:
             return Outcome.NOTHING
+        batch = self._choose(pending, config)
+        parent = self._store.current_version()
+        run_id = self._queue.start_run(
+            correction_ids=[c.id for c in batch.train], policy=config.update.policy
+        )
+        started = time.monotonic()
+        log = self._log.bind(run=run_id, parent=parent)
+        log.info(
+            "update started",
+            trigger=reason,
+            corrections=len(batch.train),
+            replayed=len(batch.replayed),
+            held_aside=len(batch.held),
+            evaluate_on=len(batch.evaluation),
+            policy=config.update.policy,
+        )
+        candidate_path = self._ws.state / f"{CANDIDATE_PREFIX}{run_id}.mlmodel"
+        try:
+            result = self._train_and_swap(run_id, parent, batch, candidate_path, config, log)
+        except Exception as exc:  # our own bug or a store failure: a failed run, not a crash
+            log.exception("update failed in the daemon")
+            result = RunResult(Outcome.FAILED, reason=str(exc))
+        finally:
+            _unlink(candidate_path)
+            _unlink(candidate_path.with_suffix(".stderr"))
+        self._finish(run_id, result, round(time.monotonic() - started, 3), log)
+        return result.outcome
+
+    def _choose(self, pending: list[Correction], config: Any) -> _Batch:
+        """Which corrections train, which are held aside, replayed and evaluated on."""
+        from . import gate as gate_module
+
+        upd, rules = config.update, gate_module.GateRules.from_config(config.gate)
         seed = upd.seed if upd.seed is not None else int(time.time())
         train, held = gate_module.choose_holdout(pending, rules=rules, seed=seed)
         replayed = []
@@ -92,31 +119,9 @@ class UpdateRunner:
         used = {c.id for c in train} | {c.id for c in replayed}
         earlier = [c for c in self._queue.all_trained() if c.id not in used]
         evaluation = list(held) + gate_module.sample_for_evaluation(earlier, seed=seed)
-        parent = self._store.current_version()
-        run_id = self._queue.start_run(correction_ids=[c.id for c in train], policy=upd.policy)
-        started = time.monotonic()
-        log = self._log.bind(run=run_id, parent=parent)
-        log.info(
-            "update started",
-            trigger=reason,
-            corrections=len(train),
-            replayed=len(replayed),
-            held_aside=len(held),
-            evaluate_on=len(evaluation),
-            policy=upd.policy,
-        )
-        candidate_path = self._ws.state / f"{CANDIDATE_PREFIX}{run_id}.mlmodel"
-        try:
-            result = self._train_and_swap(
-                run_id, parent, train, replayed, evaluation, candidate_path, config, log
-            )
-        except Exception as exc:  # our own bug or a store failure: a failed run, not a crash
-            log.exception("update failed in the daemon")
-            result = RunResult(Outcome.FAILED, reason=str(exc))
-        finally:
-            _unlink(candidate_path)
-            _unlink(candidate_path.with_suffix(".stderr"))
-        duration = round(time.monotonic() - started, 3)
+        return _Batch(list(train), list(held), replayed, evaluation)
+
+    def _finish(self, run_id: int, result: RunResult, duration: float, log: Any) -> None:
         self._queue.finish_run(
             run_id,
             outcome=result.outcome,
@@ -135,79 +140,46 @@ class UpdateRunner:
             reason=result.reason,
             seconds=duration,
         )
-        return result.outcome
 
     def _train_and_swap(
         self,
         run_id: int,
         parent: int,
-        train: list[Any],
-        replayed: list[Any],
-        evaluation: list[Any],
+        batch: _Batch,
         candidate_path: Path,
         config: Any,
         log: Any,
     ) -> RunResult:
+        """Train in the child, check and judge the candidate, store it, swap it in."""
         from . import gate as gate_module
 
-        upd = config.update
-        examples = train + replayed
-        # The parent's own file: current.mlmodel may change under a rollback mid-run.
-        model = Path(self._store.version_path(parent))
-        job = {
-            "model": str(model if model.is_file() else self._ws.current_model),
-            "out": str(candidate_path),
-            "examples": [[str(self._ws.root / c.path), c.label] for c in examples],
-            "evaluate": [[str(self._ws.root / c.path), c.label] for c in evaluation],
-            "overrides": training_overrides(upd),
-            "cache_dir": str(self._ws.cache),
-            "resize": config.intake.resize,
-            "max_pixels": config.intake.max_pixels,
-            "rehearse": upd.rehearsal,
-        }
-        child = run_child(
-            job,
-            timeout=upd.timeout_seconds,
-            log=log,
-            stderr_path=candidate_path.with_suffix(".stderr"),
-            abort=self._abort,
-        )
+        child = self._train(parent, batch, candidate_path, config, log)
         if child.abandoned:
             return RunResult(Outcome.ABANDONED, reason=child.error)
         if not child.ok:
             return RunResult(Outcome.FAILED, reason=f"{child.error_kind}: {child.error}")
         result = child.result
         loss = result.get("final_loss")
-        from ..coreml.spec import load_spec_bytes  # only needed once a candidate exists
-        from ..errors import MlupdatedError
-
-        try:
-            data = candidate_path.read_bytes()
-            spec = load_spec_bytes(data, path=candidate_path)
-            bad = gate_module.nonfinite_layers(spec)
-        except (OSError, MlupdatedError) as exc:
-            return RunResult(Outcome.FAILED, loss=loss, reason=f"candidate unreadable: {exc}")
-        if bad or (loss is not None and not _finite(loss)):
-            why = f"non-finite weights in {', '.join(bad)}" if bad else "non-finite loss"
-            return RunResult(Outcome.FAILED, loss=loss, reason=why)
-        rules = gate_module.GateRules.from_config(config.gate)
+        data = _read_candidate(candidate_path, loss)
+        if isinstance(data, RunResult):
+            return data
         verdict = gate_module.judge(
             gate_module.Metrics.from_dict(result["current"]),
             gate_module.Metrics.from_dict(result["candidate"]),
-            rules=rules,
+            rules=gate_module.GateRules.from_config(config.gate),
         )
         metrics = {
             "examples_used": result.get("examples_used"),
             "examples_skipped": result.get("examples_skipped"),
-            "replayed": len(replayed),
-            "held_aside": sum(1 for c in evaluation if c.state == "pending"),
+            "replayed": len(batch.replayed),
+            "held_aside": sum(1 for c in batch.evaluation if c.state == "pending"),
             "parameters": result.get("parameters_used"),
             "gate": verdict.to_dict(),
         }
         # Only the new corrections belong to this version; replayed ones were learned
         # before, and a file training could not read never was.
-        unreadable = self._unreadable(train, result.get("skipped") or [], log)
-        ids = [c.id for c in train if c.id not in unreadable]
+        unreadable = self._unreadable(batch.train, result.get("skipped") or [], log)
+        ids = [c.id for c in batch.train if c.id not in unreadable]
         if self._store.current_version() != parent:
             return RunResult(
                 Outcome.ABANDONED,
@@ -226,22 +198,44 @@ class UpdateRunner:
         )
         if not verdict.passed:
             return RunResult(Outcome.REJECTED, version, loss, metrics, verdict.reason)
-        delay = os.environ.get(SWAP_DELAY_ENV)
-        if delay:
-            log.warning("test hook: delaying the swap", version=version, seconds=float(delay))
-            time.sleep(float(delay))
-        self._store.promote(version)
-        delay = os.environ.get(AFTER_SWAP_DELAY_ENV)
-        if delay:
-            log.warning("test hook: delaying after the swap", version=version, seconds=float(delay))
-            time.sleep(float(delay))
-        self._queue.mark_trained(ids, version)
-        self._retain(config.store.keep_versions, log)
+        self._swap(version, ids, config, log)
         return RunResult(Outcome.PROMOTED, version, loss, metrics, verdict.reason)
 
-    def _retain(self, keep: int, log: Any) -> None:
-        from ..errors import MlupdatedError
+    def _train(
+        self, parent: int, batch: _Batch, candidate_path: Path, config: Any, log: Any
+    ) -> ChildOutcome:
+        """Run the training child on the batch; it writes the candidate."""
+        upd = config.update
+        # The parent's own file: current.mlmodel may change under a rollback mid-run.
+        model = Path(self._store.version_path(parent))
+        job = {
+            "model": str(model if model.is_file() else self._ws.current_model),
+            "out": str(candidate_path),
+            "examples": [[str(self._ws.root / c.path), c.label] for c in batch.examples],
+            "evaluate": [[str(self._ws.root / c.path), c.label] for c in batch.evaluation],
+            "overrides": training_overrides(upd),
+            "cache_dir": str(self._ws.cache),
+            "resize": config.intake.resize,
+            "max_pixels": config.intake.max_pixels,
+            "rehearse": upd.rehearsal,
+        }
+        return run_child(
+            job,
+            timeout=upd.timeout_seconds,
+            log=log,
+            stderr_path=candidate_path.with_suffix(".stderr"),
+            abort=self._abort,
+        )
 
+    def _swap(self, version: int, ids: list[int], config: Any, log: Any) -> None:
+        """Make ``version`` current, then mark its corrections trained."""
+        faults.delay("swap", log=log, version=version)
+        self._store.promote(version)
+        faults.delay("after_swap", log=log, version=version)
+        self._queue.mark_trained(ids, version)
+        self._retain(config.store.keep_versions, log)
+
+    def _retain(self, keep: int, log: Any) -> None:
         try:
             removed = self._store.apply_retention(keep)
         except MlupdatedError as exc:  # old versions piling up is no reason to fail a run
@@ -287,3 +281,35 @@ def remove_stale_candidates(state_dir: Path) -> list[Path]:
         for folder in folders:
             removed += remove_stale_temps(folder)
     return removed
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """The corrections of one run: trained on, held aside, replayed, evaluated on."""
+
+    train: list[Correction]
+    held: list[Correction]
+    replayed: list[Correction]
+    evaluation: list[Correction]
+
+    @property
+    def examples(self) -> list[Correction]:
+        return self.train + self.replayed
+
+
+def _read_candidate(path: Path, loss: float | None) -> bytes | RunResult:
+    """The candidate's bytes, or the failed run when it is unreadable or not finite."""
+    # Imported here: the training child imports this package and must start light.
+    from ...coreml.spec import load_spec_bytes
+    from . import gate as gate_module
+
+    try:
+        data = path.read_bytes()
+        spec = load_spec_bytes(data, path=path)
+        bad = gate_module.nonfinite_layers(spec)
+    except (OSError, MlupdatedError) as exc:
+        return RunResult(Outcome.FAILED, loss=loss, reason=f"candidate unreadable: {exc}")
+    if bad or (loss is not None and not _finite(loss)):
+        why = f"non-finite weights in {', '.join(bad)}" if bad else "non-finite loss"
+        return RunResult(Outcome.FAILED, loss=loss, reason=why)
+    return data

@@ -1,6 +1,6 @@
-"""The training child: ``python -m mlupdated.service.worker_child``.
+"""The training child: ``python -m mlupdated.service.update.worker_child``.
 
-The daemon (:class:`mlupdated.service.worker.UpdateRunner`) starts this module in a
+The daemon (:class:`mlupdated.service.update.UpdateRunner`) starts this module in a
 process of its own and writes one JSON job on its stdin. The child loads the current
 model, runs ``train.task.run_update``, writes the candidate to the path it was given,
 evaluates current and candidate on the evaluation examples (the gate's numbers), and
@@ -8,12 +8,9 @@ prints one JSON object per line: progress events, then a ``result`` or an ``erro
 It exits by itself when its stdin closes, so a daemon killed with -9 leaves no trainer
 behind.
 
-Test hook (for the daemon's own tests only): ``MLUPDATED_TEST_WORKER_FAULT`` =
-``crash`` (the child kills itself with SIGKILL, as the OOM killer would), ``hang``
-(the child sleeps forever), ``nan`` (the child trains, then writes NaN into the
-candidate's updatable weights), ``diverge`` (the child reports ``DivergedError``).
-The hooks act before the heavy imports, so a test of a crash or a hang does not wait
-for NumPy and the Core ML protobufs to load.
+Faults a test may ask for (``crash``, ``hang``, ``nan``, ``diverge``) come through
+:func:`mlupdated.faults.worker_fault`. They act before the heavy imports, so a test
+of a crash or a hang does not wait for NumPy and the Core ML protobufs to load.
 """
 
 from __future__ import annotations
@@ -27,7 +24,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-FAULT_ENV = "MLUPDATED_TEST_WORKER_FAULT"
+from ... import faults
+
+FAULT_ENV = faults.WORKER_FAULT_ENV
 # Exit statuses: an uncaught failure before main() returned, and stdin closed under us.
 EXIT_UNEXPECTED = 70
 EXIT_ORPHANED = 3
@@ -45,8 +44,8 @@ def _exit_when_orphaned() -> None:
 
 
 def _poison(spec: Any) -> None:
-    from ..coreml.spec import updatable_stage
-    from ..coreml.weights import decode_weights, replace_weights
+    from ...coreml.spec import updatable_stage
+    from ...coreml.weights import decode_weights, replace_weights
     from . import gate as gate_module
 
     stage = updatable_stage(spec)
@@ -62,7 +61,7 @@ def _poison(spec: Any) -> None:
 
 
 def _child(job: dict[str, Any]) -> None:
-    fault = os.environ.get(FAULT_ENV, "")
+    fault = faults.worker_fault()
     if fault == "crash":
         os.kill(os.getpid(), signal.SIGKILL)
     if fault == "hang":
@@ -71,14 +70,14 @@ def _child(job: dict[str, Any]) -> None:
             time.sleep(3600)
     # Heavy imports only after the hooks: a test of a crash or a hang must not wait for
     # NumPy and the Core ML protobufs to load on a busy machine.
-    from ..errors import DivergedError
+    from ...errors import DivergedError
     from . import gate as gate_module
 
     if fault == "diverge":
         raise DivergedError("test hook: training diverged (non-finite loss)")
-    from ..coreml.spec import class_labels, load_spec, save_spec
-    from ..train.cache import FeatureCache
-    from ..train.task import run_update
+    from ...coreml.spec import class_labels, load_spec, save_spec
+    from ...train.cache import FeatureCache
+    from ...train.task import run_update
 
     spec = load_spec(job["model"])
     # The queue keeps labels as folder names; a model may label its classes with ints.
@@ -140,9 +139,9 @@ def training_examples(
     now with the configured limit and given to training as pixels. Every other one
     stays a file, so the feature cache still skips its decode.
     """
-    from ..coreml.images import DEFAULT_MAX_PIXELS, image_input, load_tensor
-    from ..errors import ImageError
-    from ..train.data import Example
+    from ...coreml.images import DEFAULT_MAX_PIXELS, image_input, load_tensor
+    from ...errors import ImageError
+    from ...train.data import Example
 
     limit = DEFAULT_MAX_PIXELS if engine_limit is None else engine_limit
     feature = image_input(spec)

@@ -1,0 +1,19 @@
+"""Intake: from a file dropped into ``corrections/`` or ``inbox/`` to a queued
+correction or an inbox prediction.
+
+``watch`` hands watchdog's events over as :mod:`.events` records; ``Arrivals`` (with
+the ``StabilityWait`` of ``stability``, which it owns) decides when a file is complete
+and what it means;
+``filters`` holds the rules about names and images; ``inbox`` classifies inbox photos;
+``Intake`` runs the threads (observer, worker, supervisor).
+"""
+
+from __future__ import annotations
+
+from .arrivals import TOPS, Arrivals
+from .events import IntakeEvent
+from .inbox import InboxClassifier
+from .intake import Intake
+from .stability import StabilityWait
+
+__all__ = ["TOPS", "Arrivals", "InboxClassifier", "Intake", "IntakeEvent", "StabilityWait"]

@@ -1,0 +1,35 @@
+"""The durable queue: corrections, update runs, errors and predictions in SQLite (WAL).
+
+``db`` opens the database and holds the schema; ``records`` keeps runs, errors,
+predictions and the files seen; ``queue`` is the corrections themselves (``Queue``).
+"""
+
+from __future__ import annotations
+
+from .queue import (
+    DEFAULT_BUSY_TIMEOUT,
+    PENDING,
+    REJECTED,
+    RETRACTED,
+    RUN_OUTCOMES,
+    SCHEMA_VERSION,
+    STATES,
+    TRAINED,
+    Correction,
+    CorrectionChange,
+    Queue,
+)
+
+__all__ = [
+    "DEFAULT_BUSY_TIMEOUT",
+    "PENDING",
+    "REJECTED",
+    "RETRACTED",
+    "RUN_OUTCOMES",
+    "SCHEMA_VERSION",
+    "STATES",
+    "TRAINED",
+    "Correction",
+    "CorrectionChange",
+    "Queue",
+]
