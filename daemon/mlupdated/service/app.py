@@ -32,7 +32,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import MlupdatedError
 from ..logs import configure_logging, get_logger
@@ -47,6 +47,11 @@ from .status import write_daemon_status
 from .store import ModelStore
 from .update import UpdateRunner, check_overrides, close_interrupted_runs, remove_stale_candidates
 from .workspace import open_workspace
+
+if TYPE_CHECKING:
+    from .config import Config
+    from .queue import CorrectionChange
+    from .update import Outcome
 
 LOOP_SECONDS = 1.0
 STATUS_SECONDS = 2.0
@@ -65,7 +70,7 @@ LOG_LEVELS = {
 }
 
 
-def _configure(config: Any) -> None:
+def _configure(config: Config) -> None:
     fmt = config.daemon.log_format
     configure_logging(
         json=None if fmt == "auto" else fmt == "json",
@@ -282,14 +287,14 @@ class Daemon:
 
     # --- loop helpers ----------------------------------------------------------------------
 
-    def _run_update(self, reason: str) -> str:
+    def _run_update(self, reason: str) -> Outcome:
         self.notifier.status(f"updating ({reason})")
         try:
             return self.runner.run(reason)
         finally:
             self.notifier.status("watching")
 
-    def _on_correction(self, change: Any) -> None:
+    def _on_correction(self, change: CorrectionChange) -> None:
         kind = getattr(change, "kind", change)
         if kind in ("new", "relabelled"):
             self.scheduler.note_drop()

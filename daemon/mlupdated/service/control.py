@@ -12,34 +12,37 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..errors import StoreError, WorkspaceError
 from ..fsutil import atomic_write_bytes
 from .lock import lock_holder
+
+if TYPE_CHECKING:
+    from .workspace import Workspace
 
 PAUSE_FLAG = "paused"
 UPDATE_NOW_SIGNAL = signal.SIGUSR1
 PAUSE_CHANGED_SIGNAL = signal.SIGUSR2
 
 
-def pause_flag(workspace: Any) -> Path:
+def pause_flag(workspace: Workspace) -> Path:
     """The flag file whose presence means "scheduled updates are paused"."""
     return Path(workspace.state) / PAUSE_FLAG
 
 
-def is_paused(workspace: Any) -> bool:
+def is_paused(workspace: Workspace) -> bool:
     """True when the pause flag is set."""
     return pause_flag(workspace).exists()
 
 
-def daemon_pid(workspace: Any) -> int | None:
+def daemon_pid(workspace: Workspace) -> int | None:
     """The pid of the daemon holding the workspace lock, or None."""
     pid = lock_holder(Path(workspace.lock_path))
     return pid if pid and pid > 0 else None
 
 
-def check_control(workspace: Any) -> None:
+def check_control(workspace: Workspace) -> None:
     """Refuse a directory that has no ``state/`` folder."""
     if not Path(workspace.state).is_dir():
         raise WorkspaceError(
@@ -47,7 +50,7 @@ def check_control(workspace: Any) -> None:
         )
 
 
-def request_update(workspace: Any) -> int:
+def request_update(workspace: Workspace) -> int:
     """Ask the running daemon to update now; return its pid."""
     check_control(workspace)
     pid = daemon_pid(workspace)
@@ -57,7 +60,7 @@ def request_update(workspace: Any) -> int:
     return pid
 
 
-def set_paused(workspace: Any, paused: bool) -> int | None:
+def set_paused(workspace: Workspace, paused: bool) -> int | None:
     """Set or clear the pause flag and tell the daemon; return its pid (None: none runs)."""
     check_control(workspace)
     pid = daemon_pid(workspace)

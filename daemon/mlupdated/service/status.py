@@ -12,10 +12,13 @@ import os
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..fsutil import atomic_write_bytes
 from .control import daemon_pid, is_paused
+
+if TYPE_CHECKING:
+    from .workspace import Workspace
 
 STATUS_FILE = "status.json"
 RECENT_ERRORS = 10
@@ -24,18 +27,18 @@ LATEST_PREDICTIONS = 3
 TAIL_BYTES = 64 * 1024
 
 
-def status_path(workspace: Any) -> Path:
+def status_path(workspace: Workspace) -> Path:
     """Where the daemon publishes its live state."""
     return Path(workspace.state) / STATUS_FILE
 
 
-def write_daemon_status(workspace: Any, data: dict[str, Any]) -> None:
+def write_daemon_status(workspace: Workspace, data: dict[str, Any]) -> None:
     """Publish the daemon's live state (atomically, so readers never see half)."""
     payload = {**data, "written": _iso(time.time())}
     atomic_write_bytes(status_path(workspace), json.dumps(payload, default=str).encode())
 
 
-def read_daemon_status(workspace: Any) -> dict[str, Any] | None:
+def read_daemon_status(workspace: Workspace) -> dict[str, Any] | None:
     """The daemon's last published state, or None."""
     try:
         return json.loads(status_path(workspace).read_text(encoding="utf-8"))
@@ -43,7 +46,7 @@ def read_daemon_status(workspace: Any) -> dict[str, Any] | None:
         return None
 
 
-def collect_status(workspace: Any) -> dict[str, Any]:
+def collect_status(workspace: Workspace) -> dict[str, Any]:
     """Everything ``status`` reports, as one JSON-ready dict."""
     from .queue import Queue
     from .store import ModelStore

@@ -16,10 +16,16 @@ import threading
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...engine.familiarity import familiarity, familiarity_threshold
 from ...errors import MlupdatedError
+
+if TYPE_CHECKING:
+    from ..config import Config
+    from ..queue import Queue
+    from ..store import ModelStore
+    from ..workspace import Workspace
 
 STOP = None
 
@@ -30,11 +36,11 @@ class InboxClassifier:
     def __init__(
         self,
         *,
-        workspace: Any,
-        queue: Any,
-        store: Any,
+        workspace: Workspace,
+        queue: Queue,
+        store: ModelStore,
         log: Any,
-        config: Callable[[], Any] | None = None,
+        config: Callable[[], Config] | None = None,
     ) -> None:
         """``config`` returns the daemon's current config: its ``intake.max_pixels`` and
         ``intake.resize`` decode inbox photos as intake checked them."""

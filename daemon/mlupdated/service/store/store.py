@@ -38,7 +38,7 @@ lock, file I/O), ``recovery.py`` (the function ``recover``) and this module
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...errors import ModelParseError, StoreError, WorkspaceError
 from ...fsutil import atomic_write_bytes
@@ -55,6 +55,9 @@ from .files import (
 )
 from .recovery import recover
 
+if TYPE_CHECKING:
+    from ..workspace import Workspace
+
 __all__ = [
     "MANIFEST_FORMAT",
     "VERSION_DIGITS",
@@ -68,7 +71,7 @@ __all__ = [
 class ModelStore:
     """Versions, manifest and the live model of one workspace."""
 
-    def __init__(self, workspace: Any) -> None:
+    def __init__(self, workspace: Workspace) -> None:
         self.workspace = workspace
         self.files = StoreFiles(workspace)
         self._log = get_logger("store")

@@ -10,9 +10,12 @@ the config with one line naming the key and what the model allows.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...errors import ConfigError, ParameterError
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 # config.update key → the model's training parameter it overrides.
 OVERRIDE_KEYS = {
@@ -29,7 +32,7 @@ def training_overrides(update: Any) -> dict[str, Any]:
     return {param: value for param, value in values.items() if value is not None}
 
 
-def check_overrides(config: Any, *, model_path: Path) -> None:
+def check_overrides(config: Config, *, model_path: Path) -> None:
     """Raise ``ConfigError`` (key ``update.KEY``, the config's path) when an override in
     ``config.update`` is not allowed by the model at ``model_path``."""
     overrides = training_overrides(config.update)

@@ -9,12 +9,16 @@ abandoned, its corrections are still pending, and the daemon redoes it at once).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .runs import Outcome
 
+if TYPE_CHECKING:
+    from ..queue import Queue
+    from ..store import ModelStore
 
-def close_interrupted_runs(queue: Any, store: Any, *, log: Any) -> bool:
+
+def close_interrupted_runs(queue: Queue, store: ModelStore, *, log: Any) -> bool:
     """Finish the runs a kill left open in ``queue``; True when one must be redone."""
     redo = False
     current = store.current_version()
@@ -53,7 +57,7 @@ def close_interrupted_runs(queue: Any, store: Any, *, log: Any) -> bool:
     return redo
 
 
-def _entry_for(store: Any, version: int) -> dict[str, Any] | None:
+def _entry_for(store: ModelStore, version: int) -> dict[str, Any] | None:
     for entry in store.manifest():
         if entry.get("version") == version:
             return entry

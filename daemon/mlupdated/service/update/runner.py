@@ -31,7 +31,10 @@ from .runs import Outcome, RunResult
 from .worker_child import FAULT_ENV
 
 if TYPE_CHECKING:
-    from ..queue import Correction
+    from ..config import Config
+    from ..queue import Correction, Queue
+    from ..store import ModelStore
+    from ..workspace import Workspace
 
 __all__ = [
     "AFTER_SWAP_DELAY_ENV",
@@ -51,10 +54,10 @@ class UpdateRunner:
     def __init__(
         self,
         *,
-        workspace: Any,
-        queue: Any,
-        store: Any,
-        config: Callable[[], Any],
+        workspace: Workspace,
+        queue: Queue,
+        store: ModelStore,
+        config: Callable[[], Config],
         log: Any,
     ) -> None:
         self._ws = workspace
@@ -106,7 +109,7 @@ class UpdateRunner:
         self._finish(run_id, result, round(time.monotonic() - started, 3), log)
         return result.outcome
 
-    def _choose(self, pending: list[Correction], config: Any) -> _Batch:
+    def _choose(self, pending: list[Correction], config: Config) -> _Batch:
         """Which corrections train, which are held aside, replayed and evaluated on."""
         from . import gate as gate_module
 
