@@ -154,35 +154,8 @@ class Corrections:
                 cid = int(cur.lastrowid)
                 kind, previous = "new", None
             else:
-                cid = row["id"]
-                previous = row["label"]
-                state = row["state"]
-                if previous != label:
-                    kind = "relabelled"
-                    # A relabelled content must be learned again, with its new label.
-                    new_state = PENDING if state in (TRAINED, RETRACTED, PENDING) else state
-                    conn.execute(
-                        "UPDATE corrections SET label = ?, path = ?, size = ?, mtime = ?, "
-                        "updated = ?, state = ?, version = CASE WHEN ? = 'pending' THEN NULL "
-                        "ELSE version END, reason = NULL, revision = revision + 1, "
-                        "queued = CASE WHEN state = 'pending' THEN queued ELSE ? END "
-                        "WHERE id = ?",
-                        (label, path, size, mtime, now, new_state, new_state, now, cid),
-                    )
-                elif state == RETRACTED:
-                    kind = "new"
-                    conn.execute(
-                        "UPDATE corrections SET path = ?, size = ?, mtime = ?, updated = ?, "
-                        "queued = ?, state = ?, reason = NULL, revision = revision + 1 "
-                        "WHERE id = ?",
-                        (path, size, mtime, now, now, PENDING, cid),
-                    )
-                else:
-                    kind = "duplicate"
-                    conn.execute(
-                        "UPDATE corrections SET path = ?, updated = ? WHERE id = ?",
-                        (path, now, cid),
-                    )
+                cid, previous = row["id"], row["label"]
+                kind = _update_known(conn, row, label, path, size, mtime, now)
             conn.execute(
                 "INSERT INTO correction_paths(path, correction_id, label, added) "
                 "VALUES(?, ?, ?, ?)",
@@ -300,3 +273,44 @@ class Corrections:
         """Every trained correction, oldest first."""
         rows = self._db.read("SELECT * FROM corrections WHERE state = ? ORDER BY id", (TRAINED,))
         return [_correction(r) for r in rows]
+
+
+def _update_known(
+    conn: sqlite3.Connection,
+    row: sqlite3.Row,
+    label: str,
+    path: str,
+    size: int,
+    mtime: float,
+    now: float,
+) -> str:
+    """A known content dropped again at ``path``: relabel, revive or note the copy;
+    returns the kind of change."""
+    cid, previous, state = row["id"], row["label"], row["state"]
+    if previous != label:
+        kind = "relabelled"
+        # A relabelled content must be learned again, with its new label.
+        new_state = PENDING if state in (TRAINED, RETRACTED, PENDING) else state
+        conn.execute(
+            "UPDATE corrections SET label = ?, path = ?, size = ?, mtime = ?, "
+            "updated = ?, state = ?, version = CASE WHEN ? = 'pending' THEN NULL "
+            "ELSE version END, reason = NULL, revision = revision + 1, "
+            "queued = CASE WHEN state = 'pending' THEN queued ELSE ? END "
+            "WHERE id = ?",
+            (label, path, size, mtime, now, new_state, new_state, now, cid),
+        )
+    elif state == RETRACTED:
+        kind = "new"
+        conn.execute(
+            "UPDATE corrections SET path = ?, size = ?, mtime = ?, updated = ?, "
+            "queued = ?, state = ?, reason = NULL, revision = revision + 1 "
+            "WHERE id = ?",
+            (path, size, mtime, now, now, PENDING, cid),
+        )
+    else:
+        kind = "duplicate"
+        conn.execute(
+            "UPDATE corrections SET path = ?, updated = ? WHERE id = ?",
+            (path, now, cid),
+        )
+    return kind

@@ -67,27 +67,8 @@ def run_child(
     (the last line of it explains a crash). Past ``timeout`` seconds, or once ``abort``
     is set, the child is terminated (then killed) and the outcome says why.
     """
-    with open(stderr_path, "wb") as stderr:
-        child = subprocess.Popen(
-            [sys.executable, "-m", CHILD_MODULE],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            close_fds=True,
-            env=child_environment(),
-            # Its own session: a Ctrl-C at the daemon's terminal goes to the daemon,
-            # which then decides (finish or abandon) instead of the child dying mid-run.
-            start_new_session=True,
-        )
-    lines: queue_module.Queue[bytes | None] = queue_module.Queue()
-
-    def pump() -> None:
-        assert child.stdout is not None
-        for line in child.stdout:
-            lines.put(line)
-        lines.put(None)
-
-    threading.Thread(target=pump, name="worker-stdout", daemon=True).start()
+    child = _start(stderr_path)
+    lines = _stdout_lines(child)
     assert child.stdin is not None
     try:
         child.stdin.write(json.dumps(job).encode() + b"\n")
@@ -127,6 +108,36 @@ def run_child(
     tail = _tail(stderr_path)
     how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit {code}"
     return ChildOutcome(False, error_kind="crash", error=f"training process {how}{tail}")
+
+
+def _start(stderr_path: Path) -> subprocess.Popen[bytes]:
+    """The child process, its stderr going to ``stderr_path``."""
+    with open(stderr_path, "wb") as stderr:
+        return subprocess.Popen(
+            [sys.executable, "-m", CHILD_MODULE],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            close_fds=True,
+            env=child_environment(),
+            # Its own session: a Ctrl-C at the daemon's terminal goes to the daemon,
+            # which then decides (finish or abandon) instead of the child dying mid-run.
+            start_new_session=True,
+        )
+
+
+def _stdout_lines(child: subprocess.Popen[bytes]) -> queue_module.Queue[bytes | None]:
+    """The child's stdout lines, read on a thread (None once it closes)."""
+    lines: queue_module.Queue[bytes | None] = queue_module.Queue()
+
+    def pump() -> None:
+        assert child.stdout is not None
+        for line in child.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=pump, name="worker-stdout", daemon=True).start()
+    return lines
 
 
 def _handle_line(line: bytes, log: Any) -> ChildOutcome | None:
