@@ -232,35 +232,41 @@ class StabilityWait:
         if cand.replaces:
             self._gone(cand.replaces)
 
-    def _check(self, cand: _Candidate) -> None:
-        path = self.path_of(cand.rel)
-        stability = self.config.intake.stability_seconds
-        now = time.monotonic()
+    def _look(self, cand: _Candidate, path: Path) -> tuple[os.stat_result, str, bool] | None:
+        """``path``'s status, kind and whether it is read through a link; None when the
+        candidate was dropped, refused or put back to wait."""
         try:
             info = os.lstat(path)
         except FileNotFoundError:
             self._drop(cand)
-            return
+            return None
         except OSError as exc:
             self._retry_later(cand, f"cannot stat ({exc.strerror})")
-            return
+            return None
         kind = file_kind(info.st_mode)
-        follow = False
-        if kind == "symlink":
-            root = self.workspace.root
-            if self.config.intake.follow_symlinks and inside(path, root):
-                try:
-                    info = os.stat(path)
-                except OSError:
-                    self._reject(cand, (info.st_size, info.st_mtime_ns), "broken symbolic link")
-                    return
-                kind, follow = file_kind(info.st_mode), True
-            else:
-                why = "symbolic link (not followed)"
-                if self.config.intake.follow_symlinks:
-                    why = "symbolic link pointing outside the workspace (not followed)"
-                self._reject(cand, (info.st_size, info.st_mtime_ns), why)
-                return
+        if kind != "symlink":
+            return info, kind, False
+        if self.config.intake.follow_symlinks and inside(path, self.workspace.root):
+            try:
+                target = os.stat(path)
+            except OSError:
+                self._reject(cand, (info.st_size, info.st_mtime_ns), "broken symbolic link")
+                return None
+            return target, file_kind(target.st_mode), True
+        why = "symbolic link (not followed)"
+        if self.config.intake.follow_symlinks:
+            why = "symbolic link pointing outside the workspace (not followed)"
+        self._reject(cand, (info.st_size, info.st_mtime_ns), why)
+        return None
+
+    def _check(self, cand: _Candidate) -> None:
+        path = self.path_of(cand.rel)
+        stability = self.config.intake.stability_seconds
+        now = time.monotonic()
+        looked = self._look(cand, path)
+        if looked is None:
+            return
+        info, kind, follow = looked
         sig = (info.st_size, info.st_mtime_ns)
         if kind != "file":
             self._reject(cand, sig, f"not a regular file ({kind})")
