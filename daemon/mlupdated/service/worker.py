@@ -205,6 +205,7 @@ class UpdateRunner:
             "examples_used": result.get("examples_used"),
             "examples_skipped": result.get("examples_skipped"),
             "replayed": len(replayed),
+            "rehearsal": result.get("rehearsal_used", 0),
             "held_aside": sum(1 for c in evaluation if c.state == "pending"),
             "parameters": result.get("parameters_used"),
             "gate": verdict.to_dict(),
