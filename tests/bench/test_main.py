@@ -104,3 +104,23 @@ def _tables(text: str) -> list[list[str]]:
     if current:
         tables.append(current)
     return tables
+
+
+def test_quick_personalize_and_confidence_sections_run_on_the_shared_photos() -> None:
+    """The personalize section (a draw of one cat and one dog series, shipped and
+    unseen-breed) and the confidence section print their tables and targets."""
+    from tests.helpers.shared_data import PETS, PETS_BREEDS, require
+
+    require(PETS)
+    require(PETS_BREEDS)
+    if not BUILD_EXTRA:
+        pytest.skip("the unseen-breed setting refits the head with the build script")
+    done = _bench("--quick", "--only", "personalize,confidence", "--no-write")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Personalization (10 corrections of one animal" in done.stdout
+    assert "Confidence (bundled model)" in done.stdout
+    for setting in ("shipped", "unseen breed"):
+        assert re.search(rf"^{setting}\s+\*\*mean\*\*", done.stdout, re.MULTILINE), done.stdout
+    assert "median probability of the true label" in done.stdout
+    assert re.search(r"^no pet\s+rocket\s+1\s+\w+\s+[\d.]+\s+[\d.]+\s+yes", done.stdout, re.M)
+    assert "(failed)" not in done.stdout
