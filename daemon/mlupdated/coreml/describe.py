@@ -305,7 +305,7 @@ def format_description(info: dict[str, Any], *, indent: str = "") -> str:
         if meta.get(key):
             add(f"{label}: {meta[key]}")
     for key, value in meta.get("user_defined", {}).items():
-        add(f"Metadata {key}: {value}")
+        add(f"Metadata {key}: {_shortened(str(value))}")
     add("Inputs:")
     lines.extend(f"  {_feature_text(f)}" for f in info["inputs"])
     add("Outputs:")
@@ -421,3 +421,13 @@ def run_inspect_command(model_path: str | os.PathLike[str], *, as_json: bool) ->
         sys.stdout.write(format_description(info) + "\n")
     sys.stdout.flush()
     return 0
+
+
+# A metadata value longer than this is cut in the text form (--json keeps it whole).
+METADATA_SHOWN = 160
+
+
+def _shortened(value: str) -> str:
+    if len(value) <= METADATA_SHOWN:
+        return value
+    return f"{value[:METADATA_SHOWN]}… ({len(value)} characters; --json shows all)"
