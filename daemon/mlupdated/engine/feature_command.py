@@ -29,7 +29,7 @@ from ..coreml.features import (
 )
 from ..errors import FeatureError, MlupdatedError
 from .predictor import NON_FINITE_REASON, Prediction, Predictor
-from .report import PROBABILITY_DIGITS
+from .report import PROBABILITY_DIGITS, jsonable
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -67,18 +67,6 @@ def _finite(outputs: Mapping[str, Any]) -> bool:
         if not np.isfinite(array).all():
             return False
     return True
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return value
 
 
 def _text_value(value: Any) -> str:
@@ -123,8 +111,8 @@ def format_prediction(
             record["line"] = int(where)
         if prediction.label is not None:
             record["label"] = to_python(prediction.label)
-            record["probabilities"] = _jsonable(to_python(prediction.probabilities))
-        record["outputs"] = _jsonable(outputs)
+            record["probabilities"] = jsonable(to_python(prediction.probabilities))
+        record["outputs"] = jsonable(outputs)
         return json.dumps(record, ensure_ascii=False)
     prefix = f"line {where}: " if where is not None else ""
     if prediction.label is not None:
