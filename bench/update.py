@@ -233,7 +233,7 @@ class _TorchLoop:
         model = self.model
         previous = torch.get_num_threads()
         torch.set_num_threads(self.threads)
-        head = [*model.dense_5.parameters(), *model.dense_6.parameters()]
+        head = list(model.classify.parameters())
         optimizer = torch.optim.SGD(head, lr=0.001, momentum=0.0)
         generator = np.random.default_rng(0)
         start = time.perf_counter()
