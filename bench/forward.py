@@ -150,6 +150,7 @@ def _default_model(*, quick: bool, repeats: int, sources: list[np.ndarray]) -> S
     from mlupdated.coreml.images import load_tensor
     from mlupdated.coreml.spec import load_spec
     from mlupdated.engine.predictor import Predictor
+    from mlupdated.engine.runtime import spinning_pays
 
     from .reference import build_torch_model, default_model_path, export_onnx, ort_session
 
@@ -168,7 +169,8 @@ def _default_model(*, quick: bool, repeats: int, sources: list[np.ndarray]) -> S
         session = ort_session(
             export_onnx(model, tmp_path / "catdog.onnx", outputs=("output", "familiarity"))
         )
-        predictor = Predictor(spec, path=model_path, cache=False)
+        spinning = spinning_pays()
+        predictor = Predictor(spec, path=model_path, cache=False, spinning=spinning)
         image_type = predictor.image_feature.type.imageType
         paths = write_photos(tmp_path / "photos", range(max(batches)), sources=sources)
         images = np.stack([load_tensor(p, image_type) for p in paths]).astype(np.float32)
@@ -221,8 +223,11 @@ def _default_model(*, quick: bool, repeats: int, sources: list[np.ndarray]) -> S
     section.notes.append(
         f"PyTorch eager runs twice: with torch's default {default_threads} threads and with "
         "1 thread; the faster of the two is shown. The export's onnxruntime session has "
-        "onnxruntime's default options. Inputs are the same decoded 0..255 tensors for "
-        "all (decoding is not timed except in the row from JPEG files); the PyTorch module "
+        "onnxruntime's default options (idle threads spin); the engine's is built as "
+        "`mlupdated predict` builds it: idle threads spin only when the load average is "
+        f"below half the CPUs ({'they spin' if spinning else 'they do not'} in this run). "
+        "Inputs are the same decoded 0..255 tensors for all (decoding is not timed except "
+        "in the row from JPEG files); the PyTorch module "
         "and the export include the scaler, the softmax and the familiarity branch, as the "
         "engine does."
     )
@@ -243,6 +248,7 @@ def _resnet18(*, quick: bool, repeats: int, sources: list[np.ndarray]) -> Sectio
     import torch
     from mlupdated.coreml.images import load_tensor
     from mlupdated.engine.predictor import Predictor
+    from mlupdated.engine.runtime import spinning_pays
 
     from .forward_resnet18 import BIAS, SCALE, convert, resnet18
     from .reference import export_onnx, ort_session
@@ -269,7 +275,8 @@ def _resnet18(*, quick: bool, repeats: int, sources: list[np.ndarray]) -> Sectio
         model_path = tmp_path / "resnet18.mlmodel"
         convert(network, model_path)
         session = ort_session(export_onnx(Exported().eval(), tmp_path / "resnet18.onnx"))
-        predictor = Predictor.from_path(model_path, cache=False)
+        spinning = spinning_pays()
+        predictor = Predictor.from_path(model_path, cache=False, spinning=spinning)
         image_type = predictor.image_feature.type.imageType
         paths = write_photos(tmp_path / "photos", range(max(batches)), sources=sources)
         images = np.stack([load_tensor(p, image_type) for p in paths]).astype(np.float32)
@@ -292,7 +299,8 @@ def _resnet18(*, quick: bool, repeats: int, sources: list[np.ndarray]) -> Sectio
         f"Largest probability difference on the {len(images)} photos, engine vs export: "
         f"{np.max(np.abs(got - theirs)):.1e}. The network is converted by coremltools "
         "(neural network, image input with scale and bias, classifier); the export is the "
-        "same PyTorch module with that scale and bias in front."
+        "same PyTorch module with that scale and bias in front. The engine's idle threads "
+        f"{'spin' if spinning else 'do not spin'} in this run (see the section above)."
     )
     section.targets.append(_target("ResNet-18", worst))
     return section

@@ -37,7 +37,8 @@ def _bench(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        # The tree's own package, not whichever one the environment has installed.
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "daemon")])},
         check=False,
     )
 

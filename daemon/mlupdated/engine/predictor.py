@@ -23,7 +23,7 @@ from ..coreml.spec import CLASSIC_KINDS, apple_only_reason
 from ..errors import ImageError, InvalidModelError, MlupdatedError, UnsupportedModelError
 from .knn import KnnClassifier
 from .network import NEURAL_NETWORK_KINDS, default_outputs, probabilities_blob
-from .runtime import load_session
+from .runtime import load_session, spinning_pays
 
 if TYPE_CHECKING:
     # The classic stages build ONNX-ML graphs with the onnx package: imported when a
@@ -210,8 +210,8 @@ class Predictor:
     ``Predictor(spec, path=...)`` compiles every network at once (through the graph
     cache), so an unsupported layer is refused here with its name and type.
     ``spinning`` is onnxruntime's spin-waiting of idle threads (see ``runtime.Session``):
-    off for the daemon and the library, on for a one-shot ``predict`` that owns the
-    machine for its run.
+    off by default (the daemon, the trainer, a library user); the one-shot ``predict``
+    turns it on when the machine has cores to spare (``runtime.spinning_pays``).
     """
 
     def __init__(
@@ -376,7 +376,7 @@ def run_predict_command(
     from .familiarity import familiarity, familiarity_threshold
     from .report import format_result
 
-    predictor = Predictor.from_path(model_path)
+    predictor = Predictor.from_path(model_path, spinning=spinning_pays())
     threshold = familiarity_threshold(predictor.spec)
     results = predictor.predict_paths(images, resize=resize)
     failed = False

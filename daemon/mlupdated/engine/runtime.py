@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from importlib import metadata
@@ -57,6 +58,22 @@ def _quiet_ort() -> Any:
 
     ort.set_default_logger_severity(_LOG_SEVERITY)
     return ort
+
+
+def spinning_pays() -> bool:
+    """Whether a one-shot run should let onnxruntime's idle threads spin-wait: only on a
+    machine with cores to spare (1-minute load average below half the CPUs).
+
+    Spinning hands work from one operator to the next sooner, which wins at batch 1 on
+    an idle machine; on a busy one the spinning threads take CPU from the threads doing
+    the work (measured both ways in the forward benchmark). A long-lived process (the
+    daemon, the trainer) keeps the default: no spinning.
+    """
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # no load average on this platform
+        return False
+    return load < (os.cpu_count() or 1) / 2
 
 
 class Session:
