@@ -135,6 +135,17 @@ def _compare(
     return worst, rates
 
 
+def _engine(factory: Callable[..., object], *args: object, **kwargs: object) -> tuple:
+    """The engine's predictor built as ``mlupdated predict`` builds it, and whether its
+    idle threads spin (an engine from before that choice, under ``--at-commit``: never)."""
+    try:
+        from mlupdated.engine.runtime import spinning_pays
+    except ImportError:
+        return factory(*args, **kwargs), False
+    spinning = spinning_pays()
+    return factory(*args, spinning=spinning, **kwargs), spinning
+
+
 def _target(name: str, worst: float) -> Target:
     return Target(
         f"forward vs onnxruntime on export ({name})",
@@ -150,7 +161,6 @@ def _default_model(*, quick: bool, repeats: int, sources: list[np.ndarray]) -> S
     from mlupdated.coreml.images import load_tensor
     from mlupdated.coreml.spec import load_spec
     from mlupdated.engine.predictor import Predictor
-    from mlupdated.engine.runtime import spinning_pays
 
     from .reference import build_torch_model, default_model_path, export_onnx, ort_session
 
@@ -169,8 +179,7 @@ def _default_model(*, quick: bool, repeats: int, sources: list[np.ndarray]) -> S
         session = ort_session(
             export_onnx(model, tmp_path / "catdog.onnx", outputs=("output", "familiarity"))
         )
-        spinning = spinning_pays()
-        predictor = Predictor(spec, path=model_path, cache=False, spinning=spinning)
+        predictor, spinning = _engine(Predictor, spec, path=model_path, cache=False)
         image_type = predictor.image_feature.type.imageType
         paths = write_photos(tmp_path / "photos", range(max(batches)), sources=sources)
         images = np.stack([load_tensor(p, image_type) for p in paths]).astype(np.float32)
@@ -248,7 +257,6 @@ def _resnet18(*, quick: bool, repeats: int, sources: list[np.ndarray]) -> Sectio
     import torch
     from mlupdated.coreml.images import load_tensor
     from mlupdated.engine.predictor import Predictor
-    from mlupdated.engine.runtime import spinning_pays
 
     from .forward_resnet18 import BIAS, SCALE, convert, resnet18
     from .reference import export_onnx, ort_session
@@ -275,8 +283,7 @@ def _resnet18(*, quick: bool, repeats: int, sources: list[np.ndarray]) -> Sectio
         model_path = tmp_path / "resnet18.mlmodel"
         convert(network, model_path)
         session = ort_session(export_onnx(Exported().eval(), tmp_path / "resnet18.onnx"))
-        spinning = spinning_pays()
-        predictor = Predictor.from_path(model_path, cache=False, spinning=spinning)
+        predictor, spinning = _engine(Predictor.from_path, model_path, cache=False)
         image_type = predictor.image_feature.type.imageType
         paths = write_photos(tmp_path / "photos", range(max(batches)), sources=sources)
         images = np.stack([load_tensor(p, image_type) for p in paths]).astype(np.float32)
