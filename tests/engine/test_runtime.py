@@ -146,3 +146,22 @@ def test_a_cached_graph_runs_without_importing_onnx(tmp_path: Path) -> None:
     for done in runs:
         assert done.returncode == 0, done.stderr
     assert [done.stdout.split()[-1] for done in runs] == ["True", "False"]
+
+
+@pytest.mark.parametrize(
+    ("load", "cpus", "spins"), [(0.2, 2, True), (0.99, 2, True), (1.0, 2, False), (3.5, 8, True)]
+)
+def test_one_shot_runs_spin_only_with_cores_to_spare(
+    monkeypatch: pytest.MonkeyPatch, load: float, cpus: int, spins: bool
+) -> None:
+    monkeypatch.setattr(runtime.os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(runtime.os, "cpu_count", lambda: cpus)
+    assert runtime.spinning_pays() is spins
+
+
+def test_no_load_average_means_no_spinning(monkeypatch: pytest.MonkeyPatch) -> None:
+    def unavailable() -> tuple[float, float, float]:
+        raise OSError("no load average here")
+
+    monkeypatch.setattr(runtime.os, "getloadavg", unavailable)
+    assert runtime.spinning_pays() is False
