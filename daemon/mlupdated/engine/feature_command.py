@@ -30,6 +30,7 @@ from ..coreml.features import (
 from ..errors import FeatureError, MlupdatedError
 from .predictor import NON_FINITE_REASON, Prediction, Predictor
 from .report import PROBABILITY_DIGITS, jsonable
+from .runtime import spinning_pays
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -141,7 +142,7 @@ def run_feature_predict_command(
 ) -> int:
     """``mlupdated predict --input ... | --features FILE``: 0 ok; 1 if a line of the
     features file failed. A bad ``--input`` raises ``FeatureError`` (exit 2)."""
-    predictor = Predictor.from_path(model_path)
+    predictor = Predictor.from_path(model_path, spinning=spinning_pays())
     target = Path(out_dir) if out_dir is not None else None
     if features_file is None:
         example = example_from_pairs(predictor.spec, inputs, resize=resize)
@@ -194,6 +195,6 @@ def predict(
     unknown, missing or ill-typed input, and the model errors of ``Predictor`` for a
     model that cannot run.
     """
-    predictor = Predictor.from_path(model_path)
+    predictor = Predictor.from_path(model_path, spinning=spinning_pays())
     example = check_example(predictor.spec, features, resize=resize)
     return outputs_of(predict_example(predictor, example))
