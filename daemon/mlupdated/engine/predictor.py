@@ -13,17 +13,21 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..coreml.images import DEFAULT_MAX_PIXELS, image_input, load_tensor
 from ..coreml.spec import CLASSIC_KINDS, apple_only_reason
 from ..errors import ImageError, InvalidModelError, MlupdatedError, UnsupportedModelError
-from .classic import ClassicStage
-from .compile import NEURAL_NETWORK_KINDS, default_outputs, probabilities_blob
 from .knn import KnnClassifier
-from .runtime import load_session
+from .network import NEURAL_NETWORK_KINDS, default_outputs, probabilities_blob
+from .runtime import load_session, spinning_pays
+
+if TYPE_CHECKING:
+    # The classic stages build ONNX-ML graphs with the onnx package: imported when a
+    # model has one, so that a neural network's predict never pays for that import.
+    from .classic import ClassicStage
 
 Label = str | int
 DEFAULT_BATCH_SIZE = 16
@@ -69,10 +73,10 @@ def _class_labels(nn: Any) -> list[Label]:
 class _NetworkStage:
     """A neural network (plain, classifier or regressor) run through onnxruntime."""
 
-    def __init__(self, spec: Any, *, cache: bool) -> None:
+    def __init__(self, spec: Any, *, cache: bool, spinning: bool = False) -> None:
         self.spec = spec
         self.kind = spec.WhichOneof("Type")
-        self.session = load_session(spec, cache=cache)
+        self.session = load_session(spec, cache=cache, spinning=spinning)
         self.outputs = default_outputs(spec)
         self.prob_blob = probabilities_blob(spec)
         self.labels = _class_labels(spec.neuralNetworkClassifier) if self.prob_blob else []
@@ -146,20 +150,27 @@ class _KnnStage:
         return _Classified(labels, dicts)
 
 
-_Stage = _NetworkStage | _KnnStage | ClassicStage
+if TYPE_CHECKING:
+    _Stage = _NetworkStage | _KnnStage | ClassicStage
 
 
-def _stages(spec: Any, *, cache: bool, where: str = "") -> list[_Stage]:
+def _is_classic(stage: Any) -> bool:
+    return not isinstance(stage, _NetworkStage | _KnnStage)
+
+
+def _stages(spec: Any, *, cache: bool, spinning: bool = False, where: str = "") -> list[_Stage]:
     kind = spec.WhichOneof("Type")
     apple_only = apple_only_reason(kind)
     if apple_only is not None:
         raise UnsupportedModelError(f"{where}{apple_only}")
     try:
         if kind in NEURAL_NETWORK_KINDS:
-            return [_NetworkStage(spec, cache=cache)]
+            return [_NetworkStage(spec, cache=cache, spinning=spinning)]
         if kind == KNN_KIND:
             return [_KnnStage(spec)]
         if kind in CLASSIC_KINDS:
+            from .classic import ClassicStage
+
             return [ClassicStage(spec)]
     except MlupdatedError as exc:
         if where:
@@ -170,7 +181,14 @@ def _stages(spec: Any, *, cache: bool, where: str = "") -> list[_Stage]:
         pipeline = spec.pipeline if kind == "pipeline" else getattr(spec, kind).pipeline
         stages: list[_Stage] = []
         for index, model in enumerate(pipeline.models):
-            stages.extend(_stages(model, cache=cache, where=f"{where}pipeline stage {index}: "))
+            stages.extend(
+                _stages(
+                    model,
+                    cache=cache,
+                    spinning=spinning,
+                    where=f"{where}pipeline stage {index}: ",
+                )
+            )
         if not stages:
             raise InvalidModelError("pipeline has no models")
         return stages
@@ -190,15 +208,23 @@ class Predictor:
 
     ``Predictor(spec, path=...)`` compiles every network at once (through the graph
     cache), so an unsupported layer is refused here with its name and type.
+    ``spinning`` is onnxruntime's spin-waiting of idle threads (see ``runtime.Session``):
+    off by default (the daemon, the trainer, a library user); the one-shot ``predict``
+    turns it on when the machine has cores to spare (``runtime.spinning_pays``).
     """
 
     def __init__(
-        self, spec: Any, *, path: str | os.PathLike[str] | None = None, cache: bool = True
+        self,
+        spec: Any,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        cache: bool = True,
+        spinning: bool = False,
     ) -> None:
         self.spec = spec
         self.path = str(path) if path is not None else None
         try:
-            self._stages = _stages(spec, cache=cache)
+            self._stages = _stages(spec, cache=cache, spinning=spinning)
         except MlupdatedError as exc:
             raise _attach_path(exc, path) from exc.__cause__
         self.image_feature = image_input(spec)
@@ -206,11 +232,13 @@ class Predictor:
         self.output_names = [o.name for o in description.output]
 
     @classmethod
-    def from_path(cls, path: str | os.PathLike[str], *, cache: bool = True) -> Predictor:
+    def from_path(
+        cls, path: str | os.PathLike[str], *, cache: bool = True, spinning: bool = False
+    ) -> Predictor:
         """Load a ``.mlmodel`` file and build its predictor."""
         from ..coreml.spec import load_spec
 
-        return cls(load_spec(path), path=path, cache=cache)
+        return cls(load_spec(path), path=path, cache=cache, spinning=spinning)
 
     @property
     def is_classifier(self) -> bool:
@@ -218,7 +246,7 @@ class Predictor:
         return any(
             isinstance(s, _KnnStage)
             or (isinstance(s, _NetworkStage) and s.prob_blob)
-            or (isinstance(s, ClassicStage) and s.is_classifier)
+            or (_is_classic(s) and s.is_classifier)
             for s in self._stages
         )
 
@@ -247,7 +275,7 @@ class Predictor:
         classified: Any = None
         try:
             for stage in self._stages:
-                if isinstance(stage, ClassicStage):
+                if _is_classic(stage):
                     result = stage.run(features, n)
                 else:
                     result = stage.run(features)

@@ -13,15 +13,16 @@ from .predictor import Prediction, PredictionFailure
 PROBABILITY_DIGITS = 4
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """``value`` with NumPy arrays and scalars made plain Python (for JSON)."""
     if isinstance(value, np.ndarray):
         return value.tolist()
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     return value
 
 
@@ -57,7 +58,7 @@ def format_result(
             record = {
                 "path": result.path,
                 "label": result.label,
-                "probabilities": _jsonable(result.probabilities),
+                "probabilities": jsonable(result.probabilities),
             }
             if signal is not None:
                 record["familiarity"] = round(signal.score, PROBABILITY_DIGITS)
@@ -69,6 +70,6 @@ def format_result(
             shown += f", looks like neither (familiarity {signal.score:.2f} < {signal.threshold:g})"
         return f"{result.path}: {result.label}{shown}"
     if as_json:
-        return json.dumps({"path": result.path, "outputs": _jsonable(result.outputs)})
+        return json.dumps({"path": result.path, "outputs": jsonable(result.outputs)})
     parts = ", ".join(f"{name}={_summary(v)}" for name, v in result.outputs.items())
     return f"{result.path}: {parts}"

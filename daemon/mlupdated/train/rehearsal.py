@@ -5,7 +5,7 @@ the others.
 A model carries one when its metadata names it::
 
     mlupdated.rehearsal = {"layer": "familiar", "labels": ["Cat", ..., "Dog"],
-                           "correction_weight": 20}
+                           "correction_weight": 10}
 
 ``layer`` is a frozen innerProduct whose weight rows are the examples, as values of
 the blob that layer reads; that blob must be one the trainable suffix reads (a cut

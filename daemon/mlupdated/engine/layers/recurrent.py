@@ -273,23 +273,9 @@ def convert_simple_recurrent(layer: Any, ctx: ConvertContext) -> list[onnx.NodeP
     step = _Step(ctx, layer, [])
     rec = step.op("MatMul", [h_prev, ctx.const(r.T.copy(), hint="R")], "rec")
     y = step.gate(step.op("Add", [x_t, rec], "pre"), p.activation, "y")
-    h_out, y_out = step.op("Identity", [y], "h"), step.op("Identity", [y], "y_t")
-    (h_final,), ys = _scan(
-        ctx,
-        [h0],
-        projected,
-        step.nodes,
-        ([h_prev], x_t),
-        ([h_out], y_out),
-        reverse=p.reverseInput,
-        nodes=nodes,
+    return _run_single_state(
+        ctx, layer, step, h0, projected, (h_prev, x_t, y), had_seq=had_seq, nodes=nodes
     )
-    _emit_output(
-        ctx, ys, h_final, layer.output[0], sequence=p.sequenceOutput, had_seq=had_seq, nodes=nodes
-    )
-    if len(layer.output) > 1:
-        _emit_state(ctx, h_final, layer.output[1], nodes)
-    return nodes
 
 
 # -- gru ----------------------------------------------------------------------------------
@@ -347,23 +333,9 @@ def convert_gru(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
     # y = (1 - z) * o + z * h_prev = o + z * (h_prev - o)
     diff = step.op("Sub", [h_prev, o], "diff")
     y = step.op("Add", [o, step.op("Mul", [z, diff], "zd")], "y")
-    h_out, y_out = step.op("Identity", [y], "h"), step.op("Identity", [y], "y_t")
-    (h_final,), ys = _scan(
-        ctx,
-        [h0],
-        projected,
-        step.nodes,
-        ([h_prev], x_t),
-        ([h_out], y_out),
-        reverse=p.reverseInput,
-        nodes=nodes,
+    return _run_single_state(
+        ctx, layer, step, h0, projected, (h_prev, x_t, y), had_seq=had_seq, nodes=nodes
     )
-    _emit_output(
-        ctx, ys, h_final, layer.output[0], sequence=p.sequenceOutput, had_seq=had_seq, nodes=nodes
-    )
-    if len(layer.output) > 1:
-        _emit_state(ctx, h_final, layer.output[1], nodes)
-    return nodes
 
 
 # -- LSTM --------------------------------------------------------------------------------
@@ -536,4 +508,39 @@ def convert_bi_lstm(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
     )
     for blob, state in zip(layer.output[1:], (hf, cf, hb, cb), strict=False):
         _emit_state(ctx, state, blob, nodes)
+    return nodes
+
+
+def _run_single_state(
+    ctx: ConvertContext,
+    layer: Any,
+    step: Any,
+    h0: str,
+    projected: str,
+    blobs: tuple[str, str, str],
+    *,
+    had_seq: bool,
+    nodes: list[onnx.NodeProto],
+) -> list[onnx.NodeProto]:
+    """Scan a one-state step (simpleRecurrent, GRU) whose new state is also its output
+    ``y`` (``blobs``: previous state, step input, ``y``), then write the layer's
+    outputs: the sequence or last step, and the final state when asked."""
+    p = getattr(layer, layer.WhichOneof("layer"))
+    h_prev, x_t, y = blobs
+    h_out, y_out = step.op("Identity", [y], "h"), step.op("Identity", [y], "y_t")
+    (h_final,), ys = _scan(
+        ctx,
+        [h0],
+        projected,
+        step.nodes,
+        ([h_prev], x_t),
+        ([h_out], y_out),
+        reverse=p.reverseInput,
+        nodes=nodes,
+    )
+    _emit_output(
+        ctx, ys, h_final, layer.output[0], sequence=p.sequenceOutput, had_seq=had_seq, nodes=nodes
+    )
+    if len(layer.output) > 1:
+        _emit_state(ctx, h_final, layer.output[1], nodes)
     return nodes

@@ -175,6 +175,7 @@ class UpdateRunner:
             "examples_used": result.get("examples_used"),
             "examples_skipped": result.get("examples_skipped"),
             "replayed": len(batch.replayed),
+            "rehearsal": result.get("rehearsal_used", 0),
             "held_aside": sum(1 for c in batch.evaluation if c.state == "pending"),
             "parameters": result.get("parameters_used"),
             "gate": verdict.to_dict(),

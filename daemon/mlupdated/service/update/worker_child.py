@@ -114,6 +114,7 @@ def _child(job: dict[str, Any]) -> None:
         "result",
         examples_used=_count(result.examples_used),
         examples_skipped=_count(skipped) + len(unreadable),
+        rehearsal_used=_count(getattr(result, "rehearsal_used", 0)),
         skipped=unreadable + reported,
         final_loss=result.final_loss,
         parameters_used=result.parameters_used,
