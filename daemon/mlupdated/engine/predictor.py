@@ -22,7 +22,7 @@ from ..coreml.spec import CLASSIC_KINDS, apple_only_reason
 from ..errors import ImageError, InvalidModelError, MlupdatedError, UnsupportedModelError
 from .knn import KnnClassifier
 from .network import NEURAL_NETWORK_KINDS, default_outputs, probabilities_blob
-from .runtime import load_session, spinning_pays
+from .runtime import load_session
 
 if TYPE_CHECKING:
     # The classic stages build ONNX-ML graphs with the onnx package: imported when a
