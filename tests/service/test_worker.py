@@ -139,6 +139,15 @@ def test_stale_candidates_are_removed(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["mlupdated.db"]
 
 
+def test_a_status_file_half_written_by_a_killed_daemon_is_removed(tmp_path: Path) -> None:
+    # status.json is rewritten every few seconds: a SIGKILL can land inside that write.
+    (tmp_path / "status.json").write_bytes(b"{}")
+    (tmp_path / f"{TEMP_PREFIX}75td").write_bytes(b'{"pid": 1')
+    removed = remove_stale_candidates(tmp_path)
+    assert [p.name for p in removed] == [f"{TEMP_PREFIX}75td"]
+    assert [p.name for p in tmp_path.iterdir()] == ["status.json"]
+
+
 def test_half_written_feature_cache_entries_are_removed(tmp_path: Path) -> None:
     # A training child killed mid-write leaves its temporary in the feature cache.
     entries = tmp_path / "cache" / "ab"

@@ -272,10 +272,12 @@ def _finite(value: float) -> bool:
 
 
 def remove_stale_candidates(state_dir: Path) -> list[Path]:
-    """Delete candidates and child logs a killed daemon left in ``state/``, and the
-    half-written entries a killed training child left in the feature cache (only one
-    daemon holds the workspace, so no writer of them is alive at start-up)."""
-    removed = []
+    """Delete candidates and child logs a killed daemon left in ``state/``, the
+    half-written files of ``state/`` itself (``status.json`` is rewritten every few
+    seconds, so a kill can land inside that write), and the half-written entries a
+    killed training child left in the feature cache (only one daemon holds the
+    workspace, so no writer of them is alive at start-up)."""
+    removed = remove_stale_temps(state_dir)
     for entry in Path(state_dir).glob(f"{CANDIDATE_PREFIX}*"):
         _unlink(entry)
         removed.append(entry)
