@@ -127,7 +127,7 @@ def run_update(
     if not corrections:
         raise TrainingDataError(f"no usable example ({len(skipped)} could not be read)", path=path)
     rows = _weighted_rows(used, given, rehearsal)
-    features = {name: values[rows] for name, values in features.items()}
+    features = {name: stacked[rows] for name, stacked in features.items()}
     targets = encode_targets(network, [pool[used[r]].label for r in rows])
 
     optimizer = make_optimizer(params.optimizer or "", network.params, values)
