@@ -159,6 +159,17 @@ def build_parser() -> argparse.ArgumentParser:
         workspace_option(p)
         p.set_defaults(func=_command("control"), action=name)
 
+    p = sub.add_parser("web", help="serve the review page for a workspace")
+    workspace_option(p)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8765, help="port (default: 8765; 0: any free one)")
+    p.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow a --host other machines can reach (prefer an SSH tunnel)",
+    )
+    p.set_defaults(func=_command("web"))
+
     p = sub.add_parser("service", help="install or remove the system service")
     p.add_argument("action", choices=["install", "uninstall", "print"])
     scope = p.add_mutually_exclusive_group()
