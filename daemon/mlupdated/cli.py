@@ -175,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     scope = p.add_mutually_exclusive_group()
     scope.add_argument("--user", dest="scope", action="store_const", const="user")
     scope.add_argument("--system", dest="scope", action="store_const", const="system")
+    p.add_argument(
+        "--web", action="store_true", help="the review page's unit (mlupdated web) instead"
+    )
     workspace_option(p)
     p.set_defaults(func=_command("service"), scope=None)
 

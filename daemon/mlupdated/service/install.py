@@ -20,13 +20,12 @@ from typing import NamedTuple
 from ..errors import ConfigError, StoreError
 from ..fsutil import atomic_write_bytes
 from .unitfiles import (
-    AGENT_LABEL,
     PLATFORM_ENV,
     ROOT_ENV,
     SYSTEM_USER,
     SYSTEM_WORKSPACE,
     SYSUSERS_FILE,
-    UNIT_NAME,
+    agent_label,
     agent_log_dir,
     agent_plist_path,
     current_platform,
@@ -36,6 +35,7 @@ from .unitfiles import (
     render_unit,
     system_unit_path,
     under_root,
+    unit_name,
     user_unit_path,
 )
 
@@ -106,25 +106,32 @@ def _systemctl(scope: str) -> str:
     return "systemctl --user" if scope == "user" else "systemctl"
 
 
-def _enable_line(scope: str, outcome: str, *, prerequisites: Sequence[str] = ()) -> str:
+def _enable_line(
+    scope: str, outcome: str, *, prerequisites: Sequence[str] = (), web: bool = False
+) -> str:
     ctl = _systemctl(scope)
-    name = UNIT_NAME.removesuffix(".service")
+    name = unit_name(web=web).removesuffix(".service")
     if outcome == "replaced":
-        steps = [f"{ctl} daemon-reload", f"{ctl} enable mlupdated", f"{ctl} restart {name}"]
+        steps = [f"{ctl} daemon-reload", f"{ctl} enable {name}", f"{ctl} restart {name}"]
     else:
         steps = [f"{ctl} enable --now {name}"]
     return " && ".join([*prerequisites, *steps])
 
 
-def install_linux(scope: str, workspace: Path, command: list[str]) -> list[Said]:
-    """Write the unit (and, system-wide, the sysusers file); say how to enable it."""
+def install_linux(
+    scope: str, workspace: Path, command: list[str], *, web: bool = False
+) -> list[Said]:
+    """Write the unit (and, system-wide, the sysusers file); say how to enable it.
+
+    ``web``: the review page's unit (``mlupdated web``), beside the daemon's.
+    """
     if scope == "system" and os.geteuid() != 0 and not os.environ.get(ROOT_ENV):
         raise ConfigError(
             "installing the system service needs root: run it with sudo, or use --user"
         )
     kind = "system" if scope == "system" else "user"
-    text = render_unit(kind, command=command, workspace=workspace)
-    target = system_unit_path() if scope == "system" else user_unit_path()
+    text = render_unit(kind, command=command, workspace=workspace, web=web)
+    target = system_unit_path(web=web) if scope == "system" else user_unit_path(web=web)
     outcome = _write(target, text.encode("utf-8"))
     said = [Said(f"{outcome} {target}")]
     prerequisites: list[str] = []
@@ -149,7 +156,10 @@ def install_linux(scope: str, workspace: Path, command: list[str]) -> list[Said]
                 )
             )
     said.append(Said("enable and start it with:"))
-    said.append(Said(f"  {_enable_line(scope, outcome, prerequisites=prerequisites)}"))
+    said.append(Said(f"  {_enable_line(scope, outcome, prerequisites=prerequisites, web=web)}"))
+    if web:
+        journal = "journalctl --user" if scope == "user" else "journalctl"
+        said.append(Said(f"its login URL is in its log: {journal} -u {unit_name(web=True)}"))
     return said
 
 
@@ -157,11 +167,11 @@ def _shell_word(text: str) -> str:
     return shlex.quote(text)
 
 
-def install_macos(workspace: Path, command: list[str]) -> list[Said]:
-    """Write the launchd agent; say how to load it."""
+def install_macos(workspace: Path, command: list[str], *, web: bool = False) -> list[Said]:
+    """Write the launchd agent (``web``: the review page's); say how to load it."""
     home = Path.home()
-    data = render_plist(command=command, workspace=workspace, home=home)
-    target = agent_plist_path(home=home)
+    data = render_plist(command=command, workspace=workspace, home=home, web=web)
+    target = agent_plist_path(home=home, web=web)
     log_dir = agent_log_dir(home=home)
     try:
         # launchd creates the log files but not their directory.
@@ -172,31 +182,33 @@ def install_macos(workspace: Path, command: list[str]) -> list[Said]:
     domain = "gui/$(id -u)"
     path = _shell_word(str(target))
     if outcome == "replaced":
-        load = f"  launchctl bootout {domain}/{AGENT_LABEL}; launchctl bootstrap {domain} {path}"
+        label = agent_label(web=web)
+        load = f"  launchctl bootout {domain}/{label}; launchctl bootstrap {domain} {path}"
     else:
         load = f"  launchctl bootstrap {domain} {path}"
     return [Said(f"{outcome} {target}"), Said("load and start it with:"), Said(load)]
 
 
-def uninstall(platform: str, scope: str) -> list[Said]:
-    """Remove the unit or agent file; say how to stop the running daemon."""
+def uninstall(platform: str, scope: str, *, web: bool = False) -> list[Said]:
+    """Remove the unit or agent file (``web``: the review page's); say how to stop it."""
+    name = unit_name(web=web)
     if platform == "macos":
-        target = agent_plist_path()
-        stop = f"launchctl bootout gui/$(id -u)/{AGENT_LABEL}"
+        target = agent_plist_path(web=web)
+        stop = f"launchctl bootout gui/$(id -u)/{agent_label(web=web)}"
     else:
         if scope == "system" and os.geteuid() != 0 and not os.environ.get(ROOT_ENV):
             raise ConfigError(
                 "removing the system service needs root: run it with sudo, or use --user"
             )
-        target = system_unit_path() if scope == "system" else user_unit_path()
+        target = system_unit_path(web=web) if scope == "system" else user_unit_path(web=web)
         ctl = _systemctl(scope)
         # "systemctl disable" refuses a unit whose file is gone, so we remove the
         # enablement links ourselves (what disable would do); stopping the running
         # daemon and forgetting the unit is left to the printed command.
-        for link in target.parent.glob(f"*.wants/{UNIT_NAME}"):
+        for link in target.parent.glob(f"*.wants/{name}"):
             if link.is_symlink():
                 link.unlink()
-        stop = f"{ctl} stop mlupdated && {ctl} daemon-reload"
+        stop = f"{ctl} stop {name.removesuffix('.service')} && {ctl} daemon-reload"
     try:
         target.unlink()
     except FileNotFoundError:
@@ -220,9 +232,12 @@ def default_workspace_for(scope: str) -> Path | None:
     return SYSTEM_WORKSPACE if scope == "system" else None
 
 
-def render_service(platform: str, scope: str, *, command: list[str], workspace: Path) -> str:
+def render_service(
+    platform: str, scope: str, *, command: list[str], workspace: Path, web: bool = False
+) -> str:
     """The text ``mlupdated service print`` shows: the unit, or the agent's plist."""
     if platform == "macos":
-        return render_plist(command=command, workspace=workspace, home=Path.home()).decode()
+        home = Path.home()
+        return render_plist(command=command, workspace=workspace, home=home, web=web).decode()
     kind = "system" if scope == "system" else "user"
-    return render_unit(kind, command=command, workspace=workspace)
+    return render_unit(kind, command=command, workspace=workspace, web=web)

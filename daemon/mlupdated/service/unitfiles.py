@@ -26,6 +26,9 @@ ROOT_ENV = "MLUPDATED_SERVICE_ROOT"
 WORKSPACE_ENV = "MLUPDATED_WORKSPACE"
 
 UNIT_NAME = "mlupdated.service"
+# The review page (``mlupdated web``) as a second unit or agent, beside the daemon's.
+WEB_UNIT_NAME = "mlupdated-web.service"
+WEB_AGENT_LABEL = "org.mlupdated.web"
 TEMPLATE_UNIT_NAME = "mlupdated@.service"
 AGENT_LABEL = "org.mlupdated.agent"
 SYSTEM_USER = "mlupdated"
@@ -41,6 +44,9 @@ _TEMPLATE_FILES = {
     "template": "template.service",
     "sysusers": "sysusers.conf",
     "agent": "agent.plist",
+    "web-system": "web-system.service",
+    "web-user": "web-user.service",
+    "web-agent": "web-agent.plist",
 }
 # A system service cannot see into home directories unless ProtectHome= allows it.
 _HOME_ROOTS = (Path("/home"), Path("/root"), Path("/run/user"))
@@ -99,21 +105,31 @@ def under_root(path: Path) -> Path:
     return _system_root() / path.relative_to("/")
 
 
-def user_unit_path() -> Path:
+def unit_name(*, web: bool = False) -> str:
+    """The daemon's unit name, or the web page's."""
+    return WEB_UNIT_NAME if web else UNIT_NAME
+
+
+def agent_label(*, web: bool = False) -> str:
+    """The daemon's LaunchAgent label, or the web page's."""
+    return WEB_AGENT_LABEL if web else AGENT_LABEL
+
+
+def user_unit_path(*, web: bool = False) -> Path:
     """Where the per-user unit goes: ``$XDG_CONFIG_HOME/systemd/user/mlupdated.service``."""
     xdg = os.environ.get("XDG_CONFIG_HOME")
     base = Path(xdg).expanduser() if xdg else Path.home() / ".config"
-    return base / "systemd" / "user" / UNIT_NAME
+    return base / "systemd" / "user" / unit_name(web=web)
 
 
-def system_unit_path() -> Path:
+def system_unit_path(*, web: bool = False) -> Path:
     """Where the system unit goes: ``/etc/systemd/system/mlupdated.service``."""
-    return under_root(SYSTEM_UNIT_DIR / UNIT_NAME)
+    return under_root(SYSTEM_UNIT_DIR / unit_name(web=web))
 
 
-def agent_plist_path(*, home: Path | None = None) -> Path:
+def agent_plist_path(*, home: Path | None = None, web: bool = False) -> Path:
     """Where the LaunchAgent goes: ``~/Library/LaunchAgents/org.mlupdated.agent.plist``."""
-    return (home or Path.home()) / "Library" / "LaunchAgents" / f"{AGENT_LABEL}.plist"
+    return (home or Path.home()) / "Library" / "LaunchAgents" / f"{agent_label(web=web)}.plist"
 
 
 def agent_log_dir(*, home: Path | None = None) -> Path:
@@ -169,8 +185,9 @@ def render_unit(
     command: Sequence[str],
     workspace: str | Path | None = None,
     user: str = SYSTEM_USER,
+    web: bool = False,
 ) -> str:
-    """The text of a systemd unit.
+    """The text of a systemd unit (``web``: the review page's, running ``mlupdated web``).
 
     ``kind`` is ``"system"`` (``mlupdated.service`` run as ``user``), ``"user"`` (a
     per-user unit) or ``"template"`` (``mlupdated@.service``, workspace
@@ -182,6 +199,8 @@ def render_unit(
         raise ConfigError(f"unknown unit kind {kind!r} (expected one of {', '.join(UNIT_KINDS)})")
     if not command:
         raise ConfigError("the mlupdated command line is empty")
+    if web and kind == "template":
+        raise ConfigError("the web page has no template unit; install it --user or --system")
     if kind == "template":
         workspace = TEMPLATE_WORKSPACE
     elif workspace is None:
@@ -190,7 +209,7 @@ def render_unit(
     if not (text.startswith("/") or text.startswith("%h/")):
         raise ConfigError(f"the workspace must be an absolute path, got {text!r}")
     words = [_unit_word(part, in_command=True) for part in command]
-    words += ["run", "--workspace", _workspace_word(workspace, in_command=True)]
+    words += ["web" if web else "run", "--workspace", _workspace_word(workspace, in_command=True)]
     env = f"{WORKSPACE_ENV}={text}"
     if not _is_specifier_path(text):
         env = _unit_word(env, in_command=False)
@@ -201,7 +220,7 @@ def render_unit(
         "protect_home": _protect_home([Path(text), Path(command[0])]),
         "read_write_paths": _workspace_word(workspace, in_command=False),
     }
-    return string.Template(_template(kind)).substitute(fields)
+    return string.Template(_template(f"web-{kind}" if web else kind)).substitute(fields)
 
 
 def render_sysusers(*, user: str = SYSTEM_USER) -> str:
@@ -223,7 +242,9 @@ def _fill(value: Any, fields: dict[str, str], command: Sequence[str]) -> Any:
     return value
 
 
-def render_plist(*, command: Sequence[str], workspace: str | Path, home: str | Path) -> bytes:
+def render_plist(
+    *, command: Sequence[str], workspace: str | Path, home: str | Path, web: bool = False
+) -> bytes:
     """The LaunchAgent property list (XML bytes) for ``command run --workspace DIR``.
 
     ``workspace`` and ``home`` must be absolute: launchd expands neither ``~`` nor
@@ -232,6 +253,6 @@ def render_plist(*, command: Sequence[str], workspace: str | Path, home: str | P
     for name, value in (("workspace", workspace), ("home", home), ("command", command[0])):
         if not Path(value).is_absolute():
             raise ConfigError(f"the {name} must be an absolute path, got {str(value)!r}")
-    template = plistlib.loads(_template("agent").encode("utf-8"))
+    template = plistlib.loads(_template("web-agent" if web else "agent").encode("utf-8"))
     fields = {"workspace": str(workspace), "log_dir": str(agent_log_dir(home=Path(home)))}
     return plistlib.dumps(_fill(template, fields, list(command)), sort_keys=False)
