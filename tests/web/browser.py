@@ -75,7 +75,7 @@ def chromium_context(profile: Path, *, width: int = 1280, height: int = 860) -> 
 class WebProcess:
     """One ``mlupdated web --port 0`` child; its login URL read from its output."""
 
-    def __init__(self, workspace: Path) -> None:
+    def __init__(self, workspace: Path, *options: str) -> None:
         self.workspace = workspace
         self.lines: list[str] = []
         self._cond = threading.Condition()
@@ -89,6 +89,7 @@ class WebProcess:
                 str(workspace),
                 "--port",
                 "0",
+                *options,
             ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,

@@ -14,6 +14,7 @@ from .resolve import workspace_root
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
+BACKLOG = 128
 
 
 def is_loopback(host: str) -> bool:
@@ -52,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host.strip("[]"), args.port))
+        # Listening before the URL is printed: a browser that is quick queues, not fails.
+        sock.listen(BACKLOG)
     except OSError as exc:
         sock.close()
         raise ConfigError(f"cannot listen on {host}:{args.port}: {exc.strerror}") from exc
