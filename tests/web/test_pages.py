@@ -241,3 +241,11 @@ def test_token_file_is_private_and_logs_in(site) -> None:
 def test_logout_ends_the_session(logged_in) -> None:
     assert logged_in.post("/logout").status_code == 303
     assert logged_in.client.get("/photos", follow_redirects=False).status_code == 303
+
+
+def test_label_keys_are_first_letters_then_digits() -> None:
+    from mlupdated.web.files import with_keys
+
+    keys = {label.name: label.key for label in with_keys(["Cat", "Car", "Dog", "Umbrella"])}
+    # "u" is undo; a letter already taken falls back to the first free digit.
+    assert keys == {"Cat": "c", "Car": "1", "Dog": "d", "Umbrella": "2"}

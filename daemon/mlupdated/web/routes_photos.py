@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -107,7 +108,7 @@ async def photo_thumb(request: Request) -> Response:
     workspace = _state(request).workspace
     source = workspace_file(workspace, photo.path, under=Path(workspace.inbox))
     return Response(
-        thumbnail(source, photo.sha256),
+        await run_in_threadpool(thumbnail, source, photo.sha256),
         media_type="image/jpeg",
         headers={"cache-control": "private, max-age=3600"},
     )
@@ -122,7 +123,7 @@ async def correction_thumb(request: Request) -> Response:
     path, sha256 = found
     source = workspace_file(workspace, path, under=Path(workspace.corrections))
     return Response(
-        thumbnail(source, sha256),
+        await run_in_threadpool(thumbnail, source, sha256),
         media_type="image/jpeg",
         headers={"cache-control": "private, max-age=3600"},
     )
@@ -150,8 +151,13 @@ async def correct(request: Request, form: FormData) -> Response:
     label = text_field(form, "label")
     if not label:
         raise HTTPException(400, "refused: no label given")
-    file_correction(
-        state.workspace, relative=photo.path, sha256=photo.sha256, label=label, labels=names
+    await run_in_threadpool(
+        file_correction,
+        state.workspace,
+        relative=photo.path,
+        sha256=photo.sha256,
+        label=label,
+        labels=names,
     )
     return _back(form, names, photo.id)
 
