@@ -26,6 +26,12 @@ def test_a_remote_address_needs_allow_remote(workspace, capsys) -> None:
     assert "--allow-remote" in err and "SSH tunnel" in err
 
 
+def test_a_port_out_of_range_is_one_line(workspace, capsys) -> None:
+    code = cli.main(["web", "--workspace", str(workspace.root), "--port", "70000"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "--port 70000" in err
+
+
 def test_not_a_workspace_is_one_line(tmp_path, capsys) -> None:
     code = cli.main(["web", "--workspace", str(tmp_path / "nothing")])
     err = capsys.readouterr().err.strip()

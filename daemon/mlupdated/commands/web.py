@@ -15,6 +15,7 @@ from .resolve import workspace_root
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
 BACKLOG = 128
+MAX_PORT = 65535
 
 
 def is_loopback(host: str) -> bool:
@@ -41,6 +42,8 @@ def run(args: argparse.Namespace) -> int:
     from ..web.security import allowed_hosts, token_path
 
     host = args.host
+    if not 0 <= args.port <= MAX_PORT:
+        raise ConfigError(f"--port {args.port}: expected 0 to {MAX_PORT} (0: any free port)")
     remote = not is_loopback(host)
     if remote and not args.allow_remote:
         raise ConfigError(
