@@ -86,6 +86,26 @@ def test_print_web_on_macos_is_a_second_agent(home: Path, capsys, monkeypatch):
     assert not (home / "Library" / "LaunchAgents" / "org.mlupdated.agent.plist").exists()
 
 
+REPO = Path(__file__).resolve().parents[2]
+SHIPPED_COMMAND = ["/usr/local/bin/mlupdated"]
+
+
+def test_shipped_web_files_are_the_rendered_templates():
+    """systemd/ and launchd/ never drift from what `service install --web` writes."""
+    for name, kind, workspace in (
+        ("mlupdated-web.service", "system", "/var/lib/mlupdated"),
+        ("mlupdated-web-user.service", "user", "%h/mlupdated"),
+    ):
+        shipped = (REPO / "systemd" / name).read_text(encoding="utf-8")
+        assert shipped == render_unit(
+            kind, command=SHIPPED_COMMAND, workspace=workspace, web=True
+        ), name
+    shipped = (REPO / "launchd" / "org.mlupdated.web.plist").read_bytes()
+    assert shipped == install.render_plist(
+        command=SHIPPED_COMMAND, workspace="/Users/you/mlupdated", home="/Users/you", web=True
+    )
+
+
 def test_the_web_page_has_no_template_unit():
     with pytest.raises(ConfigError, match="no template unit"):
         render_unit("template", command=["/usr/bin/mlupdated"], web=True)
