@@ -29,8 +29,17 @@ def is_loopback(host: str) -> bool:
 
 
 def _machine_names() -> list[str]:
+    """The names and addresses this machine is reached by (``Host`` values to accept
+    when remote access is allowed)."""
     names = {socket.gethostname(), socket.getfqdn()}
     names |= {f"{name}.local" for name in list(names) if "." not in name}
+    try:
+        infos = socket.getaddrinfo(socket.gethostname(), None, proto=socket.IPPROTO_TCP)
+    except OSError:
+        infos = []
+    for info in infos:
+        address = str(info[4][0])
+        names.add(f"[{address}]" if ":" in address else address)
     return sorted(n for n in names if n)
 
 
