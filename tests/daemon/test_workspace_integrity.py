@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 from mlupdated.coreml.spec import serialize
@@ -119,12 +120,24 @@ def test_hand_placed_model_with_other_labels_is_refused(workspace, daemons) -> N
 # --- 4. an empty manifest: one line, rebuilt, and the inbox photo still classified ---------
 
 
+def _keep_emptying(manifest: Path, daemon, *, since: int, until: str) -> None:
+    """Empty the manifest again and again, as an editor saving it would (so the daemon
+    waits for it to settle), until the daemon logs ``until``."""
+    deadline = time.monotonic() + NOTICE_TIMEOUT
+    while not daemon.find(since=since, event=until):
+        assert time.monotonic() < deadline, f"no log line {until!r}"
+        manifest.write_text("")
+        time.sleep(0.3)
+
+
 def test_emptied_manifest_is_rebuilt_and_the_inbox_photo_classified(workspace, daemons) -> None:
     add_versions(workspace, [31])
+    manifest = workspace.root / "models" / "manifest.json"
     daemon = daemons(workspace).start()
     mark = daemon.mark()
-    (workspace.root / "models" / "manifest.json").write_text("")
+    manifest.write_text("")
     make_photo(workspace.root / "inbox" / "new.png", "red", 7)
+    _keep_emptying(manifest, daemon, since=mark, until="waiting for a usable model")
 
     record = daemon.wait_for(since=mark, event="rebuilt from models/versions/")
     assert record["event"].startswith("models/manifest.json unreadable (empty)")
@@ -132,10 +145,34 @@ def test_emptied_manifest_is_rebuilt_and_the_inbox_photo_classified(workspace, d
     assert len(daemon.find(since=mark, event="rebuilt from models/versions/")) == 1
     assert (workspace.root / "models" / "manifest.json.broken").read_text() == ""
     assert status(workspace.root)["version"] == 2
-    lines = (workspace.root / "predictions.jsonl").read_text().splitlines()
-    assert [json.loads(line)["path"] for line in lines] == ["inbox/new.png"]
+    assert predicted(workspace) == ["inbox/new.png"]
     assert daemon.stop() == 0
     no_tracebacks(daemon)
+
+
+def test_inbox_photo_waiting_for_the_manifest_survives_a_restart(workspace, daemons) -> None:
+    manifest = workspace.root / "models" / "manifest.json"
+    first = daemons(workspace).start()
+    mark = first.mark()
+    manifest.write_text("")
+    make_photo(workspace.root / "inbox" / "waits.png", "blue", 8)
+    _keep_emptying(manifest, first, since=mark, until="waiting for a usable model")
+    manifest.write_text("")  # fresh again: the daemon stops before it rebuilds it
+    assert first.stop() == 0
+    assert manifest.read_text() == "" and predicted(workspace) == []
+
+    second = daemons(workspace).start()
+    second.wait_for(event="inbox: classified", path="inbox/waits.png")
+    assert predicted(workspace) == ["inbox/waits.png"]
+    assert second.stop() == 0
+    no_tracebacks(first)
+    no_tracebacks(second)
+
+
+def predicted(ws: Workspace) -> list[str]:
+    log = ws.root / "predictions.jsonl"
+    lines = log.read_text().splitlines() if log.exists() else []
+    return [json.loads(line)["path"] for line in lines]
 
 
 def test_status_and_rollback_say_how_to_repair_an_empty_manifest(workspace, daemons) -> None:

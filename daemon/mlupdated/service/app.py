@@ -188,6 +188,9 @@ class Daemon:
         )
         self.inbox.start()
         parts.callback(self._stopped, "inbox", self.inbox.stop)
+        waited = self.inbox.resubmit_unclassified()
+        if waited:
+            log.info("inbox photos that waited for a usable model are classified now", count=waited)
         pending = self._make_scheduler(parts, redo=redo)
         self.intake = Intake(
             ws,

@@ -168,6 +168,19 @@ class InboxClassifier:
             self._items.put(item)
         return len(held)
 
+    def resubmit_unclassified(self) -> int:
+        """Queue the inbox photos taken before but never classified (they waited for a
+        usable model when the daemon stopped); returns how many."""
+        count = 0
+        for rel, (_size, _mtime, sha256) in self._queue.seen_files().items():
+            if not rel.startswith("inbox/") or self._queue.prediction_for(sha256) is not None:
+                continue
+            path = Path(self._ws.root) / rel
+            if path.is_file():
+                self.submit(path, sha256)
+                count += 1
+        return count
+
     def _current_predictor(self) -> tuple[int, Any]:
         from ...engine.predictor import Predictor
 
