@@ -13,10 +13,19 @@ import time
 from pathlib import Path
 
 from mlupdated.coreml.spec import serialize
+from mlupdated.faults import SWAP_DELAY_ENV
 from mlupdated.service.store import ModelStore
 from mlupdated.service.workspace import Workspace as StoreWorkspace
 
-from tests.daemon.conftest import IMAGE_SIZE, Workspace, cli, make_photo, sha256_of, status
+from tests.daemon.conftest import (
+    IMAGE_SIZE,
+    Workspace,
+    cli,
+    make_photo,
+    sha256_of,
+    status,
+    wrong_photos,
+)
 from tests.helpers.updatable_specs import build_updatable_spec
 
 # The store notices within a few checks; a failure should not wait a minute.
@@ -98,6 +107,25 @@ def test_hand_placed_model_is_adopted_as_a_new_version(workspace, daemons) -> No
     assert sha256_of(workspace.current_model) == sha256_of(version_file(workspace, 1))
     assert daemon.stop() == 0
     no_tracebacks(daemon)
+
+
+def test_update_finishing_after_a_hand_placed_model_is_not_promoted_over_it(
+    workspace, daemons, tmp_path
+) -> None:
+    daemon = daemons(workspace, env={SWAP_DELAY_ENV: "6"}).start()
+    label, photos = wrong_photos(workspace, tmp_path, count=10)
+    for photo in photos:  # moved in whole, as a sync tool's rename
+        os.replace(photo, workspace.corrections / label / photo.name)
+    daemon.wait_for(event="test hook: delaying the swap", version=2)
+    placed = other_model(23)
+    workspace.current_model.write_bytes(placed)  # while version 2 waits for its swap
+    finished = daemon.wait_for(event="update finished")
+    assert finished["outcome"] == "failed"
+    assert "a model placed by hand is current (version 3)" in finished["reason"]
+    assert workspace.current_model.read_bytes() == placed == version_file(workspace, 3).read_bytes()
+    assert status(workspace.root)["version"] == 3
+    assert status(workspace.root)["trained"] == 0  # the corrections wait for the next update
+    assert daemon.stop() == 0
 
 
 def test_hand_placed_model_with_other_labels_is_refused(workspace, daemons) -> None:

@@ -382,3 +382,16 @@ def test_lost_manifest_is_rebuilt_with_what_the_runs_recorded(ws: Workspace) -> 
     assert store.current_version() == 2
     assert (store.entry(2)["reason"], store.entry(2)["loss"]) == ("update", 0.5)
     assert store.add_version(_bytes(9), parent=2, reason="update", corrections=[]) == 4
+
+
+def test_promotion_never_overwrites_a_model_adopted_since_the_candidate(ws: Workspace) -> None:
+    store = ModelStore(ws)
+    candidate = _add(store, 1)
+    ws.current_model.write_bytes(_bytes(7))
+    assert store.check().placed is None  # just written: maybe not whole yet
+    settled = ws.current_model.stat().st_mtime - 10
+    os.utime(ws.current_model, (settled, settled))
+    assert store.check().placed == 3  # the daemon's periodic check saw it first
+    with pytest.raises(StoreError, match="a model placed by hand is current"):
+        store.promote(candidate)
+    assert ws.current_model.read_bytes() == _bytes(7)
