@@ -216,6 +216,13 @@ def test_status_and_rollback_say_how_to_repair_an_empty_manifest(workspace, daem
     assert done.returncode == 0, done.stderr
     assert "rebuilt" in done.stdout
     assert status(workspace.root)["version"] == 2
+    # Deleted rather than emptied: the same hint, not "not a workspace".
+    (workspace.root / "models" / "manifest.json").unlink()
+    for command in ("status", "rollback"):
+        done = cli(command, "--workspace", str(workspace.root))
+        (line,) = done.stderr.splitlines()
+        assert done.returncode == 2 and "manifest missing" in line, line
+        assert "mlupdated repair" in line, line
 
 
 # --- 11. a deleted current model is restored; init lists the model's labels ----------------
