@@ -307,7 +307,7 @@ class Daemon:
         photos that waited for it are classified)."""
         try:
             readable = self.store.check().readable
-        except MlupdatedError as exc:
+        except (MlupdatedError, OSError) as exc:  # a full disk, a folder made read-only
             if str(exc) != self._store_error:  # said once, not every few seconds
                 self.log.error("model store not checked", error=str(exc))
             self._store_error = str(exc)

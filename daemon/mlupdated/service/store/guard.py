@@ -96,7 +96,7 @@ class StoreGuard:
         if listed is not None and listed.get("sha256") == sha:
             self._verified = key
             return None
-        if settle and time.time() - path.stat().st_mtime < SETTLE_SECONDS:
+        if settle and time.time() - key[2] / 1e9 < SETTLE_SECONDS:
             return None  # still being written, maybe: look again at the next check
         if not model_parses(data):
             self._restore(manifest, "current.mlmodel is no longer a Core ML model")
