@@ -76,6 +76,19 @@ class StoreGuard:
             manifest = self.files.read_manifest()
         return Checked(readable=True, placed=self._check_current(manifest, settle=settle))
 
+    def placed_over(self, version: int) -> int | None:
+        """The version placed by hand that promoting ``version`` would overwrite (None:
+        none): one found now, or one adopted after ``version`` was made from another
+        parent. The caller holds the lock."""
+        placed = self.check_locked(settle=False).placed
+        if placed is not None:
+            return placed
+        manifest = self.files.read_manifest()
+        now, candidate = manifest.entry(manifest.current), manifest.entry(version)
+        if now is None or candidate is None or now.get("reason") != PLACED_BY_HAND:
+            return None
+        return manifest.current if candidate.get("parent") != manifest.current else None
+
     # --- current.mlmodel ------------------------------------------------------------------
 
     def _check_current(self, manifest: Manifest, *, settle: bool) -> int | None:

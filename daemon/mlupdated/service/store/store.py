@@ -50,7 +50,6 @@ from typing import TYPE_CHECKING, Any
 from ...errors import ModelParseError, StoreError, WorkspaceError
 from ...fsutil import atomic_write_bytes
 from ...logs import get_logger
-from .contract import PLACED_BY_HAND
 from .files import (
     MANIFEST_FORMAT,
     REPAIR_HINT,
@@ -217,12 +216,7 @@ class ModelStore:
         A model placed by hand since the last check is stored first, and wins: the
         promotion is refused (a ``StoreError``) rather than overwrite it."""
         with self.files.locked():
-            placed = self.guard.check_locked(settle=False).placed
-            manifest = self.files.read_manifest()
-            now, candidate = manifest.entry(manifest.current), manifest.entry(version)
-            if now and candidate and now.get("reason") == PLACED_BY_HAND:
-                if candidate.get("parent") != manifest.current:  # placed after it was made
-                    placed = manifest.current
+            placed = self.guard.placed_over(version)
             if placed is not None:
                 raise StoreError(
                     f"not promoting version {version}: a model placed by hand is current "
