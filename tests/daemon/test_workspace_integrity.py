@@ -87,6 +87,18 @@ def test_deleted_manifest_is_rebuilt_from_the_versions_at_restart(workspace, dae
     assert add_versions(workspace, [13], promote=False) == [4]
 
 
+def test_manifest_deleted_while_running_is_rebuilt_at_once(workspace, daemons) -> None:
+    add_versions(workspace, [14, 15])
+    daemon = daemons(workspace).start()
+    (workspace.root / "models" / "manifest.json").unlink()
+    record = daemon.wait_for(event="rebuilt from models/versions/", timeout=NOTICE_TIMEOUT)
+    assert record["event"].startswith("models/manifest.json missing")
+    assert [e["version"] for e in workspace.manifest()["versions"]] == [1, 2, 3]
+    assert status(workspace.root)["version"] == 3
+    assert daemon.stop() == 0
+    no_tracebacks(daemon)
+
+
 # --- 2. a model placed by hand is adopted, or refused in one line --------------------------
 
 
