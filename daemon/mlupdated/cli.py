@@ -150,6 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", type=int, metavar="VERSION", help="version (default: the previous)")
     p.set_defaults(func=_command("rollback"))
 
+    p = sub.add_parser("repair", help="rebuild a lost or broken model manifest")
+    workspace_option(p)
+    p.set_defaults(func=_command("repair"))
+
     for name, text in (
         ("update-now", "ask the running daemon to update now"),
         ("pause", "pause scheduled updates"),

@@ -310,7 +310,9 @@ def test_recover_rebuilds_a_lost_manifest_without_deleting_history(ws: Workspace
     assert report["deleted"] == [] and report["recovered"] == [1, 2, 3]
     assert store.versions() == [1, 2, 3] == _files(ws)
     assert store.current_version() == 2
-    assert [e["promoted"] for e in store.manifest()] == [False, True, False]
+    # Version 1 is the initial model, current once whatever the database says.
+    assert [e["promoted"] for e in store.manifest()] == [True, True, False]
+    assert store.entry(1)["reason"] == "initial"
 
 
 def test_recover_adopts_a_hand_placed_current_model(ws: Workspace) -> None:
@@ -320,7 +322,7 @@ def test_recover_adopts_a_hand_placed_current_model(ws: Workspace) -> None:
     assert report["adopted_current"] == 2
     assert store.current_version() == 2
     assert store.read_version(2) == _bytes(5) == ws.current_model.read_bytes()
-    assert store.entry(2)["reason"] == "adopted current.mlmodel"
+    assert store.entry(2)["reason"] == "placed by hand"
 
 
 def test_recover_after_versions_folder_emptied(ws: Workspace) -> None:
@@ -332,3 +334,64 @@ def test_recover_after_versions_folder_emptied(ws: Workspace) -> None:
     assert report["dropped"] == [1, 2]
     assert store.versions() == [3] == _files(ws)
     assert store.read_version(3) == _bytes(1) == ws.current_model.read_bytes()
+
+
+def test_recover_refuses_a_hand_placed_model_with_other_labels(ws: Workspace) -> None:
+    store = ModelStore(ws)
+    first = ws.current_model.read_bytes()
+    wrong = build_updatable_spec(weight_seed=5, classes=("Cat", "Dog", "Bird")).SerializeToString()
+    ws.current_model.write_bytes(wrong)
+    report = store.recover()
+    assert "class labels Bird, Cat, Dog instead of Cat, Dog" in report["refused_current"]
+    assert report["restored_current"] == 1 and report["adopted_current"] is None
+    assert ws.current_model.read_bytes() == first
+    assert (ws.models / "current.mlmodel.refused").read_bytes() == wrong
+    assert store.versions() == [1]
+
+
+def test_promotion_never_overwrites_a_model_placed_by_hand(ws: Workspace) -> None:
+    store = ModelStore(ws)
+    candidate = _add(store, 1)
+    ws.current_model.write_bytes(_bytes(7))  # placed while the candidate was trained
+    with pytest.raises(StoreError, match="a model placed by hand is current"):
+        store.promote(candidate)
+    assert ws.current_model.read_bytes() == _bytes(7)
+    assert store.current_version() == 3
+    assert store.entry(3)["reason"] == "placed by hand"
+    assert store.read_version(3) == _bytes(7)
+
+
+def test_lost_manifest_is_rebuilt_with_what_the_runs_recorded(ws: Workspace) -> None:
+    from mlupdated.service.queue import Queue
+
+    store = ModelStore(ws)
+    with Queue(ws.db_path) as queue:
+        run = queue.start_run(correction_ids=[], policy="incremental")
+        version = _add(store, 1)
+        store.promote(version)
+        queue.finish_run(
+            run, outcome="promoted", version=version, loss=0.5, metrics={}, reason=None, duration=1
+        )
+        rejected = queue.start_run(correction_ids=[], policy="incremental")
+        queue.finish_run(
+            rejected, outcome="rejected", version=3, loss=0.9, metrics={}, reason="x", duration=1
+        )
+    # Version 3 was pruned; the runs remember it.
+    ws.manifest.unlink()
+    store.recover()
+    assert store.current_version() == 2
+    assert (store.entry(2)["reason"], store.entry(2)["loss"]) == ("update", 0.5)
+    assert store.add_version(_bytes(9), parent=2, reason="update", corrections=[]) == 4
+
+
+def test_promotion_never_overwrites_a_model_adopted_since_the_candidate(ws: Workspace) -> None:
+    store = ModelStore(ws)
+    candidate = _add(store, 1)
+    ws.current_model.write_bytes(_bytes(7))
+    assert store.check().placed is None  # just written: maybe not whole yet
+    settled = ws.current_model.stat().st_mtime - 10
+    os.utime(ws.current_model, (settled, settled))
+    assert store.check().placed == 3  # the daemon's periodic check saw it first
+    with pytest.raises(StoreError, match="a model placed by hand is current"):
+        store.promote(candidate)
+    assert ws.current_model.read_bytes() == _bytes(7)

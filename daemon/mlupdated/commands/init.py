@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..service.workspace import make_workspace
+from ..service.workspace import make_workspace, model_labels
 from .resolve import bundled_model_path
 
 
@@ -21,7 +21,8 @@ def run(args: argparse.Namespace) -> int:
         shown = "." if path == ws.root else path.relative_to(ws.root).as_posix()
         suffix = "/" if path.is_dir() else ""
         print(f"  created {shown}{suffix}")
-    labels = ", ".join(sorted(p.name for p in ws.corrections.iterdir() if p.is_dir()))
+    # The model's own labels, in its order: a stray folder in corrections/ is no label.
+    labels = ", ".join(model_labels(ws.current_model))
     print(
         f"drop corrections into {ws.corrections}/<Label>/ (labels: {labels}); "
         f"start with: mlupdated run --workspace {ws.root}"

@@ -45,18 +45,25 @@ from .queue import Queue
 from .scheduler import TriggerRules, UpdateScheduler
 from .status import write_daemon_status
 from .store import ModelStore
-from .update import UpdateRunner, check_overrides, close_interrupted_runs, remove_stale_candidates
+from .update import (
+    Outcome,
+    UpdateRunner,
+    check_overrides,
+    close_interrupted_runs,
+    remove_stale_candidates,
+)
 from .workspace import open_workspace
 
 if TYPE_CHECKING:
     from .config import Config
     from .queue import CorrectionChange
-    from .update import Outcome
 
 LOOP_SECONDS = 1.0
 STATUS_SECONDS = 2.0
 STATUS_REFRESH_SECONDS = 60.0
 INTAKE_DEAD_TURNS = 5
+# How often the store is checked for what people changed (store/guard.py).
+STORE_CHECK_SECONDS = 2.0
 # Never make anything group- or world-writable, even when started under umask 000 (a
 # stricter umask the user chose is kept).
 UMASK_BITS = 0o022
@@ -93,6 +100,8 @@ class Daemon:
         self._intake_dead = 0
         self._last_status: dict[str, Any] | None = None
         self._last_status_time = 0.0
+        self._next_store_check = 0.0
+        self._store_error: str | None = None
         self.notifier = Notifier.from_environ()
 
     # --- signals: flags only ---------------------------------------------------------------
@@ -179,6 +188,9 @@ class Daemon:
         )
         self.inbox.start()
         parts.callback(self._stopped, "inbox", self.inbox.stop)
+        waited = self.inbox.resubmit_unclassified()
+        if waited:
+            log.info("inbox photos that waited for a usable model are classified now", count=waited)
         pending = self._make_scheduler(parts, redo=redo)
         self.intake = Intake(
             ws,
@@ -256,6 +268,9 @@ class Daemon:
             self._pause_changed = False
             self._apply_pause_flag()
         self._check_intake()
+        if time.monotonic() >= self._next_store_check:
+            self._next_store_check = time.monotonic() + STORE_CHECK_SECONDS
+            self._check_store()
         self.notifier.watchdog()
 
     def _stopped(self, name: str, stop: Callable[[], object]) -> None:
@@ -287,7 +302,25 @@ class Daemon:
 
     # --- loop helpers ----------------------------------------------------------------------
 
+    def _check_store(self) -> bool:
+        """Settle what people changed in the store; True when it is readable (then inbox
+        photos that waited for it are classified)."""
+        try:
+            readable = self.store.check().readable
+        except (MlupdatedError, OSError) as exc:  # a full disk, a folder made read-only
+            if str(exc) != self._store_error:  # said once, not every few seconds
+                self.log.error("model store not checked", error=str(exc))
+            self._store_error = str(exc)
+            return False
+        self._store_error = None
+        if readable:
+            self.inbox.retry_held()
+        return readable
+
     def _run_update(self, reason: str) -> Outcome:
+        # A model placed by hand becomes the parent; an unreadable store waits (back-off).
+        if not self._check_store():
+            return Outcome.FAILED
         self.notifier.status(f"updating ({reason})")
         try:
             return self.runner.run(reason)

@@ -92,8 +92,16 @@ class Workspace:
         return Path(os.path.relpath(os.path.abspath(path), self.root)).as_posix()
 
     def is_workspace(self) -> bool:
-        """True when the root looks like a workspace (config and manifest present)."""
-        return self.config_path.is_file() and self.manifest.is_file()
+        """True when the root looks like a workspace: its config, and its manifest or
+        (the manifest lost) its version files."""
+        return self.config_path.is_file() and (self.manifest.is_file() or _has_versions(self))
+
+
+def _has_versions(ws: Workspace) -> bool:
+    """True when ``models/versions/`` holds at least one version file."""
+    from .store.files import StoreFiles
+
+    return bool(StoreFiles(ws).files_on_disk())
 
 
 def model_labels(model_path: str | os.PathLike[str]) -> list[str]:
@@ -191,7 +199,12 @@ def _init(ws: Workspace, model_path: Path) -> tuple[list[Path], Workspace]:
         for label in labels:
             make_dir(ws.corrections / label)
         store = ModelStore(ws)
-        if not ws.manifest.exists():
+        if not ws.manifest.exists() and _has_versions(ws):
+            # The index of a workspace's history was lost: rebuild it from the version
+            # files; starting over would throw the versions away.
+            store.recover()
+            created.append(ws.manifest)
+        elif not ws.manifest.exists():
             created += store.create(model_bytes, source=model_path.name)
         elif not ws.current_model.exists():
             store.recover()
@@ -227,6 +240,8 @@ def _refuse_foreign(ws: Workspace, model_sha: str) -> None:
                 path=ws.root,
             )
         return
+    if not first.exists() and _has_versions(ws):
+        return  # a workspace whose manifest and first version were deleted: recovered
     if first.exists():
         try:
             same = sha256_bytes(first.read_bytes()) == model_sha

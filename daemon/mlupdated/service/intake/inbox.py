@@ -13,6 +13,7 @@ import json
 import os
 import queue as queue_module
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
     from ..workspace import Workspace
 
 STOP = None
+# A photo that met no usable model (the store being repaired) is tried again this often.
+HOLD_RETRY_SECONDS = 5.0
 
 
 class InboxClassifier:
@@ -54,6 +57,9 @@ class InboxClassifier:
         self._predictor: Any = None
         self._predictor_version: int | None = None
         self._lock = threading.Lock()
+        self._held: list[tuple[Path, str]] = []
+        self._retry_at = 0.0
+        self._said: set[str] = set()
 
     def start(self) -> None:
         """Start the worker thread."""
@@ -86,7 +92,11 @@ class InboxClassifier:
         """Classify one file unless its content was classified before; return the record."""
         if self._queue.prediction_for(sha256) is not None:
             return None
-        version, predictor = self._current_predictor()
+        try:
+            version, predictor = self._current_predictor()
+        except MlupdatedError as exc:  # the store's fault, not the photo's: wait for it
+            self._hold(path, sha256, exc)
+            return None
         intake = self._config().intake if self._config is not None else None
         # Decoded as intake checked it: a photo intake accepted (its pixel limit may be
         # raised above the default) is never refused here, and is fitted as training fits it.
@@ -133,6 +143,43 @@ class InboxClassifier:
         else:
             self._log.info("inbox: classified", path=relative, label=label, version=version)
         return record
+
+    def _hold(self, path: Path, sha256: str, exc: MlupdatedError) -> None:
+        with self._lock:
+            self._held.append((Path(path), sha256))
+            self._retry_at = time.monotonic() + HOLD_RETRY_SECONDS
+            said = sha256 in self._said
+            self._said.add(sha256)
+        if not said:  # once per photo, not at every retry
+            self._log.warning(
+                "inbox: not classified yet; waiting for a usable model",
+                path=str(path),
+                reason=str(exc),
+            )
+
+    def retry_held(self) -> int:
+        """Queue again the photos that waited for a usable model (the daemon calls this
+        after each store check that found the store readable); returns how many."""
+        with self._lock:
+            if not self._held or time.monotonic() < self._retry_at:
+                return 0
+            held, self._held = self._held, []
+        for item in held:
+            self._items.put(item)
+        return len(held)
+
+    def resubmit_unclassified(self) -> int:
+        """Queue the inbox photos taken before but never classified (they waited for a
+        usable model when the daemon stopped); returns how many."""
+        count = 0
+        for rel, (_size, _mtime, sha256) in self._queue.seen_files().items():
+            if not rel.startswith("inbox/") or self._queue.prediction_for(sha256) is not None:
+                continue
+            path = Path(self._ws.root) / rel
+            if path.is_file():
+                self.submit(path, sha256)
+                count += 1
+        return count
 
     def _current_predictor(self) -> tuple[int, Any]:
         from ...engine.predictor import Predictor

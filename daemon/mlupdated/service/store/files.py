@@ -29,6 +29,11 @@ if TYPE_CHECKING:
 MANIFEST_FORMAT = 1
 VERSION_DIGITS = 4
 _VERSION_FILE = re.compile(r"^(\d+)\.mlmodel$")
+# How to repair a lost or unreadable manifest (the same words everywhere it is missed).
+REPAIR_HINT = (
+    "rebuild it from models/versions/ with: mlupdated repair "
+    "(a running daemon rebuilds it by itself)"
+)
 
 
 def version_filename(version: int) -> str:
@@ -113,6 +118,9 @@ class Manifest:
         """One past every number ever used (entries, files, promotions): never reused."""
         used = [e["version"] for e in self.versions]
         used += [h.get("version") or 0 for h in self.history]
+        rebuilt = self.other.get("rebuilt")
+        if isinstance(rebuilt, dict) and isinstance(rebuilt.get("highest_version"), int):
+            used.append(rebuilt["highest_version"])
         return max([0, *used, *on_disk]) + 1
 
 
@@ -130,6 +138,13 @@ def recovered_entry(version: int, sha: str, *, promoted: bool) -> dict[str, Any]
         "promoted": promoted,
         "sha256": sha,
     }
+
+
+def _is_empty(path: Path) -> bool:
+    try:
+        return path.stat().st_size == 0
+    except OSError:
+        return False
 
 
 class StoreFiles:
@@ -168,9 +183,10 @@ class StoreFiles:
         except FileNotFoundError:
             return Manifest()
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise StoreError(f"manifest unreadable: {exc}", path=path) from exc
+            reason = "empty" if _is_empty(path) else str(exc)
+            raise StoreError(f"manifest unreadable ({reason}); {REPAIR_HINT}", path=path) from exc
         if not isinstance(data, dict) or not isinstance(data.get("versions"), list):
-            raise StoreError("manifest has no 'versions' list", path=path)
+            raise StoreError(f"manifest has no 'versions' list; {REPAIR_HINT}", path=path)
         return Manifest.from_json(data)
 
     def write_manifest(self, manifest: Manifest) -> None:

@@ -15,13 +15,15 @@ so. ``recover()`` at start-up repairs what a kill between two steps left:
   manifest write (or a retention that never reached its deletes), so it was never
   promoted: it is **deleted** (the interrupted run is redone) — unless it is
   byte-identical to ``current.mlmodel`` (then it gets an entry, reason
-  ``"recovered"``), or the manifest itself is gone (then every version file is kept
-  and listed as ``"recovered"``: history is not thrown away with a lost index);
+  ``"recovered"``), or the manifest itself is gone or unreadable (then every version
+  file is kept, and the manifest rebuilt from them and the database's run records:
+  ``rebuild.py``; an unreadable one is kept as ``manifest.json.broken``);
 - a manifest entry whose file is gone is dropped;
 - ``current.mlmodel`` must exist and parse. If its bytes are those of a stored
   version, the manifest's ``current`` follows it (a kill between the swap and the
   manifest write). If it parses but is no stored version (put there by hand), it is
-  kept and stored as a new version (``"adopted current.mlmodel"``). If it is missing
+  stored as a new version (``"placed by hand"``) when it fits the workspace
+  (``contract.py``), else kept as ``current.mlmodel.refused``. If it is missing
   or broken, it is restored from the manifest's current version (or the newest
   promoted one that still has its file).
 
@@ -29,10 +31,15 @@ Retention removes manifest entries first and files second, so a kill in between 
 leaves orphans that ``recover()`` deletes. Every operation holds an ``flock`` on
 ``state/store.lock``, so ``mlupdated rollback`` and the daemon never interleave.
 
-The code is cut in three: ``files.py`` (version names, the typed ``Manifest``, the
-lock, file I/O), ``recovery.py`` (the function ``recover``) and this module
-(``ModelStore``: read, create, add, promote, rollback, retention), which owns a
-``StoreFiles`` and calls ``recover`` with it.
+While the daemon runs, ``guard.py`` makes the same repairs every few seconds and
+under the lock of every promotion and rollback (a promotion never overwrites a model
+placed by hand: it is refused).
+
+The code is cut in parts: ``files.py`` (version names, the typed ``Manifest``, the
+lock, file I/O), ``recovery.py`` (the function ``recover``), ``rebuild.py`` (a lost
+manifest), ``contract.py`` (what a hand-placed model must keep), ``guard.py`` (the
+live check) and this module (``ModelStore``: read, create, add, promote, rollback,
+retention), which owns a ``StoreFiles`` and a ``StoreGuard``.
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ from ...fsutil import atomic_write_bytes
 from ...logs import get_logger
 from .files import (
     MANIFEST_FORMAT,
+    REPAIR_HINT,
     VERSION_DIGITS,
     Manifest,
     StoreFiles,
@@ -53,6 +61,7 @@ from .files import (
     sha256_bytes,
     version_filename,
 )
+from .guard import Checked, StoreGuard
 from .recovery import recover
 
 if TYPE_CHECKING:
@@ -75,6 +84,7 @@ class ModelStore:
         self.workspace = workspace
         self.files = StoreFiles(workspace)
         self._log = get_logger("store")
+        self.guard = StoreGuard(self.files, self._log)
 
     # --- reading ----------------------------------------------------------------------
 
@@ -94,7 +104,10 @@ class ModelStore:
         """The version ``current.mlmodel`` holds."""
         current = self.files.read_manifest().current
         if not isinstance(current, int):
-            raise WorkspaceError("no current version in the manifest", path=self.workspace.manifest)
+            missing = (
+                "missing" if not self.workspace.manifest.exists() else "names no current version"
+            )
+            raise WorkspaceError(f"manifest {missing}; {REPAIR_HINT}", path=self.workspace.manifest)
         return current
 
     def entry(self, version: int) -> dict[str, Any]:
@@ -111,6 +124,10 @@ class ModelStore:
     def recover(self) -> dict[str, Any]:
         """Repair what a kill left behind (see the module docstring); returns what it did."""
         return recover(self.files, log=self._log)
+
+    def check(self) -> Checked:
+        """The daemon's periodic look at what people changed (see :mod:`.guard`)."""
+        return self.guard.check()
 
     # --- writing ----------------------------------------------------------------------
 
@@ -194,8 +211,18 @@ class ModelStore:
         return version
 
     def promote(self, version: int, *, reason: str | None = None) -> None:
-        """Make ``version`` the live model (atomic replace of ``current.mlmodel``)."""
+        """Make ``version`` the live model (atomic replace of ``current.mlmodel``).
+
+        A model placed by hand since the last check is stored first, and wins: the
+        promotion is refused (a ``StoreError``) rather than overwrite it."""
         with self.files.locked():
+            placed = self.guard.placed_over(version)
+            if placed is not None:
+                raise StoreError(
+                    f"not promoting version {version}: a model placed by hand is current "
+                    f"(version {placed})",
+                    path=self.workspace.current_model,
+                )
             self._promote_locked(version, reason=reason)
 
     def _promote_locked(self, version: int, *, reason: str | None) -> None:
@@ -211,6 +238,7 @@ class ModelStore:
             )
         previous = manifest.current
         self.files.write_current(model_bytes)
+        self.guard.remember_current()
         entry["promoted"] = True
         entry["promoted_at"] = now_iso()
         manifest.current = version
@@ -228,6 +256,8 @@ class ModelStore:
     def rollback(self, to: int | None = None) -> int:
         """Make an earlier version current; default: the previous promoted version."""
         with self.files.locked():
+            # A model placed by hand is stored first: it is what is rolled back from.
+            self.guard.check_locked(settle=False)
             manifest = self.files.read_manifest()
             current = manifest.current
             if to is None:
