@@ -261,6 +261,22 @@ class Corrections:
                 marked += cur.rowcount
             return marked
 
+    def gate_rejections(self, ids: Iterable[int]) -> dict[int, int]:
+        """How many finished runs the gate rejected while each correction (as it is
+        now: same revision) was in their batch."""
+        ids = list(ids)
+        if not ids:
+            return {}
+        marks = ", ".join("?" for _ in ids)
+        rows = self._db.read(
+            "SELECT ri.correction_id AS id, COUNT(*) AS n FROM run_items ri "
+            "JOIN runs r ON r.id = ri.run_id JOIN corrections c ON c.id = ri.correction_id "
+            f"WHERE r.outcome = 'rejected' AND ri.revision = c.revision "
+            f"AND ri.correction_id IN ({marks}) GROUP BY ri.correction_id",
+            ids,
+        )
+        return {row["id"]: row["n"] for row in rows}
+
     def trained_sample(self, n: int, *, seed: int | None) -> list[Correction]:
         """Up to ``n`` trained corrections, a seeded random sample (for replay)."""
         rows = self._db.read("SELECT * FROM corrections WHERE state = ? ORDER BY id", (TRAINED,))
@@ -290,7 +306,7 @@ def _update_known(
     if previous != label:
         kind = "relabelled"
         # A relabelled content must be learned again, with its new label.
-        new_state = PENDING if state in (TRAINED, RETRACTED, PENDING) else state
+        new_state = PENDING if state in (TRAINED, RETRACTED, PENDING, REJECTED) else state
         conn.execute(
             "UPDATE corrections SET label = ?, path = ?, size = ?, mtime = ?, "
             "updated = ?, state = ?, version = CASE WHEN ? = 'pending' THEN NULL "

@@ -135,6 +135,10 @@ class Queue:
         """Mark corrections that can never be used (unreadable image …) with the reason."""
         return self.corrections.mark_rejected(ids, reason)
 
+    def gate_rejections(self, ids: Iterable[int]) -> dict[int, int]:
+        """Per correction (as it is now), how many runs the gate rejected with it."""
+        return self.corrections.gate_rejections(ids)
+
     def trained_sample(self, n: int, *, seed: int | None) -> list[Correction]:
         """Up to ``n`` trained corrections, a seeded random sample (for replay)."""
         return self.corrections.trained_sample(n, seed=seed)

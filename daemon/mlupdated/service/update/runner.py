@@ -25,6 +25,7 @@ from ... import faults
 from ...errors import MlupdatedError
 from ...faults import AFTER_SWAP_DELAY_ENV, SWAP_DELAY_ENV
 from ...fsutil import remove_stale_temps
+from .attempts import give_up_rejected
 from .overrides import training_overrides
 from .process import ChildOutcome, run_child
 from .runs import Outcome, RunResult
@@ -46,6 +47,7 @@ __all__ = [
 ]
 
 CANDIDATE_PREFIX = "candidate-"
+CHANGED_DURING_RUN = "current model changed during the run"
 
 
 class UpdateRunner:
@@ -107,6 +109,17 @@ class UpdateRunner:
             _unlink(candidate_path)
             _unlink(candidate_path.with_suffix(".stderr"))
         self._finish(run_id, result, round(time.monotonic() - started, 3), log)
+        if result.outcome is Outcome.REJECTED:
+            give_up_rejected(
+                self._queue,
+                batch.train,
+                max_attempts=config.update.max_attempts,
+                reason=result.reason,
+                log=log,
+            )
+        if result.version is not None:
+            # Rejected and abandoned candidates are versions too: retention bounds them.
+            self._retain(config.store.keep_versions, log)
         return result.outcome
 
     def _choose(self, pending: list[Correction], config: Config) -> _Batch:
@@ -189,7 +202,7 @@ class UpdateRunner:
                 Outcome.ABANDONED,
                 loss=loss,
                 metrics=metrics,
-                reason="current model changed during the run",
+                reason=CHANGED_DURING_RUN,
             )
         version = self._store.add_version(
             data,
@@ -202,7 +215,8 @@ class UpdateRunner:
         )
         if not verdict.passed:
             return RunResult(Outcome.REJECTED, version, loss, metrics, verdict.reason)
-        self._swap(version, ids, config, log)
+        if not self._swap(version, parent, ids, log):
+            return RunResult(Outcome.ABANDONED, version, loss, metrics, CHANGED_DURING_RUN)
         return RunResult(Outcome.PROMOTED, version, loss, metrics, verdict.reason)
 
     def _train(
@@ -231,13 +245,13 @@ class UpdateRunner:
             abort=self._abort,
         )
 
-    def _swap(self, version: int, ids: list[int], config: Any, log: Any) -> None:
+    def _swap(self, version: int, parent: int, ids: list[int], log: Any) -> bool:
         """Make ``version`` current, then mark its corrections trained."""
         faults.delay("swap", log=log, version=version)
         self._store.promote(version)
         faults.delay("after_swap", log=log, version=version)
         self._queue.mark_trained(ids, version)
-        self._retain(config.store.keep_versions, log)
+        return True
 
     def _retain(self, keep: int, log: Any) -> None:
         try:
