@@ -17,7 +17,7 @@ import json
 import random
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -276,6 +276,24 @@ class Corrections:
             ids,
         )
         return {row["id"]: row["n"] for row in rows}
+
+    def requeue_trained(self, keep: Callable[[int], bool]) -> list[Correction]:
+        """Trained corrections whose version fails ``keep`` (a model no longer in the
+        current one's line) go back to pending; returns them."""
+        now = time.time()
+        with self._db.transaction() as conn:
+            rows = conn.execute(
+                "SELECT * FROM corrections WHERE state = ? ORDER BY id", (TRAINED,)
+            ).fetchall()
+            back = [_correction(r) for r in rows if r["version"] is None or not keep(r["version"])]
+            for c in back:
+                # A new revision: earlier gate rejections of it count no more.
+                conn.execute(
+                    "UPDATE corrections SET state = ?, version = NULL, updated = ?, queued = ?, "
+                    "reason = NULL, revision = revision + 1 WHERE id = ?",
+                    (PENDING, now, now, c.id),
+                )
+            return back
 
     def trained_sample(self, n: int, *, seed: int | None) -> list[Correction]:
         """Up to ``n`` trained corrections, a seeded random sample (for replay)."""

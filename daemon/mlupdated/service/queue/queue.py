@@ -8,7 +8,7 @@ transactions) and the two views of it, :class:`~.corrections.Corrections` and
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +138,10 @@ class Queue:
     def gate_rejections(self, ids: Iterable[int]) -> dict[int, int]:
         """Per correction (as it is now), how many runs the gate rejected with it."""
         return self.corrections.gate_rejections(ids)
+
+    def requeue_trained(self, keep: Callable[[int], bool]) -> list[Correction]:
+        """Trained corrections whose version fails ``keep`` go back to pending."""
+        return self.corrections.requeue_trained(keep)
 
     def trained_sample(self, n: int, *, seed: int | None) -> list[Correction]:
         """Up to ``n`` trained corrections, a seeded random sample (for replay)."""

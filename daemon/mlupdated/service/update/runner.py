@@ -246,11 +246,27 @@ class UpdateRunner:
         )
 
     def _swap(self, version: int, parent: int, ids: list[int], log: Any) -> bool:
-        """Make ``version`` current, then mark its corrections trained."""
+        """Make ``version`` current, then mark its corrections trained; False (nothing
+        done) when the current model is no longer ``parent``.
+
+        The store's lock is held from the check to the marking, so a ``rollback`` lands
+        either before (the candidate is abandoned, the rollback stands) or after (it
+        rolls this version back and sends its corrections back to pending)."""
         faults.delay("swap", log=log, version=version)
-        self._store.promote(version)
-        faults.delay("after_swap", log=log, version=version)
-        self._queue.mark_trained(ids, version)
+        with self._store.locked():
+            current = self._store.current_version()
+            if current != parent:
+                log.warning(
+                    "candidate not promoted: the current model changed (a rollback?) "
+                    "while it was being stored",
+                    version=version,
+                    parent=parent,
+                    current=current,
+                )
+                return False
+            self._store.promote(version)
+            faults.delay("after_swap", log=log, version=version)
+            self._queue.mark_trained(ids, version)
         return True
 
     def _retain(self, keep: int, log: Any) -> None:
