@@ -17,7 +17,7 @@ import json
 import random
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,9 +48,12 @@ class CorrectionChange:
     correction: Correction
     path: str
     previous_label: str | None = None
+    # Other paths holding the same image under another label right now (a conflict:
+    # the same photo in Cat/ and Dog/ at once; the latest drop's label is used).
+    conflicts: tuple[str, ...] = ()
 
 
-def _correction(row: sqlite3.Row) -> Correction:
+def correction_from_row(row: sqlite3.Row) -> Correction:
     return Correction(
         id=row["id"],
         sha256=row["sha256"],
@@ -74,7 +77,7 @@ class Corrections:
 
     def _get(self, conn: sqlite3.Connection, correction_id: int) -> Correction:
         row = conn.execute("SELECT * FROM corrections WHERE id = ?", (correction_id,)).fetchone()
-        return _correction(row)
+        return correction_from_row(row)
 
     def _set_meta(self, conn: sqlite3.Connection, key: str, value: Any) -> None:
         conn.execute(
@@ -140,7 +143,7 @@ class Corrections:
             if known is not None and row is not None and known["correction_id"] == row["id"]:
                 if known["label"] == label and row["state"] != RETRACTED:
                     mark_seen_row(conn, path, size, mtime, sha256)
-                    return CorrectionChange("unchanged", _correction(row), path)
+                    return CorrectionChange("unchanged", correction_from_row(row), path)
             if known is not None and (row is None or known["correction_id"] != row["id"]):
                 # The file at this path now holds other bytes: the old content loses it.
                 self._detach_path(conn, path, now)
@@ -163,7 +166,13 @@ class Corrections:
             )
             mark_seen_row(conn, path, size, mtime, sha256)
             self._set_meta(conn, "last_drop", now)
-            return CorrectionChange(kind, self._get(conn, cid), path, previous)
+            others = conn.execute(
+                "SELECT path FROM correction_paths WHERE correction_id = ? AND label != ? "
+                "ORDER BY path",
+                (cid, label),
+            ).fetchall()
+            conflicts = tuple(r["path"] for r in others)
+            return CorrectionChange(kind, self._get(conn, cid), path, previous, conflicts)
 
     def retract_path(self, path: str) -> bool:
         """``path`` is gone: forget it; True if that retracted a pending correction."""
@@ -188,17 +197,17 @@ class Corrections:
     def correction(self, correction_id: int) -> Correction | None:
         """One correction by id."""
         rows = self._db.read("SELECT * FROM corrections WHERE id = ?", (correction_id,))
-        return _correction(rows[0]) if rows else None
+        return correction_from_row(rows[0]) if rows else None
 
     def correction_by_sha(self, sha256: str) -> Correction | None:
         """The correction holding this content, if any."""
         rows = self._db.read("SELECT * FROM corrections WHERE sha256 = ?", (sha256,))
-        return _correction(rows[0]) if rows else None
+        return correction_from_row(rows[0]) if rows else None
 
     def pending(self) -> list[Correction]:
         """Pending corrections, oldest first."""
         rows = self._db.read("SELECT * FROM corrections WHERE state = ? ORDER BY id", (PENDING,))
-        return [_correction(r) for r in rows]
+        return [correction_from_row(r) for r in rows]
 
     def pending_counts(self) -> dict[str, int]:
         """Pending corrections per label."""
@@ -261,44 +270,10 @@ class Corrections:
                 marked += cur.rowcount
             return marked
 
-    def gate_rejections(self, ids: Iterable[int]) -> dict[int, int]:
-        """How many finished runs the gate rejected while each correction (as it is
-        now: same revision) was in their batch."""
-        ids = list(ids)
-        if not ids:
-            return {}
-        marks = ", ".join("?" for _ in ids)
-        rows = self._db.read(
-            "SELECT ri.correction_id AS id, COUNT(*) AS n FROM run_items ri "
-            "JOIN runs r ON r.id = ri.run_id JOIN corrections c ON c.id = ri.correction_id "
-            f"WHERE r.outcome = 'rejected' AND ri.revision = c.revision "
-            f"AND ri.correction_id IN ({marks}) GROUP BY ri.correction_id",
-            ids,
-        )
-        return {row["id"]: row["n"] for row in rows}
-
-    def requeue_trained(self, keep: Callable[[int], bool]) -> list[Correction]:
-        """Trained corrections whose version fails ``keep`` (a model no longer in the
-        current one's line) go back to pending; returns them."""
-        now = time.time()
-        with self._db.transaction() as conn:
-            rows = conn.execute(
-                "SELECT * FROM corrections WHERE state = ? ORDER BY id", (TRAINED,)
-            ).fetchall()
-            back = [_correction(r) for r in rows if r["version"] is None or not keep(r["version"])]
-            for c in back:
-                # A new revision: earlier gate rejections of it count no more.
-                conn.execute(
-                    "UPDATE corrections SET state = ?, version = NULL, updated = ?, queued = ?, "
-                    "reason = NULL, revision = revision + 1 WHERE id = ?",
-                    (PENDING, now, now, c.id),
-                )
-            return back
-
     def trained_sample(self, n: int, *, seed: int | None) -> list[Correction]:
         """Up to ``n`` trained corrections, a seeded random sample (for replay)."""
         rows = self._db.read("SELECT * FROM corrections WHERE state = ? ORDER BY id", (TRAINED,))
-        items = [_correction(r) for r in rows]
+        items = [correction_from_row(r) for r in rows]
         if len(items) <= n:
             return items
         return sorted(random.Random(seed).sample(items, n), key=lambda c: c.id)
@@ -306,7 +281,7 @@ class Corrections:
     def all_trained(self) -> list[Correction]:
         """Every trained correction, oldest first."""
         rows = self._db.read("SELECT * FROM corrections WHERE state = ? ORDER BY id", (TRAINED,))
-        return [_correction(r) for r in rows]
+        return [correction_from_row(r) for r in rows]
 
 
 def _update_known(
