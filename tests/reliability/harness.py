@@ -20,6 +20,7 @@ from typing import Any
 from mlupdated.coreml.spec import load_spec
 from mlupdated.engine.predictor import Predictor
 from mlupdated.fsutil import TEMP_PREFIX
+from mlupdated.service.queue.corrections import GATE_GAVE_UP
 from mlupdated.service.workspace import init_workspace
 
 from tests.daemon.conftest import TEST_CONFIG, Workspace, toml_text
@@ -29,9 +30,9 @@ SUMMARY_ENV = "MLUPDATED_RELIABILITY_SUMMARY"
 
 # States a correction may be in while its file is still in its label folder.
 LIVE_STATES = {"pending", "trained"}
-# A correction the gate refused update.max_attempts times ends rejected, with this
-# reason: decided and accounted for, not lost. Any other rejection is a problem here.
-GATE_GAVE_UP = "the gate rejected the model trained on it"
+# A correction the gate refused update.max_attempts times ends rejected, with a reason
+# that starts with GATE_GAVE_UP: decided and accounted for, not lost. Any other
+# rejection is a problem here.
 
 
 def long_mode() -> bool:

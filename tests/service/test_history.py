@@ -80,3 +80,18 @@ def test_conflicts_list_images_under_two_labels(queue: Queue) -> None:
     assert conflict.paths == {"corrections/Cat/x.jpg": "Cat", "corrections/Dog/x.jpg": "Dog"}
     queue.retract_path("corrections/Cat/x.jpg")
     assert queue.conflicts() == []
+
+
+def test_a_correction_the_gate_gave_up_on_is_retried_when_dropped_again(queue: Queue) -> None:
+    from mlupdated.service.queue.corrections import GATE_GAVE_UP
+
+    a = _add(queue, "corrections/Cat/a.jpg", "a").correction
+    queue.mark_rejected([a.id], f"{GATE_GAVE_UP} 3 times: worse")
+    assert _add(queue, "corrections/Cat/a.jpg", "a").kind == "unchanged"  # a rescan
+    queue.retract_path("corrections/Cat/a.jpg")
+    again = _add(queue, "corrections/Cat/a.jpg", "a")
+    assert again.kind == "new" and again.correction.state == "pending"
+    # An unusable image stays rejected: dropping it again changes nothing.
+    b = _add(queue, "corrections/Cat/b.jpg", "b").correction
+    queue.mark_rejected([b.id], "unreadable image")
+    assert _add(queue, "corrections/Cat/b2.jpg", "b").kind == "duplicate"

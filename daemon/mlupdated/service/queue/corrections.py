@@ -24,6 +24,9 @@ from typing import Any
 from .db import PENDING, REJECTED, RETRACTED, STATES, TRAINED, Database
 from .records import mark_seen_row
 
+# The start of the reason of a correction the gate refused ``update.max_attempts`` times.
+GATE_GAVE_UP = "the gate rejected the model trained on it"
+
 
 @dataclass(frozen=True)
 class Correction:
@@ -308,7 +311,10 @@ def _update_known(
             "WHERE id = ?",
             (label, path, size, mtime, now, new_state, new_state, now, cid),
         )
-    elif state == RETRACTED:
+    elif state == RETRACTED or (
+        state == REJECTED and (row["reason"] or "").startswith(GATE_GAVE_UP)
+    ):
+        # Dropped again: retracted, or given up on by the gate (the way to retry it).
         kind = "new"
         conn.execute(
             "UPDATE corrections SET path = ?, size = ?, mtime = ?, updated = ?, "

@@ -4,13 +4,16 @@ After a rejected run, each correction the run trained on has one more rejection
 against it (counted per revision: a relabelled or re-dropped correction starts again).
 Those with ``max_attempts`` rejections end as ``rejected``, with the gate's reason, and
 each is written to the workspace's error records so that ``status`` names its file.
-Corrections that arrive later are a fresh batch with attempts of their own.
+Corrections that arrive later are a fresh batch with attempts of their own; a
+correction given up on is tried again when its photo is dropped again.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
+
+from ..queue.corrections import GATE_GAVE_UP
 
 if TYPE_CHECKING:
     from ..queue import Correction, Queue
@@ -32,7 +35,7 @@ def give_up_rejected(
     spent = [c for c in batch if counts.get(c.id, 0) >= max_attempts]
     if not spent:
         return []
-    why = f"the gate rejected the model trained on it {max_attempts} times: {reason}"
+    why = f"{GATE_GAVE_UP} {max_attempts} times: {reason}"
     marked = queue.mark_rejected([c.id for c in spent], why)
     for correction in spent:
         queue.record_error(ERROR_KIND, correction.path, why)
