@@ -15,7 +15,8 @@ Each round picks a phase to aim at (the daemon's own log lines say when it is in
 
 Checks at every kill (the daemon is dead, the disk is what a restart will see):
 ``current.mlmodel`` parses and predicts; the database is intact; every row is a
-dropped file under its label, pending or trained; nothing once trained is pending
+dropped file under its label, pending or trained (or rejected after the gate refused it
+``update.max_attempts`` times, with that reason); nothing once trained is pending
 again or trained twice. Checks at every restart that reaches "ready": the temporary
 files the kill left are gone and the manifest agrees with ``versions/``. At the end a
 quiet run takes everything left; every dropped file is then pending or trained, and
@@ -34,6 +35,7 @@ from typing import Any
 from tests.daemon.conftest import DaemonProcess, Workspace, make_photo, sha256_of
 from tests.reliability.harness import (
     corrections_by_sha,
+    gate_gave_up,
     model_problems,
     queue_problems,
     read_db,
@@ -220,6 +222,7 @@ class Campaign:
             "corrections_in_db": len(rows),
             "trained": states.count("trained"),
             "pending": states.count("pending"),
+            "rejected_by_gate": len(gate_gave_up(self.ws.root)),
             "lost": len(set(self.dropped) - set(rows)),
             "temp_files_seen_at_kills": self.temps_at_kills,
             "problems": len(self.problems),

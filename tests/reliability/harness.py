@@ -20,6 +20,7 @@ from typing import Any
 from mlupdated.coreml.spec import load_spec
 from mlupdated.engine.predictor import Predictor
 from mlupdated.fsutil import TEMP_PREFIX
+from mlupdated.service.queue.corrections import GATE_GAVE_UP
 from mlupdated.service.workspace import init_workspace
 
 from tests.daemon.conftest import TEST_CONFIG, Workspace, toml_text
@@ -29,6 +30,9 @@ SUMMARY_ENV = "MLUPDATED_RELIABILITY_SUMMARY"
 
 # States a correction may be in while its file is still in its label folder.
 LIVE_STATES = {"pending", "trained"}
+# A correction the gate refused update.max_attempts times ends rejected, with a reason
+# that starts with GATE_GAVE_UP: decided and accounted for, not lost. Any other
+# rejection is a problem here.
 
 
 def long_mode() -> bool:
@@ -65,6 +69,12 @@ def corrections_by_sha(root: Path) -> dict[str, tuple[int, str, str, int | None]
     """sha256 → (id, label, state, version) for every correction in the database."""
     rows = read_db(root, "SELECT sha256, id, label, state, version FROM corrections")
     return {sha: (cid, label, state, version) for sha, cid, label, state, version in rows}
+
+
+def gate_gave_up(root: Path) -> list[int]:
+    """Ids of the corrections that ended rejected because the gate kept refusing them."""
+    rows = read_db(root, "SELECT id, reason FROM corrections WHERE state = 'rejected'")
+    return [cid for cid, reason in rows if (reason or "").startswith(GATE_GAVE_UP)]
 
 
 def manifest(root: Path) -> dict[str, Any]:
@@ -126,6 +136,7 @@ def queue_problems(
     if integrity != [("ok",)]:
         problems.append(f"database integrity: {integrity}")
     rows = corrections_by_sha(root)
+    gave_up = set(gate_gave_up(root))
     promoted = {
         int(e["version"]): e for e in manifest(root)["versions"] if e.get("promoted", False)
     }
@@ -135,7 +146,7 @@ def queue_problems(
             continue
         if label != dropped[sha]:
             problems.append(f"correction {cid}: label {label}, dropped as {dropped[sha]}")
-        if state not in LIVE_STATES:
+        if state not in LIVE_STATES and cid not in gave_up:
             problems.append(f"correction {cid} is {state}")
         if state == "trained" and version not in promoted:
             problems.append(f"correction {cid} trained into unpromoted version {version}")

@@ -320,7 +320,8 @@ def test_same_bytes_across_labels_latest_wins(make: Callable[..., Harness], obse
     h.settle()
     assert h.kinds() == ["new", "relabelled"]
     assert h.queue.pending_counts() == {"Dog": 1}
-    assert h.log.matching("relabelled: corrections/Dog/a-again.png: Cat → Dog")
+    # Both copies are still there: a conflict, said as one (the latest label is used).
+    assert h.log.matching("conflict: corrections/Dog/a-again.png (Dog) is the same image as")
 
 
 # --- moves and removals -----------------------------------------------------------------

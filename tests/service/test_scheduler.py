@@ -241,3 +241,25 @@ def test_cron_respects_pause_and_backoff_but_not_min_batch() -> None:
     sched.resume()
     assert sched.tick() is None  # the skipped firing is not kept for later
     assert runs == ["cron"]
+
+
+def test_a_batch_given_up_on_leaves_no_back_off_for_the_next() -> None:
+    clock, runs, pending = _Clock(), [], [3]
+    rules = TriggerRules(min_batch=3, quiet_seconds=1, retry_backoff_seconds=50)
+
+    def run_update(reason: str) -> str:
+        runs.append(reason)
+        return "rejected"
+
+    sched = UpdateScheduler(
+        rules, pending_count=lambda: pending[0], run_update=run_update, log=_Log(), clock=clock
+    )
+    assert sched.tick() == "quiet"
+    assert sched.next_trigger()["state"] == "backing_off"
+    pending[0] = 0  # its corrections ended as rejected
+    assert sched.tick() is None
+    pending[0] = 3  # new ones, a fresh batch: tried by the usual rules, not in 50 s
+    sched.note_drop()
+    clock.now += rules.quiet_seconds
+    assert sched.tick() == "quiet"
+    assert runs == ["quiet", "quiet"]

@@ -216,3 +216,15 @@ def test_unknown_resize_mode_is_a_usage_error(workspace, capsys, monkeypatch):
     proc = update_in_process(capsys, monkeypatch, workspace, tmp / "o.mlmodel", "--resize", "x")
     assert proc.returncode == 2 and "--resize" in proc.stderr
     assert not (tmp / "o.mlmodel").exists()
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+def test_a_fifo_in_the_data_folder_is_skipped_with_one_line(workspace, capsys, monkeypatch):
+    tmp, model, data = workspace
+    fifo = data / "Cat" / "pipe.png"
+    os.mkfifo(fifo)
+    proc = update_in_process(capsys, monkeypatch, workspace, tmp / "out.mlmodel")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert lines == [f"mlupdated: skipped {fifo}: not a regular file (a FIFO)"]
+    assert "10 examples (1 skipped)" in proc.stdout

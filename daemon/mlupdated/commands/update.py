@@ -19,7 +19,7 @@ from ..coreml.params import update_parameters
 from ..coreml.spec import KNN_KIND, class_labels, load_spec, save_spec, updatable_stage
 from ..coreml.validate import check_updatable
 from ..train.cache import FeatureCache
-from ..train.data import examples_from_folder
+from ..train.data import list_folder
 from ..train.task import EPOCH_END, MINI_BATCH_END, UpdateEvent, run_update, training_rows
 from .resolve import model_from_args
 
@@ -80,7 +80,10 @@ def run(args: argparse.Namespace) -> int:
     labels = class_labels(spec)
     if is_knn:
         labels = list(dict.fromkeys(labels))
-    examples = examples_from_folder(args.data, labels, allow_new_labels=is_knn)
+    listing = list_folder(args.data, labels, allow_new_labels=is_knn)
+    examples = listing.examples
+    for path, reason in listing.not_files:
+        print(f"mlupdated: skipped {path}: {reason}", file=sys.stderr)
     overrides = {
         name: getattr(args, option, None)
         for option, name in OVERRIDE_OPTIONS.items()
@@ -124,7 +127,8 @@ def run(args: argparse.Namespace) -> int:
     for skipped in result.examples_skipped:
         print(f"mlupdated: skipped {skipped.source}: {skipped.reason}", file=sys.stderr)
     out = save_spec(result.spec, args.out)
-    count, skipped_count = result.examples_used, len(result.examples_skipped)
+    count = result.examples_used
+    skipped_count = len(result.examples_skipped) + len(listing.not_files)
     if as_json:
         _json_line(
             sys.stdout,

@@ -344,8 +344,12 @@ class Daemon:
             if new.intake != self.config.intake or new.daemon != self.config.daemon:
                 self.log.warning("intake and daemon settings take effect at the next restart")
             self.config = new
-            self.log.info(
-                "config reloaded",
+            message, level = "config reloaded", self.log.info
+            if not Path(self.ws.config_path).exists():  # load_config's defaults, said aloud
+                message += f": {self.ws.config_path} is missing; defaults applied"
+                level = self.log.warning
+            level(
+                message,
                 min_batch=new.update.min_batch,
                 quiet_seconds=new.update.quiet_seconds,
                 policy=new.update.policy,

@@ -57,6 +57,7 @@ class UpdateConfig:
     timeout_seconds: float = 1800.0
     retry_backoff_seconds: float = 60.0
     max_backoff_seconds: float = 3600.0
+    max_attempts: int = 3
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,7 @@ _SCHEMA: dict[str, tuple[type, dict[str, checks.Validator]]] = {
             "timeout_seconds": checks.number(0, strict=True),
             "retry_backoff_seconds": checks.number(0),
             "max_backoff_seconds": checks.number(0),
+            "max_attempts": checks.integer(1),
         },
     ),
     "gate": (

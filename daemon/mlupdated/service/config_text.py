@@ -37,6 +37,9 @@ timeout_seconds = 1800
 retry_backoff_seconds = 60
 # ... up to this.
 max_backoff_seconds = 3600
+# Corrections whose candidate the gate rejects this many times end as "rejected"
+# (with the gate's reason) instead of being retried forever.
+max_attempts = 3
 
 [gate]
 # Check each candidate model before it becomes current.

@@ -270,9 +270,12 @@ class UpdateScheduler:
         with self._lock:
             self._last_pending = pending
             if pending <= 0 and not self._running:
-                # Everything pending was retracted: the next batch's age starts with
-                # its own first drop, not with one the owner took back long ago.
+                # Everything pending was retracted (or given up on after the gate's
+                # last rejection): the next batch's age starts with its own first drop,
+                # and it is a fresh batch, not a retry to back off from.
                 self._oldest = None
+                self._backoff_until = None
+                self._backoff_seconds = 0.0
             if self._running:
                 return None
             now = self._clock()

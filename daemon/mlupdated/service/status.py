@@ -58,6 +58,7 @@ def collect_status(workspace: Workspace) -> dict[str, Any]:
         last_run = queue.last_run()
         errors = queue.recent_errors(RECENT_ERRORS)
         pending = queue.pending_counts()
+        conflicts = queue.conflicts()
     finally:
         queue.close()
     pid = daemon_pid(workspace)
@@ -69,6 +70,7 @@ def collect_status(workspace: Workspace) -> dict[str, Any]:
         "trained": int(counts.get("trained", 0)),
         "rejected": int(counts.get("rejected", 0)),
         "retracted": int(counts.get("retracted", 0)),
+        "conflicts": [{"label": c.label, "paths": c.paths} for c in conflicts],
         "last_run": _with_times(last_run),
         "next_trigger": (live or {}).get("next_trigger"),
         "paused": is_paused(workspace),
@@ -116,6 +118,12 @@ def render_text(data: dict[str, Any]) -> str:
     per_label = ", ".join(f"{k} {v}" for k, v in sorted(pending.items()))
     lines.append(f"pending:   {total}" + (f" ({per_label})" if per_label else ""))
     lines.append(f"trained:   {data['trained']}, rejected: {data['rejected']}")
+    for conflict in data.get("conflicts") or []:
+        held = ", ".join(f"{path} ({label})" for path, label in conflict["paths"].items())
+        lines.append(
+            f"conflict:  one image under several labels: {held}; learned as {conflict['label']} "
+            "(the latest drop): remove the wrong copy"
+        )
     run = data["last_run"]
     if run:
         outcome = run.get("outcome") or "running"

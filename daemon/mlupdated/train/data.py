@@ -10,6 +10,7 @@ update task reports and skips the ones that are not).
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,12 +62,31 @@ def _match_label(name: str, labels: Sequence[Label]) -> Label | None:
     return None
 
 
+@dataclass(frozen=True)
+class FolderListing:
+    """The examples of a data folder, and the entries passed over that are not files
+    (a FIFO, a socket, a device: reading one could block or never end), with why."""
+
+    examples: list[Example]
+    not_files: list[tuple[Path, str]]
+
+
 def examples_from_folder(
     directory: str | os.PathLike[str],
     labels: Sequence[Label],
     *,
     allow_new_labels: bool = False,
 ) -> list[Example]:
+    """The examples under ``directory``'s label folders (see :func:`list_folder`)."""
+    return list_folder(directory, labels, allow_new_labels=allow_new_labels).examples
+
+
+def list_folder(
+    directory: str | os.PathLike[str],
+    labels: Sequence[Label],
+    *,
+    allow_new_labels: bool = False,
+) -> FolderListing:
     """The examples under ``directory``'s label folders, in relative-path byte order.
 
         A folder whose name is not one of ``labels`` raises ``TrainingDataError`` naming it
@@ -80,6 +100,7 @@ def examples_from_folder(
         raise TrainingDataError("not a folder of <Label>/ sub-folders", path=root)
     int_labels = bool(labels) and all(isinstance(label, int) for label in labels)
     found: list[tuple[bytes, Example]] = []
+    not_files: list[tuple[Path, str]] = []
     try:
         with os.scandir(root) as listing:
             entries = [root / item.name for item in listing]
@@ -97,13 +118,13 @@ def examples_from_folder(
                     path=entry,
                 )
             label = _new_label(entry, int_labels)
-        for path in _files_under(entry):
+        for path in _files_under(entry, not_files):
             relative = os.fsencode(path.relative_to(root).as_posix())
             found.append((relative, Example(path, label)))
     found.sort(key=lambda item: item[0])
     if not found:
         raise TrainingDataError("no example images found in the label folders", path=root)
-    return [example for _, example in found]
+    return FolderListing([example for _, example in found], sorted(not_files))
 
 
 def _new_label(folder: Path, int_labels: bool) -> Label:
@@ -123,12 +144,31 @@ def _unlistable(exc: OSError) -> None:
     raise TrainingDataError(f"cannot list: {exc.strerror or exc}", path=exc.filename) from exc
 
 
-def _files_under(folder: Path) -> list[Path]:
+def _files_under(folder: Path, not_files: list[tuple[Path, str]]) -> list[Path]:
     files: list[Path] = []
     for current, dirs, names in os.walk(folder, onerror=_unlistable):
         dirs[:] = [d for d in dirs if not _is_hidden(d)]
         for name in names:
             path = Path(current) / name
-            if not _is_hidden(name) and path.is_file():
+            if _is_hidden(name):
+                continue
+            if path.is_file():
                 files.append(path)
+                continue
+            try:
+                mode = path.stat().st_mode
+            except OSError as exc:  # a dangling link, or one we may not follow
+                not_files.append((path, f"cannot read: {exc.strerror or exc}"))
+                continue
+            not_files.append((path, f"not a regular file ({_special_kind(mode)})"))
     return files
+
+
+def _special_kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a file"

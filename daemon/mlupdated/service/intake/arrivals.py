@@ -27,6 +27,7 @@ from .filters import (
     ignored_name,
     ignored_relpath,
     is_mount_point,
+    match_label,
 )
 from .stability import StabilityWait, show_path
 
@@ -64,6 +65,7 @@ class Arrivals:
         self._on_correction = on_correction
         self._on_inbox = on_inbox
         self._labels: list[str] = []
+        self._label_notes: set[str] = set()
         self._labels_sig: tuple[int, int] | None = None
         self._unavailable: set[str] = set()
         self._mounts: set[str] = set()
@@ -203,10 +205,22 @@ class Arrivals:
         self.stability.forget(rel)
         if not self._source_available(rel):
             return
-        if rel.startswith("corrections/") and self.queue.retract_path(rel):
-            self._log.info(
-                f"correction retracted: {show_path(rel)} was removed before training", path=rel
-            )
+        if rel.startswith("corrections/"):
+            learned = self.queue.learned_only_at(rel)
+            if self.queue.retract_path(rel):
+                self._log.info(
+                    f"correction retracted: {show_path(rel)} was removed before training",
+                    path=rel,
+                )
+            elif learned is not None:
+                self._log.warning(
+                    f"trained correction deleted: {show_path(rel)} was learned by model "
+                    f"version {learned.version}, which keeps it; roll back to an earlier "
+                    "version to undo that",
+                    path=rel,
+                    id=learned.id,
+                    version=learned.version,
+                )
         self.queue.forget_seen(rel)
 
     def moved(self, src: str, dest: str, *, is_dir: bool) -> None:
@@ -272,15 +286,14 @@ class Arrivals:
                 f"not inside a label folder (model labels: {', '.join(self._labels)})",
             )
             return False
-        label = parts[1]
-        if label not in self._labels:
-            reason = f"unknown label '{label}' (model labels: {', '.join(self._labels)})"
-            # Labels are exact (they are what the model outputs); help with the usual slip.
-            near = [known for known in self._labels if known.casefold() == label.casefold()]
-            if near:
-                reason += f"; did you mean '{near[0]}'?"
-            self._reject_name(rel, size, mtime, reason)
+        match = match_label(parts[1], self._labels)
+        if match.label is None:
+            self._reject_name(rel, size, mtime, match.reason or "unknown label")
             return False
+        label = match.label
+        if match.note and parts[1] not in self._label_notes:
+            self._label_notes.add(parts[1])
+            self._log.info(match.note, folder=parts[1], label=label)
         change = self.queue.upsert_correction(
             path=rel, sha256=digest, label=label, size=size, mtime=mtime
         )
@@ -301,6 +314,8 @@ class Arrivals:
 
     def _log_change(self, change: CorrectionChange) -> None:
         c = change.correction
+        # A copy that is gone was moved (its removal is handled next), not a conflict.
+        conflicts = [p for p in change.conflicts if os.path.lexists(self.stability.path_of(p))]
         if change.kind == "new":
             self._log.info(
                 f"correction queued: {show_path(change.path)} as {c.label}",
@@ -313,6 +328,17 @@ class Arrivals:
                 f"duplicate: {show_path(change.path)} holds the same image as {show_path(c.path)}",
                 path=change.path,
                 id=c.id,
+            )
+        elif conflicts:
+            others = ", ".join(show_path(p) for p in conflicts)
+            self._log.warning(
+                f"conflict: {show_path(change.path)} ({c.label}) is the same image as {others} "
+                f"under another label; learning it as {c.label} (the latest drop): "
+                "remove the wrong copy",
+                path=change.path,
+                id=c.id,
+                label=c.label,
+                others=conflicts,
             )
         elif change.kind == "relabelled":
             self._log.info(

@@ -10,7 +10,9 @@ import fnmatch
 import hashlib
 import os
 import stat
-from collections.abc import Iterable
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from ...errors import ImageDecodeError, ImageError, ImageTooLargeError
@@ -198,3 +200,39 @@ def is_mount_point(path: str | os.PathLike[str]) -> bool:
     if os.path.ismount(path):
         return True
     return os.path.realpath(path) in _mount_points()
+
+
+@dataclass(frozen=True)
+class LabelMatch:
+    """The model label a ``corrections/<folder>`` name stands for (None: no label), and
+    the refusal or note to log about it."""
+
+    label: str | None
+    reason: str | None = None
+    note: str | None = None
+
+
+def match_label(folder: str, labels: Sequence[str]) -> LabelMatch:
+    """Which of the model's ``labels`` the label folder ``folder`` names.
+
+    Exact first. A name that differs only in Unicode normalisation (macOS and some sync
+    tools write "Café" decomposed, NFD) is the same label: it is matched in NFC and a
+    note says so. Otherwise the reason lists the labels and suggests a case slip.
+    """
+    if folder in labels:
+        return LabelMatch(folder)
+    composed = unicodedata.normalize("NFC", folder)
+    for known in labels:
+        if unicodedata.normalize("NFC", known) == composed:
+            form = "decomposed (NFD)" if folder != composed else "differently normalised"
+            return LabelMatch(
+                known,
+                note=f"label folder '{folder}' is written in {form} Unicode; "
+                f"matched to the model label '{known}'",
+            )
+    reason = f"unknown label '{folder}' (model labels: {', '.join(labels)})"
+    # Labels are exact (they are what the model outputs); help with the usual slip.
+    near = [known for known in labels if known.casefold() == folder.casefold()]
+    if near:
+        reason += f"; did you mean '{near[0]}'?"
+    return LabelMatch(None, reason=reason)

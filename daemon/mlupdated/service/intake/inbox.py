@@ -90,7 +90,21 @@ class InboxClassifier:
 
     def classify(self, path: Path, sha256: str) -> dict[str, Any] | None:
         """Classify one file unless its content was classified before; return the record."""
-        if self._queue.prediction_for(sha256) is not None:
+        absolute = Path(path) if Path(path).is_absolute() else Path(self._ws.root) / path
+        relative = _relative(absolute, Path(self._ws.root))
+        earlier = self._queue.prediction_for(sha256)
+        if earlier is not None:
+            if earlier["path"] != relative:
+                # One answer per content (README: the same photo twice counts once); the
+                # second name is not silent either.
+                self._log.info(
+                    f"inbox: {relative} is the same image as {earlier['path']}, classified "
+                    f"{earlier['label']} by version {earlier['version']}; not classified again",
+                    path=relative,
+                    same_as=earlier["path"],
+                    label=earlier["label"],
+                    version=earlier["version"],
+                )
             return None
         try:
             version, predictor = self._current_predictor()
@@ -106,8 +120,6 @@ class InboxClassifier:
             max_pixels=intake.max_pixels if intake is not None else None,
         )
         probabilities = getattr(result, "probabilities", None)
-        absolute = Path(path) if Path(path).is_absolute() else Path(self._ws.root) / path
-        relative = _relative(absolute, Path(self._ws.root))
         if probabilities is None:
             reason = str(getattr(result, "error", "unreadable"))
             self._log.warning("inbox: not classified", path=relative, reason=reason)

@@ -1,7 +1,9 @@
 """The durable queue: corrections, update runs, errors and predictions in SQLite (WAL).
 
 ``db`` opens the database and holds the schema; ``records`` keeps runs, errors,
-predictions and the files seen; ``queue`` is the corrections themselves (``Queue``).
+predictions and the files seen; ``corrections`` the drops themselves; ``history``
+what they went through (gate rejections, rollbacks, conflicts); ``queue`` is what the
+daemon holds (``Queue``).
 """
 
 from __future__ import annotations

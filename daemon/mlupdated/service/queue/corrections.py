@@ -24,6 +24,9 @@ from typing import Any
 from .db import PENDING, REJECTED, RETRACTED, STATES, TRAINED, Database
 from .records import mark_seen_row
 
+# The start of the reason of a correction the gate refused ``update.max_attempts`` times.
+GATE_GAVE_UP = "the gate rejected the model trained on it"
+
 
 @dataclass(frozen=True)
 class Correction:
@@ -48,9 +51,12 @@ class CorrectionChange:
     correction: Correction
     path: str
     previous_label: str | None = None
+    # Other paths holding the same image under another label right now (a conflict:
+    # the same photo in Cat/ and Dog/ at once; the latest drop's label is used).
+    conflicts: tuple[str, ...] = ()
 
 
-def _correction(row: sqlite3.Row) -> Correction:
+def correction_from_row(row: sqlite3.Row) -> Correction:
     return Correction(
         id=row["id"],
         sha256=row["sha256"],
@@ -74,7 +80,7 @@ class Corrections:
 
     def _get(self, conn: sqlite3.Connection, correction_id: int) -> Correction:
         row = conn.execute("SELECT * FROM corrections WHERE id = ?", (correction_id,)).fetchone()
-        return _correction(row)
+        return correction_from_row(row)
 
     def _set_meta(self, conn: sqlite3.Connection, key: str, value: Any) -> None:
         conn.execute(
@@ -140,7 +146,7 @@ class Corrections:
             if known is not None and row is not None and known["correction_id"] == row["id"]:
                 if known["label"] == label and row["state"] != RETRACTED:
                     mark_seen_row(conn, path, size, mtime, sha256)
-                    return CorrectionChange("unchanged", _correction(row), path)
+                    return CorrectionChange("unchanged", correction_from_row(row), path)
             if known is not None and (row is None or known["correction_id"] != row["id"]):
                 # The file at this path now holds other bytes: the old content loses it.
                 self._detach_path(conn, path, now)
@@ -163,7 +169,13 @@ class Corrections:
             )
             mark_seen_row(conn, path, size, mtime, sha256)
             self._set_meta(conn, "last_drop", now)
-            return CorrectionChange(kind, self._get(conn, cid), path, previous)
+            others = conn.execute(
+                "SELECT path FROM correction_paths WHERE correction_id = ? AND label != ? "
+                "ORDER BY path",
+                (cid, label),
+            ).fetchall()
+            conflicts = tuple(r["path"] for r in others)
+            return CorrectionChange(kind, self._get(conn, cid), path, previous, conflicts)
 
     def retract_path(self, path: str) -> bool:
         """``path`` is gone: forget it; True if that retracted a pending correction."""
@@ -188,17 +200,17 @@ class Corrections:
     def correction(self, correction_id: int) -> Correction | None:
         """One correction by id."""
         rows = self._db.read("SELECT * FROM corrections WHERE id = ?", (correction_id,))
-        return _correction(rows[0]) if rows else None
+        return correction_from_row(rows[0]) if rows else None
 
     def correction_by_sha(self, sha256: str) -> Correction | None:
         """The correction holding this content, if any."""
         rows = self._db.read("SELECT * FROM corrections WHERE sha256 = ?", (sha256,))
-        return _correction(rows[0]) if rows else None
+        return correction_from_row(rows[0]) if rows else None
 
     def pending(self) -> list[Correction]:
         """Pending corrections, oldest first."""
         rows = self._db.read("SELECT * FROM corrections WHERE state = ? ORDER BY id", (PENDING,))
-        return [_correction(r) for r in rows]
+        return [correction_from_row(r) for r in rows]
 
     def pending_counts(self) -> dict[str, int]:
         """Pending corrections per label."""
@@ -264,7 +276,7 @@ class Corrections:
     def trained_sample(self, n: int, *, seed: int | None) -> list[Correction]:
         """Up to ``n`` trained corrections, a seeded random sample (for replay)."""
         rows = self._db.read("SELECT * FROM corrections WHERE state = ? ORDER BY id", (TRAINED,))
-        items = [_correction(r) for r in rows]
+        items = [correction_from_row(r) for r in rows]
         if len(items) <= n:
             return items
         return sorted(random.Random(seed).sample(items, n), key=lambda c: c.id)
@@ -272,7 +284,7 @@ class Corrections:
     def all_trained(self) -> list[Correction]:
         """Every trained correction, oldest first."""
         rows = self._db.read("SELECT * FROM corrections WHERE state = ? ORDER BY id", (TRAINED,))
-        return [_correction(r) for r in rows]
+        return [correction_from_row(r) for r in rows]
 
 
 def _update_known(
@@ -290,7 +302,7 @@ def _update_known(
     if previous != label:
         kind = "relabelled"
         # A relabelled content must be learned again, with its new label.
-        new_state = PENDING if state in (TRAINED, RETRACTED, PENDING) else state
+        new_state = PENDING if state in (TRAINED, RETRACTED, PENDING, REJECTED) else state
         conn.execute(
             "UPDATE corrections SET label = ?, path = ?, size = ?, mtime = ?, "
             "updated = ?, state = ?, version = CASE WHEN ? = 'pending' THEN NULL "
@@ -299,7 +311,10 @@ def _update_known(
             "WHERE id = ?",
             (label, path, size, mtime, now, new_state, new_state, now, cid),
         )
-    elif state == RETRACTED:
+    elif state == RETRACTED or (
+        state == REJECTED and (row["reason"] or "").startswith(GATE_GAVE_UP)
+    ):
+        # Dropped again: retracted, or given up on by the gate (the way to retry it).
         kind = "new"
         conn.execute(
             "UPDATE corrections SET path = ?, size = ?, mtime = ?, updated = ?, "

@@ -2,13 +2,14 @@
 
 One database per workspace (``state/mlupdated.db``). :class:`Queue` is what the rest
 of the daemon holds: it owns the :class:`~.db.Database` (connection, schema,
-transactions) and the two views of it, :class:`~.corrections.Corrections` and
-:class:`~.records.Records`, and passes each call to the one that knows it.
+transactions) and the three views of it, :class:`~.corrections.Corrections`,
+:class:`~.records.Records` and :class:`~.history.History`, and passes each call to
+the one that knows it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from .db import (
     TRAINED,
     Database,
 )
+from .history import Conflict, History
 from .records import Records
 
 __all__ = [
@@ -35,6 +37,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "STATES",
     "TRAINED",
+    "Conflict",
     "Correction",
     "CorrectionChange",
     "Queue",
@@ -51,6 +54,7 @@ class Queue:
         self.db = Database(db_path, busy_timeout=busy_timeout)
         self.corrections = Corrections(self.db)
         self.records = Records(self.db)
+        self.history = History(self.db)
 
     @property
     def db_path(self) -> Path:
@@ -95,6 +99,14 @@ class Queue:
         """Every path that holds a correction (→ its label), optionally under ``prefix``."""
         return self.corrections.correction_paths(prefix)
 
+    def learned_only_at(self, path: str) -> Correction | None:
+        """The trained correction whose one remaining file is ``path``, if any."""
+        return self.history.learned_only_at(path)
+
+    def conflicts(self) -> list[Conflict]:
+        """Images held under more than one label at once (the same photo in two folders)."""
+        return self.history.conflicts()
+
     def holds_path(self, path: str) -> bool:
         """True when ``path`` is recorded as holding a correction."""
         return self.corrections.holds_path(path)
@@ -134,6 +146,14 @@ class Queue:
     def mark_rejected(self, ids: Iterable[int], reason: str) -> int:
         """Mark corrections that can never be used (unreadable image …) with the reason."""
         return self.corrections.mark_rejected(ids, reason)
+
+    def gate_rejections(self, ids: Iterable[int]) -> dict[int, int]:
+        """Per correction (as it is now), how many runs the gate rejected with it."""
+        return self.history.gate_rejections(ids)
+
+    def requeue_trained(self, keep: Callable[[int], bool]) -> list[Correction]:
+        """Trained corrections whose version fails ``keep`` go back to pending."""
+        return self.history.requeue_trained(keep)
 
     def trained_sample(self, n: int, *, seed: int | None) -> list[Correction]:
         """Up to ``n`` trained corrections, a seeded random sample (for replay)."""

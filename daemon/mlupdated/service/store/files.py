@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -152,10 +153,30 @@ class StoreFiles:
 
     def __init__(self, workspace: Workspace) -> None:
         self.workspace = workspace
+        self._held = threading.local()
 
     @contextmanager
     def locked(self) -> Iterator[None]:
-        """Hold ``state/store.lock`` (every store operation does)."""
+        """Hold ``state/store.lock`` (every store operation does). Re-entrant in one
+        thread, so a caller may hold it across several operations (check the current
+        version, promote, record what was trained) and a rollback cannot land between."""
+        depth = getattr(self._held, "depth", 0)
+        if depth:
+            self._held.depth = depth + 1
+            try:
+                yield
+            finally:
+                self._held.depth = depth
+            return
+        with self._flock():
+            self._held.depth = 1
+            try:
+                yield
+            finally:
+                self._held.depth = 0
+
+    @contextmanager
+    def _flock(self) -> Iterator[None]:
         lock_path = self.workspace.state / "store.lock"
         try:
             lock_path.parent.mkdir(parents=True, exist_ok=True)

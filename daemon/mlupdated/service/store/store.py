@@ -44,6 +44,7 @@ retention), which owns a ``StoreFiles`` and a ``StoreGuard``.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -120,6 +121,10 @@ class ModelStore:
     def read_version(self, version: int) -> bytes:
         """The bytes of ``version``."""
         return self.files.read_version(version)
+
+    def locked(self) -> AbstractContextManager[None]:
+        """Hold the store's lock across several operations (re-entrant in a thread)."""
+        return self.files.locked()
 
     def recover(self) -> dict[str, Any]:
         """Repair what a kill left behind (see the module docstring); returns what it did."""

@@ -4,7 +4,9 @@
 starts the training child and enforces its timeout; ``worker_child`` is the child;
 ``gate`` judges the candidate against the current model; ``overrides`` maps the
 config onto training parameters; ``recovery`` closes runs a kill left open; ``runs``
-names how a run ends (``Outcome``, ``RunResult``).
+names how a run ends (``Outcome``, ``RunResult``); ``attempts`` ends a batch the gate
+keeps rejecting; ``candidates`` reads the candidate file and clears leftovers;
+``rollback`` rolls back and sends what the left versions learned back to pending.
 """
 
 from __future__ import annotations

@@ -7,7 +7,10 @@ it, streams its progress events into the log and enforces ``timeout_seconds``;
 adds it to the store and promotes it. A crash, a hang past the
 timeout, a NaN (``DivergedError`` or non-finite weights) is a *failed* run: the
 corrections stay pending and the scheduler backs off. The daemon never trains in its
-own process, so none of that can take it down.
+own process, so none of that can take it down. A run the gate rejects backs off too,
+and after ``update.max_attempts`` rejections its corrections end as rejected
+(``attempts``). The promotion holds the store's lock from its last look at the current
+version to marking the corrections trained, so a ``rollback`` never lands in between.
 
 Test hooks (a kill inside the swap, a crashing child) live in :mod:`mlupdated.faults`.
 """
@@ -24,7 +27,8 @@ from typing import TYPE_CHECKING, Any
 from ... import faults
 from ...errors import MlupdatedError
 from ...faults import AFTER_SWAP_DELAY_ENV, SWAP_DELAY_ENV
-from ...fsutil import remove_stale_temps
+from .attempts import give_up_rejected
+from .candidates import CANDIDATE_PREFIX, read_candidate, remove_stale_candidates, unlink
 from .overrides import training_overrides
 from .process import ChildOutcome, run_child
 from .runs import Outcome, RunResult
@@ -45,7 +49,7 @@ __all__ = [
     "remove_stale_candidates",
 ]
 
-CANDIDATE_PREFIX = "candidate-"
+CHANGED_DURING_RUN = "current model changed during the run"
 
 
 class UpdateRunner:
@@ -104,9 +108,20 @@ class UpdateRunner:
             log.exception("update failed in the daemon")
             result = RunResult(Outcome.FAILED, reason=str(exc))
         finally:
-            _unlink(candidate_path)
-            _unlink(candidate_path.with_suffix(".stderr"))
+            unlink(candidate_path)
+            unlink(candidate_path.with_suffix(".stderr"))
         self._finish(run_id, result, round(time.monotonic() - started, 3), log)
+        if result.outcome is Outcome.REJECTED:
+            give_up_rejected(
+                self._queue,
+                batch.train,
+                max_attempts=config.update.max_attempts,
+                reason=result.reason,
+                log=log,
+            )
+        if result.version is not None:
+            # Rejected and abandoned candidates are versions too: retention bounds them.
+            self._retain(config.store.keep_versions, log)
         return result.outcome
 
     def _choose(self, pending: list[Correction], config: Config) -> _Batch:
@@ -163,7 +178,7 @@ class UpdateRunner:
             return RunResult(Outcome.FAILED, reason=f"{child.error_kind}: {child.error}")
         result = child.result
         loss = result.get("final_loss")
-        data = _read_candidate(candidate_path, loss)
+        data = read_candidate(candidate_path, loss)
         if isinstance(data, RunResult):
             return data
         verdict = gate_module.judge(
@@ -189,7 +204,7 @@ class UpdateRunner:
                 Outcome.ABANDONED,
                 loss=loss,
                 metrics=metrics,
-                reason="current model changed during the run",
+                reason=CHANGED_DURING_RUN,
             )
         version = self._store.add_version(
             data,
@@ -202,7 +217,8 @@ class UpdateRunner:
         )
         if not verdict.passed:
             return RunResult(Outcome.REJECTED, version, loss, metrics, verdict.reason)
-        self._swap(version, ids, config, log)
+        if not self._swap(version, parent, ids, log):
+            return RunResult(Outcome.ABANDONED, version, loss, metrics, CHANGED_DURING_RUN)
         return RunResult(Outcome.PROMOTED, version, loss, metrics, verdict.reason)
 
     def _train(
@@ -231,13 +247,29 @@ class UpdateRunner:
             abort=self._abort,
         )
 
-    def _swap(self, version: int, ids: list[int], config: Any, log: Any) -> None:
-        """Make ``version`` current, then mark its corrections trained."""
+    def _swap(self, version: int, parent: int, ids: list[int], log: Any) -> bool:
+        """Make ``version`` current, then mark its corrections trained; False (nothing
+        done) when the current model is no longer ``parent``.
+
+        The store's lock is held from the check to the marking, so a ``rollback`` lands
+        either before (the candidate is abandoned, the rollback stands) or after (it
+        rolls this version back and sends its corrections back to pending)."""
         faults.delay("swap", log=log, version=version)
-        self._store.promote(version)
-        faults.delay("after_swap", log=log, version=version)
-        self._queue.mark_trained(ids, version)
-        self._retain(config.store.keep_versions, log)
+        with self._store.locked():
+            current = self._store.current_version()
+            if current != parent:
+                log.warning(
+                    "candidate not promoted: the current model changed (a rollback?) "
+                    "while it was being stored",
+                    version=version,
+                    parent=parent,
+                    current=current,
+                )
+                return False
+            self._store.promote(version)
+            faults.delay("after_swap", log=log, version=version)
+            self._queue.mark_trained(ids, version)
+        return True
 
     def _retain(self, keep: int, log: Any) -> None:
         try:
@@ -260,35 +292,6 @@ class UpdateRunner:
         return set(bad)
 
 
-def _unlink(path: Path) -> None:
-    try:
-        path.unlink()
-    except OSError:
-        pass
-
-
-def _finite(value: float) -> bool:
-    return value == value and value not in (float("inf"), float("-inf"))
-
-
-def remove_stale_candidates(state_dir: Path) -> list[Path]:
-    """Delete candidates and child logs a killed daemon left in ``state/``, the
-    half-written files of ``state/`` itself (``status.json`` is rewritten every few
-    seconds, so a kill can land inside that write), and the half-written entries a
-    killed training child left in the feature cache (only one daemon holds the
-    workspace, so no writer of them is alive at start-up)."""
-    removed = remove_stale_temps(state_dir)
-    for entry in Path(state_dir).glob(f"{CANDIDATE_PREFIX}*"):
-        _unlink(entry)
-        removed.append(entry)
-    cache = Path(state_dir) / "cache"
-    if cache.is_dir() and not cache.is_symlink():
-        folders = [cache, *(p for p in cache.rglob("*") if p.is_dir() and not p.is_symlink())]
-        for folder in folders:
-            removed += remove_stale_temps(folder)
-    return removed
-
-
 @dataclass(frozen=True)
 class _Batch:
     """The corrections of one run: trained on, held aside, replayed, evaluated on."""
@@ -301,21 +304,3 @@ class _Batch:
     @property
     def examples(self) -> list[Correction]:
         return self.train + self.replayed
-
-
-def _read_candidate(path: Path, loss: float | None) -> bytes | RunResult:
-    """The candidate's bytes, or the failed run when it is unreadable or not finite."""
-    # Imported here: the training child imports this package and must start light.
-    from ...coreml.spec import load_spec_bytes
-    from . import gate as gate_module
-
-    try:
-        data = path.read_bytes()
-        spec = load_spec_bytes(data, path=path)
-        bad = gate_module.nonfinite_layers(spec)
-    except (OSError, MlupdatedError) as exc:
-        return RunResult(Outcome.FAILED, loss=loss, reason=f"candidate unreadable: {exc}")
-    if bad or (loss is not None and not _finite(loss)):
-        why = f"non-finite weights in {', '.join(bad)}" if bad else "non-finite loss"
-        return RunResult(Outcome.FAILED, loss=loss, reason=why)
-    return data
