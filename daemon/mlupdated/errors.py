@@ -164,6 +164,10 @@ class StoreError(MlupdatedError):
     """The workspace, model store or queue database could not be read or written."""
 
 
+class PlacedByHandError(StoreError):
+    """A promotion refused because a model placed by hand is current: it wins."""
+
+
 class WorkspaceError(StoreError):
     """The workspace is missing, belongs to something else, or is inconsistent."""
 

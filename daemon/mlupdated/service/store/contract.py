@@ -7,6 +7,11 @@ from ...errors import MlupdatedError, StoreError
 from .files import Manifest, StoreFiles
 
 PLACED_BY_HAND = "placed by hand"
+
+
+def placed_by_hand(version: int) -> str:
+    """Why a candidate is not promoted over a model placed by hand."""
+    return f"a model placed by hand is current (version {version})"
 REFUSED_SUFFIX = ".refused"
 
 

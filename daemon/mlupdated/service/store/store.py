@@ -48,9 +48,10 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ...errors import ModelParseError, StoreError, WorkspaceError
+from ...errors import ModelParseError, PlacedByHandError, StoreError, WorkspaceError
 from ...fsutil import atomic_write_bytes
 from ...logs import get_logger
+from .contract import placed_by_hand
 from .files import (
     MANIFEST_FORMAT,
     REPAIR_HINT,
@@ -219,13 +220,12 @@ class ModelStore:
         """Make ``version`` the live model (atomic replace of ``current.mlmodel``).
 
         A model placed by hand since the last check is stored first, and wins: the
-        promotion is refused (a ``StoreError``) rather than overwrite it."""
+        promotion is refused (a ``PlacedByHandError``) rather than overwrite it."""
         with self.files.locked():
             placed = self.guard.placed_over(version)
             if placed is not None:
-                raise StoreError(
-                    f"not promoting version {version}: a model placed by hand is current "
-                    f"(version {placed})",
+                raise PlacedByHandError(
+                    f"not promoting version {version}: {placed_by_hand(placed)}",
                     path=self.workspace.current_model,
                 )
             self._promote_locked(version, reason=reason)

@@ -25,8 +25,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ... import faults
-from ...errors import MlupdatedError
+from ...errors import MlupdatedError, PlacedByHandError
 from ...faults import AFTER_SWAP_DELAY_ENV, SWAP_DELAY_ENV
+from ..store.contract import PLACED_BY_HAND, placed_by_hand
 from .attempts import give_up_rejected
 from .candidates import CANDIDATE_PREFIX, read_candidate, remove_stale_candidates, unlink
 from .overrides import training_overrides
@@ -104,7 +105,10 @@ class UpdateRunner:
         candidate_path = self._ws.state / f"{CANDIDATE_PREFIX}{run_id}.mlmodel"
         try:
             result = self._train_and_swap(run_id, parent, batch, candidate_path, config, log)
-        except Exception as exc:  # our own bug or a store failure: a failed run, not a crash
+        except MlupdatedError as exc:  # a refusal we know (a model placed by hand wins): one line
+            log.error("update failed", reason=str(exc))
+            result = RunResult(Outcome.FAILED, reason=str(exc))
+        except Exception as exc:  # our own bug: a failed run, not a crash
             log.exception("update failed in the daemon")
             result = RunResult(Outcome.FAILED, reason=str(exc))
         finally:
@@ -217,8 +221,9 @@ class UpdateRunner:
         )
         if not verdict.passed:
             return RunResult(Outcome.REJECTED, version, loss, metrics, verdict.reason)
-        if not self._swap(version, parent, ids, log):
-            return RunResult(Outcome.ABANDONED, version, loss, metrics, CHANGED_DURING_RUN)
+        why = self._swap(version, parent, ids, log)
+        if why is not None:
+            return RunResult(Outcome.ABANDONED, version, loss, metrics, why)
         return RunResult(Outcome.PROMOTED, version, loss, metrics, verdict.reason)
 
     def _train(
@@ -247,29 +252,34 @@ class UpdateRunner:
             abort=self._abort,
         )
 
-    def _swap(self, version: int, parent: int, ids: list[int], log: Any) -> bool:
-        """Make ``version`` current, then mark its corrections trained; False (nothing
-        done) when the current model is no longer ``parent``.
+    def _swap(self, version: int, parent: int, ids: list[int], log: Any) -> str | None:
+        """Make ``version`` current, then mark its corrections trained; None when done,
+        else why nothing was done (the current model is no longer ``parent``).
 
         The store's lock is held from the check to the marking, so a ``rollback`` lands
         either before (the candidate is abandoned, the rollback stands) or after (it
-        rolls this version back and sends its corrections back to pending)."""
+        rolls this version back and sends its corrections back to pending). A model
+        placed by hand in the meantime wins the same way."""
         faults.delay("swap", log=log, version=version)
         with self._store.locked():
+            why = None
             current = self._store.current_version()
             if current != parent:
+                placed = self._store.entry(current).get("reason") == PLACED_BY_HAND
+                why = placed_by_hand(current) if placed else CHANGED_DURING_RUN
+            else:
+                try:
+                    self._store.promote(version)
+                except PlacedByHandError as exc:
+                    why = exc.reason
+            if why is not None:
                 log.warning(
-                    "candidate not promoted: the current model changed (a rollback?) "
-                    "while it was being stored",
-                    version=version,
-                    parent=parent,
-                    current=current,
+                    "candidate not promoted", version=version, parent=parent, reason=why
                 )
-                return False
-            self._store.promote(version)
+                return why
             faults.delay("after_swap", log=log, version=version)
             self._queue.mark_trained(ids, version)
-        return True
+        return None
 
     def _retain(self, keep: int, log: Any) -> None:
         try:
