@@ -24,6 +24,7 @@ from ..workspace import Workspace, model_labels_and_input_size
 from .events import ReadDone
 from .filters import (
     file_kind,
+    file_sig,
     ignored_name,
     ignored_relpath,
     is_mount_point,
@@ -294,9 +295,9 @@ class Arrivals:
 
     def _reject_name(self, rel: str, size: int, mtime: float, reason: str) -> None:
         try:
-            sig = (size, os.lstat(self.stability.path_of(rel)).st_mtime_ns)
+            sig = file_sig(os.lstat(self.stability.path_of(rel)))
         except OSError:
-            sig = (size, int(mtime * 1e9))
+            sig = (size, int(mtime * 1e9), 0)
         self.stability.refuse(rel, sig, reason)
 
     def _log_change(self, change: CorrectionChange) -> None:
@@ -369,7 +370,7 @@ class Arrivals:
                     info = os.lstat(path)
                 except OSError:
                     continue
-                if self.stability.is_bad(rel, (info.st_size, info.st_mtime_ns)):
+                if self.stability.is_bad(rel, file_sig(info)):
                     continue
                 record = seen.get(rel)
                 if (

@@ -37,7 +37,8 @@ class EventHandler(FileSystemEventHandler):
                 self._events.put(Moved(src, os.fsdecode(event.dest_path), event.is_directory))
             elif kind == "deleted":
                 self._events.put(Gone(src, event.is_directory))
-            elif kind in ("created", "modified", "closed"):
+            # "attrib": a chmod that makes a refused file readable is worth a look.
+            elif kind in ("created", "modified", "closed", "attrib"):
                 if event.is_directory:
                     if kind == "created":
                         self._events.put(DirCreated(src))
