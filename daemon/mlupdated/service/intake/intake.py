@@ -32,7 +32,7 @@ from ..queue import CorrectionChange, Queue
 from ..workspace import Workspace
 from .arrivals import TOPS, Arrivals
 from .events import DirCreated, FileSeen, Gone, IntakeEvent, Moved, ReadDone, Rescan, Wake
-from .watch import LIMIT_ERRNOS, OverflowWatch, observer_alive, start_observer
+from .watch import LIMIT_ERRNOS, OverflowWatch, observer_alive, resolved_roots, start_observer
 
 SUPERVISE_SECONDS = 0.5
 EVENT_BATCH = 5000
@@ -85,6 +85,7 @@ class Intake:
         self._last_rescan_mono = 0.0
         self._rescans = 0
         self._observer_lock = threading.RLock()
+        self._watched_at: list[str] = []
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -177,8 +178,12 @@ class Intake:
             self._observer_kind = "polling"
             self._observer = self._schedule_and_start("polling")
 
+    def _roots(self) -> list[Path]:
+        return [self.workspace.root / top for top in TOPS]
+
     def _schedule_and_start(self, kind: str) -> Any:
-        roots = [self.workspace.root / top for top in TOPS]
+        roots = self._roots()
+        self._watched_at = resolved_roots(roots)
         return start_observer(
             kind, roots, self._events, polling_interval=self.config.intake.polling_interval
         )
@@ -291,8 +296,10 @@ class Intake:
         self._last_rescan = time.time()
         self._last_rescan_mono = time.monotonic()
         back = self._arrivals.sweep()
-        if back and not self._stop.is_set():
-            # A folder that vanished and came back is a new inode: the old watch is dead.
+        moved = resolved_roots(self._roots()) != self._watched_at
+        if (back or moved) and not self._stop.is_set():
+            # A folder that vanished and came back is a new inode, and a re-pointed
+            # symbolic link leads elsewhere: the old watch is dead.
             with self._observer_lock:
                 self._stop_observer(2.0)
                 self._start_observer()
