@@ -98,6 +98,18 @@ class Arrivals:
     def _ignored(self, rel: str) -> bool:
         return ignored_relpath(rel, self.config.intake.ignore)
 
+    def changed(self, path: str, *, wrote: bool) -> None:
+        """An event said ``path`` changed; a write means it is not known complete."""
+        if wrote:
+            self.stability.closes.clear(self.rel(path))
+        self.consider(path)
+
+    def closed(self, path: str) -> None:
+        """An event said ``path`` was closed after writing: it may be taken without the
+        rest of its stability wait (if it decodes)."""
+        self.stability.closes.mark(self.rel(path))
+        self.consider(path)
+
     def consider(self, path: str, *, replaces: str | None = None) -> None:
         """A hint that ``path`` may be new or changed: start (or hurry) its stability wait."""
         rel = self.rel(path)
@@ -214,6 +226,8 @@ class Arrivals:
         """A rename inside or into the watched folders: relabel, or take the new path."""
         src_rel, dest_rel = self.rel(src), self.rel(dest)
         dest_ok = self._watched(dest_rel) and not self._ignored(dest_rel)
+        if not is_dir:  # written under a temporary name, closed, renamed in
+            self.stability.closes.carry(src_rel, dest_rel)
         if is_dir:
             if dest_ok:
                 self.walk_into(dest)

@@ -31,7 +31,17 @@ from ..config import Config
 from ..queue import CorrectionChange, Queue
 from ..workspace import Workspace
 from .arrivals import TOPS, Arrivals
-from .events import DirCreated, FileSeen, Gone, IntakeEvent, Moved, ReadDone, Rescan, Wake
+from .events import (
+    Closed,
+    DirCreated,
+    FileSeen,
+    Gone,
+    IntakeEvent,
+    Moved,
+    ReadDone,
+    Rescan,
+    Wake,
+)
 from .watch import LIMIT_ERRNOS, OverflowWatch, observer_alive, resolved_roots, start_observer
 
 SUPERVISE_SECONDS = 0.5
@@ -274,7 +284,9 @@ class Intake:
     def _handle(self, item: IntakeEvent) -> None:
         arrivals = self._arrivals
         if isinstance(item, FileSeen):
-            arrivals.consider(item.path)
+            arrivals.changed(item.path, wrote=item.wrote)
+        elif isinstance(item, Closed):
+            arrivals.closed(item.path)
         elif isinstance(item, DirCreated):
             arrivals.walk_into(item.path)
         elif isinstance(item, Gone):

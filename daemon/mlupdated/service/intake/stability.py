@@ -29,6 +29,7 @@ from ...errors import ImageError, MlupdatedError
 from ..config import Config
 from ..queue import Queue
 from ..workspace import Workspace
+from .closes import CloseMarks
 from .events import ReadDone, ReadResult
 from .filters import check_image, file_kind, file_sig, inside, sha256_file
 
@@ -110,6 +111,8 @@ class StabilityWait:
         self._gone = gone
         self._candidates: dict[str, _Candidate] = {}
         self._bad: dict[str, FileSig] = {}
+        # Closed after writing (Linux): such a file skips the rest of its wait.
+        self.closes = CloseMarks()
         self._reading: dict[str, _Read] = {}
         self._to_read: deque[str] = deque()
         self._due: list[tuple[float, int, str]] = []  # heap; stale entries skipped
@@ -131,6 +134,7 @@ class StabilityWait:
         """Stop waiting for ``rel`` and forget that it was bad (it went away)."""
         self._candidates.pop(rel, None)
         self._bad.pop(rel, None)
+        self.closes.clear(rel)
 
     def is_bad(self, rel: str, sig: FileSig) -> bool:
         """True when ``rel`` was refused at this (size, mtime)."""
@@ -232,6 +236,7 @@ class StabilityWait:
 
     def _drop(self, cand: _Candidate) -> None:
         self._candidates.pop(cand.rel, None)
+        self.closes.clear(cand.rel)
         if cand.replaces:
             self._gone(cand.replaces)
 
@@ -274,11 +279,14 @@ class StabilityWait:
         if kind != "file":
             self._reject(cand, sig, f"not a regular file ({kind})")
             return
+        # Closed after writing and not written since: the wait is over (if it decodes).
+        closed = cand.rel in self.closes
         if sig != cand.sig:
             cand.sig, cand.since, cand.stable_failures = sig, now, 0
-            self._schedule(cand, now + stability)
-            return
-        if now - cand.since < stability:
+            if not closed:
+                self._schedule(cand, now + stability)
+                return
+        elif now - cand.since < stability and not closed:
             self._schedule(cand, cand.since + stability)
             return
         if self._bad.get(cand.rel) == sig:
@@ -400,6 +408,7 @@ class StabilityWait:
             self._drop(cand)
             return
         if file_sig(after) != sig or size != sig[0]:
+            self.closes.clear(cand.rel)  # written while we read: wait the whole period
             cand.sig, cand.since = file_sig(after), now
             self._schedule(cand, now + self.config.intake.stability_seconds)
             return
@@ -409,6 +418,7 @@ class StabilityWait:
         self._take(cand.rel, after.st_size, after.st_mtime, digest)
         cand.read_result = None
         self._candidates.pop(cand.rel, None)
+        self.closes.clear(cand.rel)
         if cand.replaces:
             self._gone(cand.replaces)
 
@@ -420,6 +430,14 @@ class StabilityWait:
             self._log.warning(f"waiting for {show_path(cand.rel)}: {why}", path=cand.rel)
 
     def _undecodable(self, cand: _Candidate, sig: FileSig, reason: str) -> None:
+        if cand.rel in self.closes:
+            # A close ends the wait only for a file that decodes: back to the plain wait.
+            self.closes.clear(cand.rel)
+            self._log.debug(
+                f"waiting for {show_path(cand.rel)}: closed, not decodable yet; "
+                "waiting the whole stability period",
+                path=cand.rel,
+            )
         cand.stable_failures += 1
         if cand.stable_failures < BAD_AFTER_STABLE_CHECKS:
             # Maybe a writer that paused (a pre-allocated file being filled): look again.
@@ -429,6 +447,7 @@ class StabilityWait:
 
     def _reject(self, cand: _Candidate, sig: FileSig, reason: str) -> None:
         self._candidates.pop(cand.rel, None)
+        self.closes.clear(cand.rel)
         if self._bad.get(cand.rel) != sig:
             self._bad[cand.rel] = sig
             self._not_queued(cand.rel, reason)

@@ -18,7 +18,7 @@ from typing import Any
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 
-from .events import DirCreated, FileSeen, Gone, IntakeEvent, Moved
+from .events import Closed, DirCreated, FileSeen, Gone, IntakeEvent, Moved
 
 LIMIT_ERRNOS = {errno.ENOSPC, errno.EMFILE, errno.ENFILE}
 
@@ -54,13 +54,16 @@ class EventHandler(FileSystemEventHandler):
                 self._events.put(Moved(src, self._path(event.dest_path), event.is_directory))
             elif kind == "deleted":
                 self._events.put(Gone(src, event.is_directory))
+            elif kind == "closed":  # closed after writing (inotify's IN_CLOSE_WRITE)
+                if not event.is_directory:
+                    self._events.put(Closed(src))
             # "attrib": a chmod that makes a refused file readable is worth a look.
-            elif kind in ("created", "modified", "closed", "attrib"):
+            elif kind in ("created", "modified", "attrib"):
                 if event.is_directory:
                     if kind == "created":
                         self._events.put(DirCreated(src))
                 else:
-                    self._events.put(FileSeen(src))
+                    self._events.put(FileSeen(src, wrote=kind != "attrib"))
         except Exception:  # an exception here would kill the observer thread
             pass
 
