@@ -1,6 +1,6 @@
 """``python -m bench``: run the benchmarks, print a table, write docs/benchmarks.md.
 
-    python -m bench                       # forward, update, daemon, start-up (~15 min)
+    python -m bench                       # forward, update, daemon, start-up, footprint (~17 min)
     python -m bench --only forward,update # some sections
     python -m bench --only personalize,confidence --out docs/personalization.md
                                           # ten corrections of one animal; "neither"
