@@ -52,10 +52,13 @@ def test_refused_file_is_queued_once_readable(workspace, daemons, observer, resc
     assert daemon.stop() == 0
 
 
-@pytest.mark.parametrize("top", ["inbox", "corrections"])
-def test_symlinked_top_folder_is_watched(workspace, daemons, tmp_path, top) -> None:
-    # A long rescan period: only native events can bring the photo in promptly.
-    workspace.write_config(intake={"observer": "native", "rescan_seconds": 300})
+@pytest.mark.parametrize(
+    ("top", "observer"),
+    [("inbox", "native"), ("corrections", "native"), ("inbox", "polling")],
+)
+def test_symlinked_top_folder_is_watched(workspace, daemons, tmp_path, top, observer) -> None:
+    # A long rescan period: only the observer can bring the photo in promptly.
+    workspace.write_config(intake={"observer": observer, "rescan_seconds": 300})
     real = tmp_path / f"synced-{top}"
     shutil.copytree(workspace.root / top, real)
     shutil.rmtree(workspace.root / top)
