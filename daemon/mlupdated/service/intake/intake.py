@@ -3,9 +3,9 @@
 Events are hints, the rescan is the truth. A watchdog observer (inotify, or polling
 for network shares) only hands paths to a ``queue.Queue``; one worker thread owns all
 decisions: it waits until a file's size and mtime have not changed for
-``stability_seconds`` *and* it decodes as an image, hashes it, and then queues a
-correction (``corrections/<Label>/…``) or hands it to the inbox (``inbox/…``).
-The decisions live in ``arrivals.py``, the watchdog plumbing in ``watch.py``.
+``stability_seconds`` (or its writer closed it, on Linux) *and* it decodes as an image,
+hashes it, and then queues a correction (``corrections/<Label>/…``) or hands it to the
+inbox (``inbox/…``). The decisions live in ``arrivals.py``, the watchdog plumbing in ``watch.py``.
 A supervisor thread restarts a dead observer or worker, runs the periodic rescan,
 and turns an inotify queue overflow into a rescan.
 

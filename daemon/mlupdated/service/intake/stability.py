@@ -2,7 +2,8 @@
 
 ``StabilityWait`` is owned by ``Arrivals`` and holds files in their wait:
 each has a due time in a heap; when due it is looked at again (``lstat``: size and
-mtime unchanged for ``stability_seconds``?), then decoded and hashed on a reader
+mtime unchanged for ``stability_seconds``, or closed by its writer since its last write:
+``closes.py``?), then decoded and hashed on a reader
 thread — two at a time, so a read that blocks (a cloud placeholder being downloaded,
 a hung share) never stalls intake — and its outcome comes back to the worker as an
 event. Undecodable files are reported once (``not queued: PATH: REASON``); read
@@ -51,7 +52,7 @@ FileSig = tuple[int, int, int]
 
 @dataclass
 class _Read:
-    """One decode-and-hash of a file at a given (size, mtime), on a reader thread."""
+    """One decode-and-hash of a file at a given (size, mtime, ctime), on a reader thread."""
 
     sig: FileSig
     started: float
@@ -137,11 +138,11 @@ class StabilityWait:
         self.closes.clear(rel)
 
     def is_bad(self, rel: str, sig: FileSig) -> bool:
-        """True when ``rel`` was refused at this (size, mtime)."""
+        """True when ``rel`` was refused at this (size, mtime, ctime)."""
         return self._bad.get(rel) == sig
 
     def refuse(self, rel: str, sig: FileSig, reason: str) -> None:
-        """Refuse ``rel`` at this (size, mtime): one ``not queued`` line, not repeated."""
+        """Refuse ``rel`` at this (size, mtime, ctime): one ``not queued`` line, not repeated."""
         if self._bad.get(rel) != sig:
             self._bad[rel] = sig
             self._not_queued(rel, reason)
