@@ -1,9 +1,12 @@
 """``python -m bench``: run the benchmarks, print a table, write docs/benchmarks.md.
 
-    python -m bench                       # forward, update, daemon, start-up (~15 min)
+    python -m bench                       # forward, update, daemon, start-up, footprint (~17 min)
     python -m bench --only forward,update # some sections
     python -m bench --only personalize,confidence --out docs/personalization.md
                                           # ten corrections of one animal; "neither"
+    python -m bench --only footprint --no-write
+                                          # idle RSS after 100 inbox photos; drop-to-swap
+                                          # with the default stability wait
     python -m bench --quick               # tiny sizes: checks that the runner works
     python -m bench --at-commit HEAD      # the package as committed, not the work tree
 
@@ -29,9 +32,9 @@ from pathlib import Path
 from . import report
 from .common import Section, machine_facts, progress, source_photos
 
-SECTIONS = ("forward", "update", "daemon", "startup", "personalize", "confidence")
+SECTIONS = ("forward", "update", "daemon", "startup", "footprint", "personalize", "confidence")
 # What a bare ``python -m bench`` runs; personalize and confidence are asked by name.
-DEFAULT_SECTIONS = ("forward", "update", "daemon", "startup")
+DEFAULT_SECTIONS = ("forward", "update", "daemon", "startup", "footprint")
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "docs" / "benchmarks.md"
 SOURCE_ROOT = "daemon"
@@ -45,7 +48,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         default=",".join(DEFAULT_SECTIONS),
-        help=f"comma-separated sections of {SECTIONS} (default: the first four)",
+        help=f"comma-separated sections of {SECTIONS} (default: all but the last two)",
     )
     parser.add_argument(
         "--model",
@@ -168,6 +171,10 @@ def _run_section(
         from . import daemon
 
         return daemon.run(quick=quick, sources=sources, env=env)
+    if name == "footprint":
+        from . import footprint
+
+        return footprint.run(quick=quick, sources=sources, env=env)
     if name == "confidence":
         from . import confidence
 

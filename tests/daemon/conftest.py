@@ -135,10 +135,13 @@ class DaemonProcess:
         self._cond = threading.Condition()
         self.proc: subprocess.Popen[str] | None = None
 
-    def start(self, *, wait_ready: bool = True, umask: int = -1) -> DaemonProcess:
-        """Start the daemon (``umask``: the one it starts with; -1 keeps ours)."""
+    def start(
+        self, *, wait_ready: bool = True, umask: int = -1, prefix: tuple[str, ...] = ()
+    ) -> DaemonProcess:
+        """Start the daemon (``umask``: the one it starts with; -1 keeps ours; ``prefix``:
+        a command it runs under, such as ``setpriv`` dropping capabilities)."""
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mlupdated.cli", "run", "--workspace", str(self.ws)],
+            [*prefix, sys.executable, "-m", "mlupdated.cli", "run", "--workspace", str(self.ws)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import weakref
 
 import numpy as np
 import pytest
@@ -117,3 +119,46 @@ def test_inbox_decodes_with_the_intake_settings(parts) -> None:
     assert strict.classify(wide, "sha-wide-2") is None
     (error,) = queue.recent_errors(1)
     assert "pixels" in str(error)
+
+
+def test_release_drops_the_session_and_the_next_photo_reloads_it(parts) -> None:
+    ws, queue, store, inbox, first, _second = parts
+    photo = _photo(ws, "a.png", 1)
+    inbox.classify(photo, "sha-a")
+    assert inbox.loaded
+    # Nothing but the inbox holds the predictor: once released, it and its onnxruntime
+    # sessions (weights, arena) are gone, not kept alive by a stray reference.
+    sessions = [weakref.ref(stage.session) for stage in inbox._predictor._stages]
+    assert sessions
+    assert inbox.release()
+    assert not inbox.loaded
+    assert [ref() for ref in sessions] == [None] * len(sessions)
+    assert not inbox.release()  # nothing left to release
+    record = inbox.classify(_photo(ws, "b.png", 2), "sha-b")
+    assert record is not None and record["version"] == 1
+    assert record["probabilities"] == pytest.approx(_probabilities(first, ws.inbox / "b.png"))
+
+
+def test_idle_inbox_releases_its_model_by_itself(parts) -> None:
+    ws, queue, store, _inbox, _first, _second = parts
+    inbox = InboxClassifier(
+        workspace=ws, queue=queue, store=store, log=get_logger("test"), idle_release_seconds=0.1
+    )
+    released = threading.Event()
+    original = inbox.release
+
+    def release() -> bool:
+        done = original()
+        if done:
+            released.set()
+        return done
+
+    inbox.release = release
+    inbox.start()
+    try:
+        inbox.submit(_photo(ws, "a.png", 1), "sha-a")
+        assert released.wait(60), "the idle inbox kept its model"
+        assert queue.prediction_for("sha-a") is not None
+        assert not inbox.loaded
+    finally:
+        inbox.stop()

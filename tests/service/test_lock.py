@@ -75,3 +75,36 @@ def test_kill_9_frees_the_lock(tmp_path: Path) -> None:
 def test_no_lock_file_means_nobody(tmp_path: Path) -> None:
     assert lock_holder(tmp_path / "absent.lock") is None
     assert read_pid(tmp_path / "absent.lock") is None
+
+
+def test_the_workspace_folder_lock_outlives_a_deleted_lock_file(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    first = WorkspaceLock(state / "mlupdated.lock", root=tmp_path)
+    first.acquire()
+    try:
+        (state / "mlupdated.lock").unlink()
+        # A fresh lock file would be free: the folder's lock is what refuses.
+        second = WorkspaceLock(state / "mlupdated.lock", root=tmp_path)
+        with pytest.raises(AlreadyRunningError, match="already running"):
+            second.acquire()
+        assert not second.held
+    finally:
+        first.release()
+    with WorkspaceLock(state / "mlupdated.lock", root=tmp_path) as again:
+        assert again.held
+
+
+def test_lost_names_the_removed_or_replaced_file(tmp_path: Path) -> None:
+    lock_file, db = tmp_path / "mlupdated.lock", tmp_path / "mlupdated.db"
+    db.write_bytes(b"db")
+    with WorkspaceLock(lock_file, root=tmp_path) as lock:
+        lock.guard(db)
+        assert lock.lost() is None
+        replacement = tmp_path / "new.db"
+        replacement.write_bytes(b"db")
+        os.replace(replacement, db)  # same name and content, another file
+        assert lock.lost() == db
+    with WorkspaceLock(lock_file, root=tmp_path) as lock:
+        lock_file.unlink()
+        assert lock.lost() == lock_file

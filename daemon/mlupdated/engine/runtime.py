@@ -10,6 +10,9 @@ cache starts that much sooner.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import gc
 import hashlib
 import json
 import os
@@ -72,6 +75,31 @@ def spinning_pays() -> bool:
     except (AttributeError, OSError):  # no load average on this platform
         return False
     return load < (os.cpu_count() or 1) / 2
+
+
+@lru_cache(maxsize=1)
+def _malloc_trim() -> Any:
+    name = ctypes.util.find_library("c")
+    try:
+        return getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
+    except OSError:
+        return None
+
+
+def release_memory() -> None:
+    """Hand memory freed by dropped sessions back to the system.
+
+    Dropping a session frees its weights and its arena into the C allocator, which keeps
+    them for later (measured on the default model: 156 MB after 100 photos, 133 MB
+    with only a trim, 80 MB with the session dropped and trimmed; onnxruntime's own
+    arena shrinkage and a session without an arena did not lower it). So: collect
+    cycles that may hold a session, then ask glibc to trim its heaps (``malloc_trim``;
+    elsewhere nothing more is done).
+    """
+    gc.collect()
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 class Session:

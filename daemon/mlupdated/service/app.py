@@ -64,6 +64,9 @@ STATUS_REFRESH_SECONDS = 60.0
 INTAKE_DEAD_TURNS = 5
 # How often the store is checked for what people changed (store/guard.py).
 STORE_CHECK_SECONDS = 2.0
+# state/ removed or replaced under us: a failure, so that a service manager restarts us
+# (and the restart re-creates state/ as a first start would); not 2, which it does not.
+EXIT_STATE_LOST = 1
 # Never make anything group- or world-writable, even when started under umask 000 (a
 # stricter umask the user chose is kept).
 UMASK_BITS = 0o022
@@ -98,6 +101,7 @@ class Daemon:
         self._update_now = False
         self._pause_changed = False
         self._intake_dead = 0
+        self._exit_code = 0
         self._last_status: dict[str, Any] | None = None
         self._last_status_time = 0.0
         self._next_store_check = 0.0
@@ -140,7 +144,7 @@ class Daemon:
         self.config = load_config(ws.config_path)
         _configure(self.config)
         self.log = get_logger("daemon", workspace=str(ws.root))
-        self.lock = WorkspaceLock(Path(ws.lock_path))
+        self.lock = WorkspaceLock(Path(ws.lock_path), root=ws.root)
         self.lock.acquire()
         # Each part pushes its own stop as it starts, so a half-done start-up stops
         # exactly what it started, in reverse.
@@ -153,7 +157,7 @@ class Daemon:
                 self.notifier.stopping()
                 self.log.info("stopping")
         self.log.info("stopped")
-        return 0
+        return self._exit_code
 
     def _start_up(self, parts: contextlib.ExitStack) -> None:
         ws, log = self.ws, self.log
@@ -169,6 +173,7 @@ class Daemon:
         if stale:
             log.info("removed leftovers of an interrupted run", files=[p.name for p in stale])
         self.queue = Queue(ws.db_path)
+        self.lock.guard(ws.db_path)
         parts.callback(self._stopped, "queue", self.queue.close)
         parts.callback(self._final_status)
         redo = close_interrupted_runs(self.queue, self.store, log=log)
@@ -257,6 +262,8 @@ class Daemon:
 
     def _turn(self) -> None:
         """One pass over the flags the signal handlers set, and the health checks."""
+        if self._state_lost():
+            return
         if self._reload:
             self._reload = False
             self._reload_config()
@@ -272,6 +279,20 @@ class Daemon:
             self._next_store_check = time.monotonic() + STORE_CHECK_SECONDS
             self._check_store()
         self.notifier.watchdog()
+
+    def _state_lost(self) -> bool:
+        """Stop when state/ was removed or replaced: writes would go to files nobody
+        reads. The workspace lock still keeps a second daemon out until we are gone."""
+        lost = self.lock.lost()
+        if lost is None:
+            return False
+        self.log.error(
+            f"state/ was removed or replaced while running ({self.ws.relative(lost)} is "
+            "not the file opened at start); stopping, a restart re-creates state/",
+            path=self.ws.relative(lost),
+        )
+        self._exit_code, self._stop = EXIT_STATE_LOST, True
+        return True
 
     def _stopped(self, name: str, stop: Callable[[], object]) -> None:
         """Stop one part; a part that fails to stop is logged and the others still stop."""

@@ -60,7 +60,8 @@ polling_interval = 2.0
 # Full rescan of the folders every this many seconds: events are hints, the rescan is
 # the truth.
 rescan_seconds = 300
-# A file is taken once its size and modification time have not changed for this long.
+# A file is taken once its size and modification time have not changed for this long
+# (on Linux, as soon as its writer closed it, if it decodes).
 stability_seconds = 2.0
 # Extra file or folder names (globs) to ignore; hidden files and the temporary names of
 # sync tools (Syncthing, Nextcloud, rsync, browsers, iCloud, Synology) are always ignored.

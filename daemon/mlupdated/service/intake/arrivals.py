@@ -24,6 +24,7 @@ from ..workspace import Workspace, model_labels_and_input_size
 from .events import ReadDone
 from .filters import (
     file_kind,
+    file_sig,
     ignored_name,
     ignored_relpath,
     is_mount_point,
@@ -98,6 +99,18 @@ class Arrivals:
 
     def _ignored(self, rel: str) -> bool:
         return ignored_relpath(rel, self.config.intake.ignore)
+
+    def changed(self, path: str, *, wrote: bool) -> None:
+        """An event said ``path`` changed; a write means it is not known complete."""
+        if wrote:
+            self.stability.closes.clear(self.rel(path))
+        self.consider(path)
+
+    def closed(self, path: str) -> None:
+        """An event said ``path`` was closed after writing: it may be taken without the
+        rest of its stability wait (if it decodes)."""
+        self.stability.closes.mark(self.rel(path))
+        self.consider(path)
 
     def consider(self, path: str, *, replaces: str | None = None) -> None:
         """A hint that ``path`` may be new or changed: start (or hurry) its stability wait."""
@@ -227,6 +240,8 @@ class Arrivals:
         """A rename inside or into the watched folders: relabel, or take the new path."""
         src_rel, dest_rel = self.rel(src), self.rel(dest)
         dest_ok = self._watched(dest_rel) and not self._ignored(dest_rel)
+        if not is_dir:  # written under a temporary name, closed, renamed in
+            self.stability.closes.carry(src_rel, dest_rel)
         if is_dir:
             if dest_ok:
                 self.walk_into(dest)
@@ -307,9 +322,9 @@ class Arrivals:
 
     def _reject_name(self, rel: str, size: int, mtime: float, reason: str) -> None:
         try:
-            sig = (size, os.lstat(self.stability.path_of(rel)).st_mtime_ns)
+            sig = file_sig(os.lstat(self.stability.path_of(rel)))
         except OSError:
-            sig = (size, int(mtime * 1e9))
+            sig = (size, int(mtime * 1e9), 0)
         self.stability.refuse(rel, sig, reason)
 
     def _log_change(self, change: CorrectionChange) -> None:
@@ -395,7 +410,7 @@ class Arrivals:
                     info = os.lstat(path)
                 except OSError:
                     continue
-                if self.stability.is_bad(rel, (info.st_size, info.st_mtime_ns)):
+                if self.stability.is_bad(rel, file_sig(info)):
                     continue
                 record = seen.get(rel)
                 if (

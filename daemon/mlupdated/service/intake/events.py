@@ -11,7 +11,15 @@ from typing import Any, NamedTuple
 
 
 class FileSeen(NamedTuple):
-    """A file was created or changed (a hint: the stability wait decides)."""
+    """A file was created or changed (a hint: the stability wait decides); ``wrote`` is
+    False for a change of metadata only (a chmod)."""
+
+    path: str
+    wrote: bool = True
+
+
+class Closed(NamedTuple):
+    """A file open for writing was closed (Linux only): it may be complete."""
 
     path: str
 
@@ -65,4 +73,4 @@ class Wake(NamedTuple):
     """Nothing to do but look at the waiting files again."""
 
 
-IntakeEvent = FileSeen | DirCreated | Gone | Moved | ReadDone | Rescan | Wake
+IntakeEvent = FileSeen | Closed | DirCreated | Gone | Moved | ReadDone | Rescan | Wake

@@ -85,6 +85,16 @@ def file_kind(mode: int) -> str:
     return "special file"
 
 
+def file_sig(info: os.stat_result) -> tuple[int, int, int]:
+    """What tells one state of a file from another: size, mtime and ctime (ns).
+
+    ctime moves on ``chmod``/``chown`` as well as on writes, so a file refused as
+    unreadable is looked at again once its permissions are fixed (its size and mtime
+    did not change).
+    """
+    return (info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+
+
 def inside(path: str | os.PathLike[str], root: str | os.PathLike[str]) -> bool:
     """True when ``path`` (resolved) lies inside ``root`` (resolved)."""
     real = os.path.realpath(path)

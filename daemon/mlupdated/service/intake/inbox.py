@@ -5,6 +5,10 @@ classifies it with ``models/current.mlmodel`` and records the prediction in the
 database and as one JSON line in ``predictions.jsonl``. A content that already has a
 prediction (from any model version) is not classified again: a swap never silently
 changes an answer the owner may already have acted on.
+
+The model stays loaded while photos arrive; after ``IDLE_RELEASE_SECONDS`` without one
+it is dropped and its memory handed back (the next photo loads it again from the graph
+cache): a daemon at rest should not hold an inference session it is not using.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ...engine.familiarity import familiarity, familiarity_threshold
+from ...engine.runtime import release_memory
 from ...errors import MlupdatedError
 
 if TYPE_CHECKING:
@@ -31,6 +36,9 @@ if TYPE_CHECKING:
 STOP = None
 # A photo that met no usable model (the store being repaired) is tried again this often.
 HOLD_RETRY_SECONDS = 5.0
+# Long enough to keep the model across the gaps of a burst (intake hands photos over
+# one by one as each is complete), short enough that an idle daemon is small.
+IDLE_RELEASE_SECONDS = 10.0
 
 
 class InboxClassifier:
@@ -44,9 +52,11 @@ class InboxClassifier:
         store: ModelStore,
         log: Any,
         config: Callable[[], Config] | None = None,
+        idle_release_seconds: float = IDLE_RELEASE_SECONDS,
     ) -> None:
         """``config`` returns the daemon's current config: its ``intake.max_pixels`` and
-        ``intake.resize`` decode inbox photos as intake checked them."""
+        ``intake.resize`` decode inbox photos as intake checked them. The model is
+        dropped after ``idle_release_seconds`` without a photo."""
         self._ws = workspace
         self._config = config
         self._queue = queue
@@ -60,6 +70,12 @@ class InboxClassifier:
         self._held: list[tuple[Path, str]] = []
         self._retry_at = 0.0
         self._said: set[str] = set()
+        self._idle_release = idle_release_seconds
+
+    @property
+    def loaded(self) -> bool:
+        """True while a model is loaded (between a photo and the idle release)."""
+        return self._predictor is not None
 
     def start(self) -> None:
         """Start the worker thread."""
@@ -80,7 +96,11 @@ class InboxClassifier:
 
     def _loop(self) -> None:
         while True:
-            item = self._items.get()
+            try:
+                item = self._items.get(timeout=self._idle_release if self.loaded else None)
+            except queue_module.Empty:
+                self.release()
+                continue
             if item is STOP:
                 return
             try:
@@ -192,6 +212,17 @@ class InboxClassifier:
                 self.submit(path, sha256)
                 count += 1
         return count
+
+    def release(self) -> bool:
+        """Drop the loaded model and hand its memory back; False when none was loaded."""
+        with self._lock:
+            if self._predictor is None:
+                return False
+            version = self._predictor_version
+            self._predictor, self._predictor_version = None, None
+        release_memory()
+        self._log.debug("inbox: model released while idle", version=version)
+        return True
 
     def _current_predictor(self) -> tuple[int, Any]:
         from ...engine.predictor import Predictor

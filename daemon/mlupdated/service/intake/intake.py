@@ -3,9 +3,9 @@
 Events are hints, the rescan is the truth. A watchdog observer (inotify, or polling
 for network shares) only hands paths to a ``queue.Queue``; one worker thread owns all
 decisions: it waits until a file's size and mtime have not changed for
-``stability_seconds`` *and* it decodes as an image, hashes it, and then queues a
-correction (``corrections/<Label>/…``) or hands it to the inbox (``inbox/…``).
-The decisions live in ``arrivals.py``, the watchdog plumbing in ``watch.py``.
+``stability_seconds`` (or its writer closed it, on Linux) *and* it decodes as an image,
+hashes it, and then queues a correction (``corrections/<Label>/…``) or hands it to the
+inbox (``inbox/…``). The decisions live in ``arrivals.py``, the watchdog plumbing in ``watch.py``.
 A supervisor thread restarts a dead observer or worker, runs the periodic rescan,
 and turns an inotify queue overflow into a rescan.
 
@@ -31,8 +31,18 @@ from ..config import Config
 from ..queue import CorrectionChange, Queue
 from ..workspace import Workspace
 from .arrivals import TOPS, Arrivals
-from .events import DirCreated, FileSeen, Gone, IntakeEvent, Moved, ReadDone, Rescan, Wake
-from .watch import LIMIT_ERRNOS, OverflowWatch, observer_alive, start_observer
+from .events import (
+    Closed,
+    DirCreated,
+    FileSeen,
+    Gone,
+    IntakeEvent,
+    Moved,
+    ReadDone,
+    Rescan,
+    Wake,
+)
+from .watch import LIMIT_ERRNOS, OverflowWatch, observer_alive, resolved_roots, start_observer
 
 SUPERVISE_SECONDS = 0.5
 EVENT_BATCH = 5000
@@ -85,6 +95,7 @@ class Intake:
         self._last_rescan_mono = 0.0
         self._rescans = 0
         self._observer_lock = threading.RLock()
+        self._watched_at: list[str] = []
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -177,8 +188,12 @@ class Intake:
             self._observer_kind = "polling"
             self._observer = self._schedule_and_start("polling")
 
+    def _roots(self) -> list[Path]:
+        return [self.workspace.root / top for top in TOPS]
+
     def _schedule_and_start(self, kind: str) -> Any:
-        roots = [self.workspace.root / top for top in TOPS]
+        roots = self._roots()
+        self._watched_at = resolved_roots(roots)
         return start_observer(
             kind, roots, self._events, polling_interval=self.config.intake.polling_interval
         )
@@ -269,7 +284,9 @@ class Intake:
     def _handle(self, item: IntakeEvent) -> None:
         arrivals = self._arrivals
         if isinstance(item, FileSeen):
-            arrivals.consider(item.path)
+            arrivals.changed(item.path, wrote=item.wrote)
+        elif isinstance(item, Closed):
+            arrivals.closed(item.path)
         elif isinstance(item, DirCreated):
             arrivals.walk_into(item.path)
         elif isinstance(item, Gone):
@@ -291,8 +308,10 @@ class Intake:
         self._last_rescan = time.time()
         self._last_rescan_mono = time.monotonic()
         back = self._arrivals.sweep()
-        if back and not self._stop.is_set():
-            # A folder that vanished and came back is a new inode: the old watch is dead.
+        moved = resolved_roots(self._roots()) != self._watched_at
+        if (back or moved) and not self._stop.is_set():
+            # A folder that vanished and came back is a new inode, and a re-pointed
+            # symbolic link leads elsewhere: the old watch is dead.
             with self._observer_lock:
                 self._stop_observer(2.0)
                 self._start_observer()

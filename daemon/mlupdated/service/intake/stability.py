@@ -2,7 +2,8 @@
 
 ``StabilityWait`` is owned by ``Arrivals`` and holds files in their wait:
 each has a due time in a heap; when due it is looked at again (``lstat``: size and
-mtime unchanged for ``stability_seconds``?), then decoded and hashed on a reader
+mtime unchanged for ``stability_seconds``, or closed by its writer since its last write:
+``closes.py``?), then decoded and hashed on a reader
 thread — two at a time, so a read that blocks (a cloud placeholder being downloaded,
 a hung share) never stalls intake — and its outcome comes back to the worker as an
 event. Undecodable files are reported once (``not queued: PATH: REASON``); read
@@ -29,8 +30,9 @@ from ...errors import ImageError, MlupdatedError
 from ..config import Config
 from ..queue import Queue
 from ..workspace import Workspace
+from .closes import CloseMarks
 from .events import ReadDone, ReadResult
-from .filters import check_image, file_kind, inside, sha256_file
+from .filters import check_image, file_kind, file_sig, inside, sha256_file
 
 # Stable but undecodable: look once more after another stability period before calling
 # it bad, so a pre-allocated file whose writer pauses is not reported for nothing.
@@ -44,12 +46,15 @@ MAX_WAIT_TICK = 0.25
 MAX_READS = 2
 SLOW_READ_SECONDS = 30.0
 
+# A file's (size, mtime, ctime) in ns: see ``filters.file_sig``.
+FileSig = tuple[int, int, int]
+
 
 @dataclass
 class _Read:
-    """One decode-and-hash of a file at a given (size, mtime), on a reader thread."""
+    """One decode-and-hash of a file at a given (size, mtime, ctime), on a reader thread."""
 
-    sig: tuple[int, int]
+    sig: FileSig
     started: float
     slow_logged: bool = False
 
@@ -57,7 +62,7 @@ class _Read:
 @dataclass
 class _Candidate:
     rel: str
-    sig: tuple[int, int] | None = None
+    sig: FileSig | None = None
     since: float = 0.0
     due: float = math.inf
     stable_failures: int = 0
@@ -106,7 +111,9 @@ class StabilityWait:
         self._take = take
         self._gone = gone
         self._candidates: dict[str, _Candidate] = {}
-        self._bad: dict[str, tuple[int, int]] = {}
+        self._bad: dict[str, FileSig] = {}
+        # Closed after writing (Linux): such a file skips the rest of its wait.
+        self.closes = CloseMarks()
         self._reading: dict[str, _Read] = {}
         self._to_read: deque[str] = deque()
         self._due: list[tuple[float, int, str]] = []  # heap; stale entries skipped
@@ -128,13 +135,14 @@ class StabilityWait:
         """Stop waiting for ``rel`` and forget that it was bad (it went away)."""
         self._candidates.pop(rel, None)
         self._bad.pop(rel, None)
+        self.closes.clear(rel)
 
-    def is_bad(self, rel: str, sig: tuple[int, int]) -> bool:
-        """True when ``rel`` was refused at this (size, mtime)."""
+    def is_bad(self, rel: str, sig: FileSig) -> bool:
+        """True when ``rel`` was refused at this (size, mtime, ctime)."""
         return self._bad.get(rel) == sig
 
-    def refuse(self, rel: str, sig: tuple[int, int], reason: str) -> None:
-        """Refuse ``rel`` at this (size, mtime): one ``not queued`` line, not repeated."""
+    def refuse(self, rel: str, sig: FileSig, reason: str) -> None:
+        """Refuse ``rel`` at this (size, mtime, ctime): one ``not queued`` line, not repeated."""
         if self._bad.get(rel) != sig:
             self._bad[rel] = sig
             self._not_queued(rel, reason)
@@ -229,6 +237,7 @@ class StabilityWait:
 
     def _drop(self, cand: _Candidate) -> None:
         self._candidates.pop(cand.rel, None)
+        self.closes.clear(cand.rel)
         if cand.replaces:
             self._gone(cand.replaces)
 
@@ -250,13 +259,13 @@ class StabilityWait:
             try:
                 target = os.stat(path)
             except OSError:
-                self._reject(cand, (info.st_size, info.st_mtime_ns), "broken symbolic link")
+                self._reject(cand, file_sig(info), "broken symbolic link")
                 return None
             return target, file_kind(target.st_mode), True
         why = "symbolic link (not followed)"
         if self.config.intake.follow_symlinks:
             why = "symbolic link pointing outside the workspace (not followed)"
-        self._reject(cand, (info.st_size, info.st_mtime_ns), why)
+        self._reject(cand, file_sig(info), why)
         return None
 
     def _check(self, cand: _Candidate) -> None:
@@ -267,15 +276,18 @@ class StabilityWait:
         if looked is None:
             return
         info, kind, follow = looked
-        sig = (info.st_size, info.st_mtime_ns)
+        sig = file_sig(info)
         if kind != "file":
             self._reject(cand, sig, f"not a regular file ({kind})")
             return
+        # Closed after writing and not written since: the wait is over (if it decodes).
+        closed = cand.rel in self.closes
         if sig != cand.sig:
             cand.sig, cand.since, cand.stable_failures = sig, now, 0
-            self._schedule(cand, now + stability)
-            return
-        if now - cand.since < stability:
+            if not closed:
+                self._schedule(cand, now + stability)
+                return
+        elif now - cand.since < stability and not closed:
             self._schedule(cand, cand.since + stability)
             return
         if self._bad.get(cand.rel) == sig:
@@ -303,7 +315,7 @@ class StabilityWait:
     # --- reading (off the worker thread: a read may block for a long time) -------------
 
     def _start_read(
-        self, cand: _Candidate, path: Path, sig: tuple[int, int], follow: bool, now: float
+        self, cand: _Candidate, path: Path, sig: FileSig, follow: bool, now: float
     ) -> None:
         read = _Read(sig=sig, started=now)
         cand.reading = read
@@ -396,8 +408,9 @@ class StabilityWait:
         except OSError:
             self._drop(cand)
             return
-        if (after.st_size, after.st_mtime_ns) != sig or size != sig[0]:
-            cand.sig, cand.since = (after.st_size, after.st_mtime_ns), now
+        if file_sig(after) != sig or size != sig[0]:
+            self.closes.clear(cand.rel)  # written while we read: wait the whole period
+            cand.sig, cand.since = file_sig(after), now
             self._schedule(cand, now + self.config.intake.stability_seconds)
             return
         # If the queue cannot be written, _take raises: the outcome is kept and the file
@@ -406,6 +419,7 @@ class StabilityWait:
         self._take(cand.rel, after.st_size, after.st_mtime, digest)
         cand.read_result = None
         self._candidates.pop(cand.rel, None)
+        self.closes.clear(cand.rel)
         if cand.replaces:
             self._gone(cand.replaces)
 
@@ -416,7 +430,15 @@ class StabilityWait:
         if cand.read_failures == 3:
             self._log.warning(f"waiting for {show_path(cand.rel)}: {why}", path=cand.rel)
 
-    def _undecodable(self, cand: _Candidate, sig: tuple[int, int], reason: str) -> None:
+    def _undecodable(self, cand: _Candidate, sig: FileSig, reason: str) -> None:
+        if cand.rel in self.closes:
+            # A close ends the wait only for a file that decodes: back to the plain wait.
+            self.closes.clear(cand.rel)
+            self._log.debug(
+                f"waiting for {show_path(cand.rel)}: closed, not decodable yet; "
+                "waiting the whole stability period",
+                path=cand.rel,
+            )
         cand.stable_failures += 1
         if cand.stable_failures < BAD_AFTER_STABLE_CHECKS:
             # Maybe a writer that paused (a pre-allocated file being filled): look again.
@@ -424,8 +446,9 @@ class StabilityWait:
             return
         self._reject(cand, sig, reason)
 
-    def _reject(self, cand: _Candidate, sig: tuple[int, int], reason: str) -> None:
+    def _reject(self, cand: _Candidate, sig: FileSig, reason: str) -> None:
         self._candidates.pop(cand.rel, None)
+        self.closes.clear(cand.rel)
         if self._bad.get(cand.rel) != sig:
             self._bad[cand.rel] = sig
             self._not_queued(cand.rel, reason)
