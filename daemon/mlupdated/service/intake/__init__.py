@@ -3,7 +3,9 @@ correction or an inbox prediction.
 
 ``watch`` hands watchdog's events over as :mod:`.events` records; ``Arrivals`` (with
 the ``StabilityWait`` of ``stability``, which it owns) decides when a file is complete
-and what it means;
+and what it means. The wait is composed of ``waiting`` (one record per file and its
+due time), ``checks`` (one look at a file, and what a read means), ``reading`` (the
+reader threads that decode and hash), ``refusals`` and ``closes``;
 ``filters`` holds the rules about names and images; ``inbox`` classifies inbox photos;
 ``Intake`` runs the threads (observer, worker, supervisor).
 """

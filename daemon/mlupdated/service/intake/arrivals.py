@@ -29,8 +29,9 @@ from .filters import (
     ignored_relpath,
     is_mount_point,
     match_label,
+    show_path,
 )
-from .stability import StabilityWait, show_path
+from .stability import StabilityWait
 
 TOPS = ("corrections", "inbox")
 
