@@ -805,7 +805,7 @@ def test_unmounted_label_share_is_unavailable_not_deleted(tmp_path: Path, model_
 def test_a_read_that_blocks_never_stalls_intake(
     make: Callable[..., Harness], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import mlupdated.service.intake.stability as waiting
+    import mlupdated.service.intake.reading as waiting
 
     # A cloud placeholder: reading it blocks until the sync client has downloaded it.
     # (Linux has no dataless files without FUSE; the decoder is made to block instead.)

@@ -246,3 +246,11 @@ def match_label(folder: str, labels: Sequence[str]) -> LabelMatch:
     if near:
         reason += f"; did you mean '{near[0]}'?"
     return LabelMatch(None, reason=reason)
+
+
+def show_path(rel: str) -> str:
+    """A path for a log line: control characters (newlines in names) escaped, so one
+    problem stays one line."""
+    if rel.isprintable():
+        return rel
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in rel)

@@ -30,18 +30,9 @@ from typing import Any
 from ..config import Config
 from ..queue import CorrectionChange, Queue
 from ..workspace import Workspace
-from .arrivals import TOPS, Arrivals
-from .events import (
-    Closed,
-    DirCreated,
-    FileSeen,
-    Gone,
-    IntakeEvent,
-    Moved,
-    ReadDone,
-    Rescan,
-    Wake,
-)
+from .arrivals import Arrivals
+from .events import IntakeEvent, Rescan, Wake
+from .sources import TOPS
 from .watch import LIMIT_ERRNOS, OverflowWatch, observer_alive, resolved_roots, start_observer
 
 SUPERVISE_SECONDS = 0.5
@@ -282,26 +273,13 @@ class Intake:
                 self._log.exception("intake check failed", error=str(exc))
 
     def _handle(self, item: IntakeEvent) -> None:
-        arrivals = self._arrivals
-        if isinstance(item, FileSeen):
-            arrivals.changed(item.path, wrote=item.wrote)
-        elif isinstance(item, Closed):
-            arrivals.closed(item.path)
-        elif isinstance(item, DirCreated):
-            arrivals.walk_into(item.path)
-        elif isinstance(item, Gone):
-            arrivals.gone(arrivals.rel(item.path), is_dir=item.is_dir)
-        elif isinstance(item, Moved):
-            arrivals.moved(item.src, item.dest, is_dir=item.is_dir)
-        elif isinstance(item, ReadDone):
-            arrivals.stability.read_done(item.rel, item.read, item.result)
-        elif isinstance(item, Rescan):
+        if isinstance(item, Rescan):
             try:
                 self._sweep()
             finally:
                 item.done.set()
         elif not isinstance(item, Wake):
-            raise TypeError(f"not an intake event: {item!r}")
+            self._arrivals.handle(item)  # the events about paths, and readers' outcomes
 
     def _sweep(self) -> None:
         self._rescans += 1

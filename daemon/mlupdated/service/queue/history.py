@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from .corrections import Correction, correction_from_row
+from .correction import Correction, correction_from_row
 from .db import PENDING, RETRACTED, TRAINED, Database
 
 
