@@ -166,8 +166,8 @@ def test_promoted_runs_mark_trained_and_apply_retention(setup) -> None:
     assert queue.pending() == []
     assert {c.version for c in queue.all_trained()} == {2}
     entry = ModelStore(ws).manifest()[-1]
-    assert (entry["version"], entry["promoted"], entry["corrections"]["count"]) == (2, True, 4)
-    assert entry["gate"]["passed"] is True
+    assert (entry.version, entry.promoted, entry.corrections["count"]) == (2, True, 4)
+    assert entry.gate["passed"] is True
     _add(ws, queue, "more1.png", "Cat", 50)
     _add(ws, queue, "more2.png", "Dog", 51)
     # A tolerance of 1 lets any candidate through: this is about retention.
@@ -198,7 +198,7 @@ def test_a_worse_candidate_is_kept_but_not_promoted(setup) -> None:
     gate = run["metrics"]["gate"]
     assert gate["candidate"]["accuracy"] < gate["current"]["accuracy"]
     entry = ModelStore(ws).manifest()[-1]
-    assert (entry["version"], entry["promoted"], entry["gate"]["passed"]) == (3, False, False)
+    assert (entry.version, entry.promoted, entry.gate["passed"]) == (3, False, False)
     assert ws.current_model.read_bytes() == before
     assert len(queue.pending()) == 4
 
@@ -218,7 +218,7 @@ def test_replay_policy_trains_on_a_sample_of_earlier_corrections(setup) -> None:
     # ones keep the version that first learned them.
     assert run["metrics"]["gate"]["current"]["count"] == 1
     entry = ModelStore(ws).manifest()[-1]
-    assert entry["corrections"]["count"] == 2
+    assert entry.corrections["count"] == 2
     assert sorted(c.version for c in queue.all_trained()) == [2, 2, 2, 2, 3, 3]
 
 

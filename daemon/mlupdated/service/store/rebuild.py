@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .files import Manifest, now_iso
+from .manifest import Manifest, VersionEntry, now_iso
 
 # An unreadable manifest modified this recently may be a person's editor half-way
 # through saving it: the live check leaves it alone until it has been still this long.
@@ -68,25 +68,26 @@ def enrich(manifest: Manifest, runs: dict[int, dict[str, Any]]) -> None:
     """Put what the run records know into the rebuilt entries, and the promotions
     into the history; remember the highest number the runs used."""
     for entry in manifest.versions:
-        version = entry["version"]
+        version = entry.version
         run = runs.get(version)
         if version == 1 and run is None:
-            entry["reason"] = "initial"
-            entry["promoted"] = True
+            entry.reason = "initial"
+            entry.promoted = True
             continue
         if run is None:
             continue
         ids = [i for i in run["corrections"] if isinstance(i, int)]
         promoted = run["outcome"] == "promoted"
-        entry.update(
+        _update(
+            entry,
             reason="update" if promoted or run["outcome"] != "rejected" else "rejected by gate",
             corrections={"count": len(ids), "ids": ids},
             loss=run["loss"],
             metrics=run["metrics"],
             gate=run["metrics"].get("gate"),
-            promoted=bool(entry.get("promoted")) or promoted,
-            rebuilt=True,
+            promoted=bool(entry.promoted) or promoted,
         )
+        entry.put("rebuilt", True)
     for version, run in sorted(runs.items()):
         if run["outcome"] == "promoted":
             when = run["finished"]
@@ -100,6 +101,11 @@ def enrich(manifest: Manifest, runs: dict[int, dict[str, Any]]) -> None:
             )
     highest = max([0, *runs, *manifest.numbers()])
     manifest.other["rebuilt"] = {"time": now_iso(), "highest_version": highest}
+
+
+def _update(entry: VersionEntry, **values: Any) -> None:
+    for name, value in values.items():
+        setattr(entry, name, value)
 
 
 def _iso(seconds: float) -> str:

@@ -15,7 +15,7 @@ from .runs import Outcome
 
 if TYPE_CHECKING:
     from ..queue import Queue
-    from ..store import ModelStore
+    from ..store import ModelStore, VersionEntry
 
 
 def close_interrupted_runs(queue: Queue, store: ModelStore, *, log: Any) -> bool:
@@ -28,13 +28,13 @@ def close_interrupted_runs(queue: Queue, store: ModelStore, *, log: Any) -> bool
         # Killed after the swap but before the bookkeeping: the live model already
         # learned these corrections; record that instead of training them twice.
         done = _ids_of(entry) if entry else []
-        if entry and entry.get("promoted") and done and set(done) <= set(ids):
+        if entry and entry.promoted and done and set(done) <= set(ids):
             queue.mark_trained(done, current)
             queue.finish_run(
                 run["id"],
                 outcome=Outcome.PROMOTED,
                 version=current,
-                loss=entry.get("loss"),
+                loss=entry.loss,
                 metrics={},
                 reason="completed at restart (killed after the swap)",
                 duration=0.0,
@@ -57,15 +57,12 @@ def close_interrupted_runs(queue: Queue, store: ModelStore, *, log: Any) -> bool
     return redo
 
 
-def _entry_for(store: ModelStore, version: int) -> dict[str, Any] | None:
+def _entry_for(store: ModelStore, version: int) -> VersionEntry | None:
     for entry in store.manifest():
-        if entry.get("version") == version:
+        if entry.version == version:
             return entry
     return None
 
 
-def _ids_of(entry: dict[str, Any]) -> list[int]:
-    corrections = entry.get("corrections")
-    if isinstance(corrections, dict):
-        corrections = corrections.get("ids")
-    return sorted(int(i) for i in corrections or [])
+def _ids_of(entry: VersionEntry) -> list[int]:
+    return sorted(int(i) for i in entry.correction_ids)
