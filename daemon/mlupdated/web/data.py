@@ -20,7 +20,7 @@ from urllib.parse import quote
 from ..errors import StoreError
 from ..service.queue.corrections import Corrections
 from ..service.queue.db import PENDING, REJECTED, TRAINED
-from ..service.queue.records import Records
+from ..service.queue.records import Records, Run
 from ..service.status import latest_predictions
 from ..service.workspace import Workspace
 
@@ -210,7 +210,7 @@ def queue_numbers(db: ReadOnlyDb | None) -> dict[str, Any]:
     }
 
 
-def runs(db: ReadOnlyDb | None, limit: int = RUN_ROWS) -> list[dict[str, Any]]:
+def runs(db: ReadOnlyDb | None, limit: int = RUN_ROWS) -> list[Run]:
     """The latest update runs, newest first (the queue's own records)."""
     if db is None:
         return []

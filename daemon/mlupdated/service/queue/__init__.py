@@ -21,6 +21,7 @@ from .queue import (
     CorrectionChange,
     Queue,
 )
+from .records import Run
 
 __all__ = [
     "DEFAULT_BUSY_TIMEOUT",
@@ -34,4 +35,5 @@ __all__ = [
     "Correction",
     "CorrectionChange",
     "Queue",
+    "Run",
 ]

@@ -23,7 +23,7 @@ def close_interrupted_runs(queue: Queue, store: ModelStore, *, log: Any) -> bool
     redo = False
     current = store.current_version()
     for run in queue.interrupted_runs():
-        ids = list(run.get("corrections") or [])
+        ids = list(run.corrections or [])
         entry = _entry_for(store, current)
         # Killed after the swap but before the bookkeeping: the live model already
         # learned these corrections; record that instead of training them twice.
@@ -31,7 +31,7 @@ def close_interrupted_runs(queue: Queue, store: ModelStore, *, log: Any) -> bool
         if entry and entry.promoted and done and set(done) <= set(ids):
             queue.mark_trained(done, current)
             queue.finish_run(
-                run["id"],
+                run.id,
                 outcome=Outcome.PROMOTED,
                 version=current,
                 loss=entry.loss,
@@ -39,10 +39,10 @@ def close_interrupted_runs(queue: Queue, store: ModelStore, *, log: Any) -> bool
                 reason="completed at restart (killed after the swap)",
                 duration=0.0,
             )
-            log.warning("interrupted run was already swapped in", run=run["id"], version=current)
+            log.warning("interrupted run was already swapped in", run=run.id, version=current)
             continue
         queue.finish_run(
-            run["id"],
+            run.id,
             outcome=Outcome.ABANDONED,
             version=None,
             loss=None,
@@ -51,7 +51,7 @@ def close_interrupted_runs(queue: Queue, store: ModelStore, *, log: Any) -> bool
             duration=0.0,
         )
         log.warning(
-            "interrupted run abandoned; it will be redone", run=run["id"], corrections=len(ids)
+            "interrupted run abandoned; it will be redone", run=run.id, corrections=len(ids)
         )
         redo = True
     return redo
