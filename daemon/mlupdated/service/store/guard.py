@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ...errors import StoreError
 from ...fsutil import atomic_write_bytes
@@ -32,6 +32,9 @@ from .files import StoreFiles, model_parses, sha256_bytes
 from .manifest import Manifest, VersionEntry, now_iso, recovered_entry
 from .rebuild import SETTLE_SECONDS, settled
 from .recovery import recover_locked, restore_source
+
+if TYPE_CHECKING:
+    from ...logs import Logger
 
 
 @dataclass(frozen=True)
@@ -46,7 +49,7 @@ class Checked:
 class StoreGuard:
     """Finds and settles what people changed in the store (see the module doc)."""
 
-    def __init__(self, files: StoreFiles, log: Any) -> None:
+    def __init__(self, files: StoreFiles, log: Logger) -> None:
         self.files = files
         self._log = log
         self._verified: tuple[int, ...] | None = None
@@ -148,7 +151,7 @@ class StoreGuard:
         self.remember_current()
         return version
 
-    def _make_current(self, manifest: Manifest, entry: VersionEntry, key: Any) -> int:
+    def _make_current(self, manifest: Manifest, entry: VersionEntry, key: tuple[int, ...]) -> int:
         version = entry.version
         previous = manifest.current
         entry.promoted = True

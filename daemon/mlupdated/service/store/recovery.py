@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...errors import StoreError, WorkspaceError
 from ...fsutil import atomic_write_bytes, remove_stale_temps
@@ -13,6 +13,9 @@ from .contract import PLACED_BY_HAND, REFUSED_SUFFIX, contract_problem
 from .files import StoreFiles, model_parses, sha256_bytes
 from .manifest import Manifest, recovered_entry
 from .rebuild import enrich, run_records, set_aside
+
+if TYPE_CHECKING:
+    from ...logs import Logger
 
 
 @dataclass(frozen=True)
@@ -27,13 +30,13 @@ class _Current:
         return self.data is not None
 
 
-def recover(files: StoreFiles, *, log: Any) -> dict[str, Any]:
+def recover(files: StoreFiles, *, log: Logger) -> dict[str, Any]:
     """Repair what a kill left behind (see the store's docstring); returns what it did."""
     with files.locked():
         return recover_locked(files, log=log)
 
 
-def recover_locked(files: StoreFiles, *, log: Any) -> dict[str, Any]:
+def recover_locked(files: StoreFiles, *, log: Logger) -> dict[str, Any]:
     """:func:`recover` for a caller that holds the store's lock."""
     report: dict[str, Any] = {
         "temps": [],

@@ -9,16 +9,17 @@ abandoned, its corrections are still pending, and the daemon redoes it at once).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .runs import Outcome
 
 if TYPE_CHECKING:
+    from ...logs import Logger
     from ..queue import Queue
     from ..store import ModelStore, VersionEntry
 
 
-def close_interrupted_runs(queue: Queue, store: ModelStore, *, log: Any) -> bool:
+def close_interrupted_runs(queue: Queue, store: ModelStore, *, log: Logger) -> bool:
     """Finish the runs a kill left open in ``queue``; True when one must be redone."""
     redo = False
     current = store.current_version()
