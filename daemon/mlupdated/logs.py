@@ -11,6 +11,10 @@ import sys
 from typing import Any
 
 import structlog
+from structlog.typing import FilteringBoundLogger
+
+# What ``get_logger`` hands out: the type to name where a logger is passed in.
+Logger = FilteringBoundLogger
 
 _configured = False
 
@@ -40,7 +44,7 @@ def configure_logging(*, json: bool | None = None, level: int = logging.INFO) ->
     _configured = True
 
 
-def get_logger(name: str | None = None, **context: Any) -> Any:
+def get_logger(name: str | None = None, **context: Any) -> Logger:
     """A structlog logger bound to ``component=name`` and ``context``."""
     if not _configured:
         configure_logging()

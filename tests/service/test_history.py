@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from mlupdated.service.queue import Queue
+from mlupdated.service.store import VersionEntry
 from mlupdated.service.update.rollback import in_line
 
 
@@ -48,10 +49,10 @@ def test_requeue_follows_the_versions_line(queue: Queue) -> None:
         queue.mark_trained([cid], version)
     # 5's parent is 4, 4's is 2 (3 was rolled back before); 2's entry is gone (retention).
     entries = [
-        {"version": 1, "parent": None},
-        {"version": 3, "parent": 2},
-        {"version": 4, "parent": 2},
-        {"version": 5, "parent": 4},
+        VersionEntry(version=1, parent=None),
+        VersionEntry(version=3, parent=2),
+        VersionEntry(version=4, parent=2),
+        VersionEntry(version=5, parent=4),
     ]
     keep = in_line(entries, 4)
     assert [v for v in range(1, 7) if keep(v)] == [1, 2, 4]

@@ -158,8 +158,8 @@ def test_runs_and_interrupted(queue: Queue) -> None:
     assert queue.last_run() is None
     a = _add(queue, "corrections/Cat/a.jpg", "a").correction.id
     r1 = queue.start_run(correction_ids=[a], policy="replay")
-    assert [r["id"] for r in queue.interrupted_runs()] == [r1]
-    assert queue.last_run()["outcome"] is None
+    assert [r.id for r in queue.interrupted_runs()] == [r1]
+    assert queue.last_run().outcome is None
     queue.finish_run(
         r1,
         outcome="rejected",
@@ -170,9 +170,12 @@ def test_runs_and_interrupted(queue: Queue) -> None:
         duration=2.0,
     )
     run = queue.last_run()
-    assert run["outcome"] == "rejected" and run["metrics"] == {"accuracy": 0.5}
-    assert run["corrections"] == [a] and run["policy"] == "replay"
+    assert run.outcome == "rejected" and run.metrics == {"accuracy": 0.5}
+    assert run.corrections == [a] and run.policy == "replay"
     assert queue.interrupted_runs() == []
+    # The JSON form (what ``status --json`` shows) is the table's columns, in order.
+    columns = [r["name"] for r in queue.db.read("PRAGMA table_info(runs)")]
+    assert list(run.to_dict()) == columns
     with pytest.raises(ValueError):
         queue.finish_run(
             r1, outcome="exploded", version=None, loss=None, metrics={}, reason=None, duration=0

@@ -50,10 +50,10 @@ def test_add_version_writes_file_then_manifest(ws: Workspace) -> None:
     assert v == 2 and store.versions() == [1, 2] == _files(ws)
     assert store.read_version(2) == _bytes(1)
     entry = store.entry(2)
-    assert entry["parent"] == 1 and entry["reason"] == "update" and entry["loss"] == 0.25
-    assert entry["corrections"] == {"count": 2, "ids": [1, 2]}
-    assert entry["promoted"] is False and entry["gate"] == {"passed": True}
-    assert entry["time"].endswith("Z")
+    assert entry.parent == 1 and entry.reason == "update" and entry.loss == 0.25
+    assert entry.corrections == {"count": 2, "ids": [1, 2]}
+    assert entry.promoted is False and entry.gate == {"passed": True}
+    assert entry.time.endswith("Z")
     # Not current until promoted.
     assert store.current_version() == 1
     assert ws.current_model.read_bytes() == _bytes(0)
@@ -199,7 +199,7 @@ def test_recover_follows_a_current_model_newer_than_the_manifest(ws: Workspace) 
     ws.current_model.write_bytes(store.read_version(v))
     report = store.recover()
     assert report["current_from_file"] == v
-    assert store.current_version() == v and store.entry(v)["promoted"]
+    assert store.current_version() == v and store.entry(v).promoted
 
 
 def test_recover_keeps_an_orphan_that_is_current(ws: Workspace) -> None:
@@ -208,7 +208,7 @@ def test_recover_keeps_an_orphan_that_is_current(ws: Workspace) -> None:
     store = ModelStore(ws)
     report = store.recover()
     assert report["recovered"] == [2]
-    assert store.current_version() == 2 and store.entry(2)["reason"] == "recovered"
+    assert store.current_version() == 2 and store.entry(2).reason == "recovered"
 
 
 @pytest.mark.parametrize("damage", ["missing", "truncated", "empty"])
@@ -298,7 +298,7 @@ def test_kill_during_swaps_leaves_a_consistent_store(
     assert store.versions() == _files(ws)
     assert not list(ws.models.rglob(f"{TEMP_PREFIX}*"))
     for entry in store.manifest():
-        assert store.read_version(entry["version"]) in {_bytes(s) for s in (0, 1, 2, 3)}
+        assert store.read_version(entry.version) in {_bytes(s) for s in (0, 1, 2, 3)}
 
 
 def test_recover_rebuilds_a_lost_manifest_without_deleting_history(ws: Workspace) -> None:
@@ -311,8 +311,8 @@ def test_recover_rebuilds_a_lost_manifest_without_deleting_history(ws: Workspace
     assert store.versions() == [1, 2, 3] == _files(ws)
     assert store.current_version() == 2
     # Version 1 is the initial model, current once whatever the database says.
-    assert [e["promoted"] for e in store.manifest()] == [True, True, False]
-    assert store.entry(1)["reason"] == "initial"
+    assert [e.promoted for e in store.manifest()] == [True, True, False]
+    assert store.entry(1).reason == "initial"
 
 
 def test_recover_adopts_a_hand_placed_current_model(ws: Workspace) -> None:
@@ -322,7 +322,7 @@ def test_recover_adopts_a_hand_placed_current_model(ws: Workspace) -> None:
     assert report["adopted_current"] == 2
     assert store.current_version() == 2
     assert store.read_version(2) == _bytes(5) == ws.current_model.read_bytes()
-    assert store.entry(2)["reason"] == "placed by hand"
+    assert store.entry(2).reason == "placed by hand"
 
 
 def test_recover_after_versions_folder_emptied(ws: Workspace) -> None:
@@ -357,7 +357,7 @@ def test_promotion_never_overwrites_a_model_placed_by_hand(ws: Workspace) -> Non
         store.promote(candidate)
     assert ws.current_model.read_bytes() == _bytes(7)
     assert store.current_version() == 3
-    assert store.entry(3)["reason"] == "placed by hand"
+    assert store.entry(3).reason == "placed by hand"
     assert store.read_version(3) == _bytes(7)
 
 
@@ -380,7 +380,7 @@ def test_lost_manifest_is_rebuilt_with_what_the_runs_recorded(ws: Workspace) -> 
     ws.manifest.unlink()
     store.recover()
     assert store.current_version() == 2
-    assert (store.entry(2)["reason"], store.entry(2)["loss"]) == ("update", 0.5)
+    assert (store.entry(2).reason, store.entry(2).loss) == ("update", 0.5)
     assert store.add_version(_bytes(9), parent=2, reason="update", corrections=[]) == 4
 
 

@@ -100,8 +100,8 @@ def test_child_failures_are_failed_runs(setup, monkeypatch, fault, timeout, expe
     outcome = _runner(ws, queue, timeout_seconds=timeout).run("test")
     assert outcome == "failed"
     run = queue.last_run()
-    assert run["outcome"] == "failed"
-    assert expected in run["reason"]
+    assert run.outcome == "failed"
+    assert expected in run.reason
     _assert_untouched(ws, queue, before)
 
 
@@ -117,7 +117,7 @@ def test_abort_abandons_the_run(setup, monkeypatch) -> None:
     runner.abort()
     thread.join(30)
     assert result == ["abandoned"]
-    assert queue.last_run()["outcome"] == "abandoned"
+    assert queue.last_run().outcome == "abandoned"
     _assert_untouched(ws, queue, before)
 
 
@@ -166,15 +166,15 @@ def test_promoted_runs_mark_trained_and_apply_retention(setup) -> None:
     assert queue.pending() == []
     assert {c.version for c in queue.all_trained()} == {2}
     entry = ModelStore(ws).manifest()[-1]
-    assert (entry["version"], entry["promoted"], entry["corrections"]["count"]) == (2, True, 4)
-    assert entry["gate"]["passed"] is True
+    assert (entry.version, entry.promoted, entry.corrections["count"]) == (2, True, 4)
+    assert entry.gate["passed"] is True
     _add(ws, queue, "more1.png", "Cat", 50)
     _add(ws, queue, "more2.png", "Dog", 51)
     # A tolerance of 1 lets any candidate through: this is about retention.
     runner = _runner(ws, queue, gate={"tolerance": 1.0}, store={"keep_versions": 1})
     assert runner.run("test") == "promoted"
     # The second run was measured on the four corrections the first one trained.
-    assert queue.last_run()["metrics"]["gate"]["current"]["count"] == 4
+    assert queue.last_run().metrics["gate"]["current"]["count"] == 4
     assert ModelStore(ws).versions() == [1, 3]
     assert ModelStore(ws).current_version() == 3
 
@@ -192,13 +192,13 @@ def test_a_worse_candidate_is_kept_but_not_promoted(setup) -> None:
         _queue_pixels(ws, queue, pixels, f"flipped-{source.name}", flipped)
     before = ws.current_model.read_bytes()
     outcome = _runner(ws, queue, **strong).run("test")
-    assert outcome == "rejected", queue.last_run()["metrics"]["gate"]
+    assert outcome == "rejected", queue.last_run().metrics["gate"]
     run = queue.last_run()
-    assert "below the current model" in run["reason"]
-    gate = run["metrics"]["gate"]
+    assert "below the current model" in run.reason
+    gate = run.metrics["gate"]
     assert gate["candidate"]["accuracy"] < gate["current"]["accuracy"]
     entry = ModelStore(ws).manifest()[-1]
-    assert (entry["version"], entry["promoted"], entry["gate"]["passed"]) == (3, False, False)
+    assert (entry.version, entry.promoted, entry.gate["passed"]) == (3, False, False)
     assert ws.current_model.read_bytes() == before
     assert len(queue.pending()) == 4
 
@@ -211,14 +211,14 @@ def test_replay_policy_trains_on_a_sample_of_earlier_corrections(setup) -> None:
     runner = _runner(ws, queue, policy="replay", replay_sample=3, gate={"tolerance": 1.0})
     assert runner.run("test") == "promoted"
     run = queue.last_run()
-    assert run["policy"] == "replay"
-    assert run["metrics"]["replayed"] == 3
-    assert run["metrics"]["examples_used"] == 5
+    assert run.policy == "replay"
+    assert run.metrics["replayed"] == 3
+    assert run.metrics["examples_used"] == 5
     # The gate measured on the one earlier correction that was not replayed; replayed
     # ones keep the version that first learned them.
-    assert run["metrics"]["gate"]["current"]["count"] == 1
+    assert run.metrics["gate"]["current"]["count"] == 1
     entry = ModelStore(ws).manifest()[-1]
-    assert entry["corrections"]["count"] == 2
+    assert entry.corrections["count"] == 2
     assert sorted(c.version for c in queue.all_trained()) == [2, 2, 2, 2, 3, 3]
 
 

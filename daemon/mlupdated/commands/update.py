@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..coreml.params import update_parameters
+from ..coreml.params import OVERRIDE_NAMES, update_parameters
 from ..coreml.spec import KNN_KIND, class_labels, load_spec, save_spec, updatable_stage
 from ..coreml.validate import check_updatable
 from ..train.cache import FeatureCache
@@ -25,18 +25,8 @@ from .resolve import model_from_args
 
 BAR_WIDTH = 30
 
-# Command-line option → training parameter name.
-OVERRIDE_OPTIONS = {
-    "epochs": "epochs",
-    "learning_rate": "learning_rate",
-    "batch_size": "mini_batch_size",
-    "momentum": "momentum",
-    "beta1": "beta1",
-    "beta2": "beta2",
-    "eps": "eps",
-    "shuffle": "shuffle",
-    "seed": "seed",
-}
+# Command-line option → training parameter name (every parameter may be overridden).
+OVERRIDE_OPTIONS = {option: name for name, option in OVERRIDE_NAMES.items()}
 
 
 class _ProgressBar:

@@ -47,6 +47,13 @@ LABELS = {
     "seed": "seed",
 }
 
+# The name a person gives each parameter as an override (an option of ``mlupdated
+# update``, a key of the daemon's ``config.update``): its own name, but for the
+# mini-batch size, which is ``batch_size``.
+OVERRIDE_NAMES = {
+    name: "batch_size" if name == "mini_batch_size" else name for name in PARAMETER_NAMES
+}
+
 # Values used when the spec leaves a parameter out; these are Core ML's and PyTorch's
 # defaults for the optimizer hyper-parameters. Epochs, learning rate and mini-batch
 # size have none: a spec without them is refused by the validator.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 
 from ..errors import NotUpdatableError
-from .params import update_parameters
+from .params import LABELS, update_parameters
 from .problem import Problem, make_problem
 from .proto import Model_pb2
 from .spec import (
@@ -102,13 +102,11 @@ def _check_parameters(spec: Model_pb2.Model, up: object) -> list[Problem]:
     if which is None:
         problems.append(make_problem("optimizer", "no optimizer (SGD or Adam) is set"))
     params = update_parameters(spec)
-    checks = [("epochs", "epochs", "epochs")]
+    checks = [("epochs", "epochs")]
     if which is not None:
-        checks += [
-            ("mini-batch-size", "mini_batch_size", "mini-batch size"),
-            ("learning-rate", "learning_rate", "learning rate"),
-        ]
-    for rule, name, label in checks:
+        checks += [("mini-batch-size", "mini_batch_size"), ("learning-rate", "learning_rate")]
+    for rule, name in checks:
+        label = LABELS[name]
         parameter = params.get(name)
         if not parameter.present:
             problems.append(make_problem(rule, f"the model states no {label}"))

@@ -13,7 +13,10 @@ from .rules import (
     BACKPROP_ACTIVATIONS,
     BACKPROP_LAYER_TYPES,
     BACKPROP_POOLING,
+    CROSS_ENTROPY_INPUT_LAYER,
+    CROSS_ENTROPY_LOSS,
     UPDATABLE_LAYER_TYPES,
+    loss_io,
 )
 
 _ALLOWED_TEXT = (
@@ -83,7 +86,7 @@ def check_network(spec: Model_pb2.Model) -> list[Problem]:
     if loss_layers:
         loss = loss_layers[0]
         problems.extend(_check_loss(spec, loss, producers))
-        loss_input = _loss_io(loss)[1]
+        loss_input = loss_io(loss)[1]
         problems.extend(_check_backprop(layers, producers, loss.name, loss_input, updatable))
     return problems
 
@@ -172,25 +175,17 @@ def _producers(layers: list[object]) -> dict[str, int]:
     return producers
 
 
-def _loss_io(loss: object) -> tuple[str | None, str, str]:
-    which = loss.WhichOneof("LossLayerType")  # type: ignore[attr-defined]
-    if which is None:
-        return None, "", ""
-    body = getattr(loss, which)
-    return which, body.input, body.target
-
-
 def _check_loss(spec: Model_pb2.Model, loss: object, producers: dict[str, int]) -> list[Problem]:
     problems: list[Problem] = []
     name = loss.name  # type: ignore[attr-defined]
-    which, loss_input, target = _loss_io(loss)
+    which, loss_input, target = loss_io(loss)
     nn = getattr(spec, spec.WhichOneof("Type"))
     if which is None:
         return [make_problem("one-loss-layer", f"loss layer '{name}' has no loss type", name)]
-    if which == "categoricalCrossEntropyLossLayer":
+    if which == CROSS_ENTROPY_LOSS:
         index = producers.get(loss_input)
         producer = nn.layers[index] if index is not None else None
-        if producer is None or producer.WhichOneof("layer") != "softmax":
+        if producer is None or producer.WhichOneof("layer") != CROSS_ENTROPY_INPUT_LAYER:
             what = (
                 f"the output of layer '{producer.name}' of type '{_layer_type(producer)}'"
                 if producer is not None

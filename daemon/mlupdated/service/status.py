@@ -71,7 +71,7 @@ def collect_status(workspace: Workspace) -> dict[str, Any]:
         "rejected": int(counts.get("rejected", 0)),
         "retracted": int(counts.get("retracted", 0)),
         "conflicts": [{"label": c.label, "paths": c.paths} for c in conflicts],
-        "last_run": _with_times(last_run),
+        "last_run": _with_times(last_run.to_dict() if last_run else None),
         "next_trigger": (live or {}).get("next_trigger"),
         "paused": is_paused(workspace),
         "daemon": {"running": pid is not None, "pid": pid},

@@ -233,7 +233,7 @@ def _refuse_foreign(ws: Workspace, model_sha: str) -> None:
                 f"holds a workspace whose manifest cannot be read ({exc}); not touching it",
                 path=ws.root,
             ) from None
-        if entry.get("sha256") != model_sha:
+        if entry.sha256 != model_sha:
             raise WorkspaceError(
                 "holds a different workspace (its version 1 is another model); "
                 "choose another directory",

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..coreml.padding import include_last_pixel_pads, pair, same_pads, valid_pads
 from ..coreml.proto import Model_pb2
-from ..coreml.rules import BACKPROP_LAYER_TYPES
+from ..coreml.rules import BACKPROP_LAYER_TYPES, LOSS_KINDS, loss_io
 from ..coreml.spec import class_labels, neural_network
 from ..coreml.weights import decode_weights, replace_weights
 from ..errors import InvalidModelError, NotUpdatableError
@@ -44,17 +44,10 @@ class SuffixNetwork:
         if len(losses) != 1:
             raise NotUpdatableError("the network needs exactly one loss layer", rule="one-loss")
         loss = losses[0]
-        kind = loss.WhichOneof("LossLayerType")
-        if kind == "categoricalCrossEntropyLossLayer":
-            self.loss_kind = "crossEntropy"
-            self.loss_input = loss.categoricalCrossEntropyLossLayer.input
-            self.target_name = loss.categoricalCrossEntropyLossLayer.target
-        elif kind == "meanSquaredErrorLossLayer":
-            self.loss_kind = "meanSquaredError"
-            self.loss_input = loss.meanSquaredErrorLossLayer.input
-            self.target_name = loss.meanSquaredErrorLossLayer.target
-        else:
+        kind, self.loss_input, self.target_name = loss_io(loss)
+        if kind not in LOSS_KINDS:
             raise NotUpdatableError(f"loss layer type {kind!r} is not known", rule="one-loss")
+        self.loss_kind = LOSS_KINDS[kind]
         self.labels = class_labels(spec)
         self.cut_blobs = split.cut_blobs
 

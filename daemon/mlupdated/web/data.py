@@ -18,9 +18,9 @@ from typing import Any
 from urllib.parse import quote
 
 from ..errors import StoreError
-from ..service.queue.corrections import Corrections
+from ..service.queue.corrections import Correction, Corrections
 from ..service.queue.db import PENDING, REJECTED, TRAINED
-from ..service.queue.records import Records
+from ..service.queue.records import Records, Run
 from ..service.status import latest_predictions
 from ..service.workspace import Workspace
 
@@ -190,7 +190,7 @@ def correction_path(db: ReadOnlyDb | None, correction_id: int) -> tuple[str, str
     return (found.path, found.sha256) if found else None
 
 
-def correction_for(db: ReadOnlyDb | None, sha256: str) -> Any:
+def correction_for(db: ReadOnlyDb | None, sha256: str) -> Correction | None:
     """The queue's correction for this content (None: none yet)."""
     if db is None:
         return None
@@ -210,7 +210,7 @@ def queue_numbers(db: ReadOnlyDb | None) -> dict[str, Any]:
     }
 
 
-def runs(db: ReadOnlyDb | None, limit: int = RUN_ROWS) -> list[dict[str, Any]]:
+def runs(db: ReadOnlyDb | None, limit: int = RUN_ROWS) -> list[Run]:
     """The latest update runs, newest first (the queue's own records)."""
     if db is None:
         return []

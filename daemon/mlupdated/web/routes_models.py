@@ -13,30 +13,27 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from ..service.control import request_update, set_paused
-from ..service.store import ModelStore
+from ..service.store import ModelStore, VersionEntry
+from ..service.workspace import Workspace
 from . import data
 from .forms import post_action, text_field
 from .plot import Point, metrics_svg
 from .view import page_context, stamp
 
 MAX_VERSION_DIGITS = 9
-ENTRY_KEYS = ("version", "parent", "time", "reason", "corrections", "loss", "gate", "promoted")
 
 
-def _gate_accuracy(entry: dict[str, Any]) -> float | None:
-    gate = entry.get("gate") or {}
+def _gate_accuracy(entry: VersionEntry) -> float | None:
+    gate = entry.gate or {}
     candidate = gate.get("candidate") or {}
     value = candidate.get("accuracy")
     return float(value) if isinstance(value, int | float) else None
 
 
-def _entries(workspace) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _entries(workspace: Workspace) -> tuple[list[VersionEntry], list[dict[str, Any]]]:
     store = ModelStore(workspace)
     manifest = store.files.read_manifest()
-    entries = [
-        {**dict.fromkeys(ENTRY_KEYS), **entry}
-        for entry in sorted(manifest.versions, key=lambda e: e.get("version", 0), reverse=True)
-    ]
+    entries = sorted(manifest.versions, key=lambda e: e.version or 0, reverse=True)
     return entries, list(reversed(manifest.history))[:20]
 
 
@@ -56,11 +53,11 @@ async def plot(request: Request) -> Response:
     entries, _ = _entries(request.app.state.web.workspace)
     points = [
         Point(
-            version=int(e["version"]),
+            version=int(e.version),
             accuracy=_gate_accuracy(e),
-            loss=float(e["loss"]) if isinstance(e.get("loss"), int | float) else None,
+            loss=float(e.loss) if isinstance(e.loss, int | float) else None,
         )
-        for e in sorted(entries, key=lambda e: e["version"])
+        for e in sorted(entries, key=lambda e: e.version)
     ]
     return Response(
         metrics_svg(points), media_type="image/svg+xml", headers={"cache-control": "no-store"}

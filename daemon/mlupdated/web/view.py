@@ -69,7 +69,7 @@ def stamp(workspace: Workspace) -> str:
             counts=numbers["counts"],
             pending=numbers["pending"],
             last_drop=numbers["last_drop"],
-            run=[(r["id"], r["outcome"]) for r in last],
+            run=[(r.id, r.outcome) for r in last],
         )
     try:
         facts["manifest"] = workspace.manifest.stat().st_mtime_ns

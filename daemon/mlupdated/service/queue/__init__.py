@@ -22,6 +22,7 @@ from .queue import (
     CorrectionChange,
     Queue,
 )
+from .records import Run
 
 __all__ = [
     "DEFAULT_BUSY_TIMEOUT",
@@ -35,4 +36,5 @@ __all__ = [
     "Correction",
     "CorrectionChange",
     "Queue",
+    "Run",
 ]

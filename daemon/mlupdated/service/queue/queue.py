@@ -26,7 +26,7 @@ from .db import (
     Database,
 )
 from .history import Conflict, History
-from .records import Records
+from .records import Records, Run
 
 __all__ = [
     "DEFAULT_BUSY_TIMEOUT",
@@ -191,15 +191,15 @@ class Queue:
             duration=duration,
         )
 
-    def last_run(self) -> dict[str, Any] | None:
+    def last_run(self) -> Run | None:
         """The most recent run (``outcome`` None while it is still running)."""
         return self.records.last_run()
 
-    def runs(self, limit: int = 20) -> list[dict[str, Any]]:
+    def runs(self, limit: int = 20) -> list[Run]:
         """The most recent runs, newest first."""
         return self.records.runs(limit)
 
-    def interrupted_runs(self) -> list[dict[str, Any]]:
+    def interrupted_runs(self) -> list[Run]:
         """Runs that started and never finished (the daemon was killed)."""
         return self.records.interrupted_runs()
 

@@ -6,6 +6,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass, fields
 from typing import Any
 
 from ..update.runs import RUN_OUTCOMES, Outcome
@@ -13,6 +14,47 @@ from .db import Database
 
 # Errors are a rolling window, not a history: keep the table small.
 _MAX_ERRORS = 1000
+
+
+@dataclass(frozen=True)
+class Run:
+    """One row of the ``runs`` table: an update run, from its start to its end.
+
+    ``outcome`` (an :class:`~..update.runs.Outcome` value), ``finished`` and the rest of
+    how it ended are None while it is still running (or was killed)."""
+
+    id: int
+    started: float
+    finished: float | None
+    policy: str | None
+    corrections: list[int]
+    outcome: str | None
+    version: int | None
+    loss: float | None
+    metrics: dict[str, Any]
+    reason: str | None
+    duration: float | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Run:
+        """The run of one ``SELECT * FROM runs`` row."""
+        return cls(
+            id=row["id"],
+            started=row["started"],
+            finished=row["finished"],
+            policy=row["policy"],
+            corrections=json.loads(row["corrections"]),
+            outcome=row["outcome"],
+            version=row["version"],
+            loss=row["loss"],
+            metrics=json.loads(row["metrics"]) if row["metrics"] else {},
+            reason=row["reason"],
+            duration=row["duration"],
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form ``status --json`` shows (the table's columns, in order)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 class Records:
@@ -70,36 +112,20 @@ class Records:
                 ),
             )
 
-    @staticmethod
-    def _run(row: sqlite3.Row) -> dict[str, Any]:
-        return {
-            "id": row["id"],
-            "started": row["started"],
-            "finished": row["finished"],
-            "policy": row["policy"],
-            "corrections": json.loads(row["corrections"]),
-            "outcome": row["outcome"],
-            "version": row["version"],
-            "loss": row["loss"],
-            "metrics": json.loads(row["metrics"]) if row["metrics"] else {},
-            "reason": row["reason"],
-            "duration": row["duration"],
-        }
-
-    def last_run(self) -> dict[str, Any] | None:
+    def last_run(self) -> Run | None:
         """The most recent run (``outcome`` None while it is still running)."""
         rows = self._db.read("SELECT * FROM runs ORDER BY id DESC LIMIT 1")
-        return self._run(rows[0]) if rows else None
+        return Run.from_row(rows[0]) if rows else None
 
-    def runs(self, limit: int = 20) -> list[dict[str, Any]]:
+    def runs(self, limit: int = 20) -> list[Run]:
         """The most recent runs, newest first."""
         rows = self._db.read("SELECT * FROM runs ORDER BY id DESC LIMIT ?", (limit,))
-        return [self._run(r) for r in rows]
+        return [Run.from_row(r) for r in rows]
 
-    def interrupted_runs(self) -> list[dict[str, Any]]:
+    def interrupted_runs(self) -> list[Run]:
         """Runs that started and never finished (the daemon was killed)."""
         rows = self._db.read("SELECT * FROM runs WHERE finished IS NULL ORDER BY id")
-        return [self._run(r) for r in rows]
+        return [Run.from_row(r) for r in rows]
 
     # --- errors -----------------------------------------------------------------------
 

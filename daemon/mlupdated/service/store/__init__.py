@@ -8,13 +8,16 @@ prunes (``ModelStore``).
 
 from __future__ import annotations
 
-from .files import MANIFEST_FORMAT, VERSION_DIGITS, model_parses, sha256_bytes, version_filename
+from .files import VERSION_DIGITS, model_parses, sha256_bytes, version_filename
+from .manifest import MANIFEST_FORMAT, Manifest, VersionEntry
 from .store import ModelStore
 
 __all__ = [
     "MANIFEST_FORMAT",
     "VERSION_DIGITS",
+    "Manifest",
     "ModelStore",
+    "VersionEntry",
     "model_parses",
     "sha256_bytes",
     "version_filename",

@@ -4,7 +4,8 @@ contract with its label folders, its inbox photos and its updates."""
 from __future__ import annotations
 
 from ...errors import MlupdatedError, StoreError
-from .files import Manifest, StoreFiles
+from .files import StoreFiles
+from .manifest import Manifest
 
 PLACED_BY_HAND = "placed by hand"
 
@@ -50,7 +51,7 @@ def contract_problem(files: StoreFiles, data: bytes, manifest: Manifest) -> str 
 def _reference(files: StoreFiles, manifest: Manifest) -> bytes | None:
     """The current version's bytes, else the newest promoted (or any) version's."""
     order = [manifest.current] if isinstance(manifest.current, int) else []
-    order += sorted((e["version"] for e in manifest.versions if e.get("promoted")), reverse=True)
+    order += sorted((e.version for e in manifest.versions if e.promoted), reverse=True)
     order += sorted(manifest.numbers(), reverse=True)
     for version in order:
         try:

@@ -1,8 +1,8 @@
-"""The model store's files: version names, the typed manifest, the lock, file I/O.
+"""The model store's files: version names, the lock, file I/O.
 
 :class:`StoreFiles` reads and writes without deciding anything: the ``flock`` every
-store operation holds, the :class:`Manifest` (read, written atomically), the version
-files on disk and ``current.mlmodel`` (written through a user's symlink).
+store operation holds, the :class:`~.manifest.Manifest` (read, written atomically), the
+version files on disk and ``current.mlmodel`` (written through a user's symlink).
 :class:`~mlupdated.service.store.ModelStore` and :func:`.recovery.recover` own one.
 """
 
@@ -16,18 +16,16 @@ import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ...errors import StoreError
 from ...fsutil import atomic_write_bytes
+from .manifest import Manifest
 
 if TYPE_CHECKING:
     from ..workspace import Workspace
 
-MANIFEST_FORMAT = 1
 VERSION_DIGITS = 4
 _VERSION_FILE = re.compile(r"^(\d+)\.mlmodel$")
 # How to repair a lost or unreadable manifest (the same words everywhere it is missed).
@@ -40,11 +38,6 @@ REPAIR_HINT = (
 def version_filename(version: int) -> str:
     """``7`` → ``0007.mlmodel``."""
     return f"{version:0{VERSION_DIGITS}d}.mlmodel"
-
-
-def now_iso() -> str:
-    """The current UTC time as ISO 8601 seconds with a Z (manifest timestamps)."""
-    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -64,81 +57,6 @@ def model_parses(data: bytes) -> bool:
     except Exception:  # protobuf's DecodeError and friends: any failure means "no"
         return False
     return model.specificationVersion > 0 and model.WhichOneof("Type") is not None
-
-
-@dataclass
-class Manifest:
-    """``models/manifest.json``: the current version, one entry per version file, and
-    the promotion history. Entries keep the JSON form (``version``, ``parent``,
-    ``time``, ``reason``, ``corrections``, ``loss``, ``metrics``, ``gate``,
-    ``promoted``, ``sha256``, ...); keys we do not know are kept as they were."""
-
-    current: int | None = None
-    versions: list[dict[str, Any]] = field(default_factory=list)
-    history: list[dict[str, Any]] = field(default_factory=list)
-    other: dict[str, Any] = field(default_factory=dict)
-    # The file's key order, kept when it is written back.
-    keys: list[str] = field(default_factory=list)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Manifest:
-        """The manifest of a parsed ``manifest.json`` (checked by the caller)."""
-        other = {k: v for k, v in data.items() if k not in ("current", "versions", "history")}
-        history = data.get("history")
-        return cls(
-            current=data.get("current"),
-            versions=list(data["versions"]),
-            history=list(history) if isinstance(history, list) else [],
-            other=other,
-            keys=list(data),
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        """The JSON form, entries sorted by version."""
-        values = dict(self.other)
-        values["current"] = self.current
-        values["versions"] = sorted(self.versions, key=lambda e: e["version"])
-        if self.history or "history" in self.keys:
-            values["history"] = self.history
-        values["format"] = MANIFEST_FORMAT
-        order = [*self.keys, *(k for k in values if k not in self.keys)]
-        return {k: values[k] for k in order if k in values}
-
-    def entry(self, version: int | None) -> dict[str, Any] | None:
-        """The entry of ``version``, or None."""
-        for entry in self.versions:
-            if entry.get("version") == version:
-                return entry
-        return None
-
-    def numbers(self) -> list[int]:
-        """Version numbers that have an entry, ascending."""
-        return sorted(e["version"] for e in self.versions)
-
-    def next_number(self, on_disk: dict[int, Path]) -> int:
-        """One past every number ever used (entries, files, promotions): never reused."""
-        used = [e["version"] for e in self.versions]
-        used += [h.get("version") or 0 for h in self.history]
-        rebuilt = self.other.get("rebuilt")
-        if isinstance(rebuilt, dict) and isinstance(rebuilt.get("highest_version"), int):
-            used.append(rebuilt["highest_version"])
-        return max([0, *used, *on_disk]) + 1
-
-
-def recovered_entry(version: int, sha: str, *, promoted: bool) -> dict[str, Any]:
-    """The entry of a version file found without one."""
-    return {
-        "version": version,
-        "parent": None,
-        "time": now_iso(),
-        "reason": "recovered",
-        "corrections": {"count": 0, "ids": []},
-        "loss": None,
-        "metrics": {},
-        "gate": None,
-        "promoted": promoted,
-        "sha256": sha,
-    }
 
 
 def _is_empty(path: Path) -> bool:

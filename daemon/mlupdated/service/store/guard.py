@@ -23,14 +23,18 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ...errors import StoreError
 from ...fsutil import atomic_write_bytes
 from .contract import PLACED_BY_HAND, REFUSED_SUFFIX, contract_problem
-from .files import Manifest, StoreFiles, model_parses, now_iso, recovered_entry, sha256_bytes
+from .files import StoreFiles, model_parses, sha256_bytes
+from .manifest import Manifest, VersionEntry, now_iso, recovered_entry
 from .rebuild import SETTLE_SECONDS, settled
 from .recovery import recover_locked, restore_source
+
+if TYPE_CHECKING:
+    from ...logs import Logger
 
 
 @dataclass(frozen=True)
@@ -45,7 +49,7 @@ class Checked:
 class StoreGuard:
     """Finds and settles what people changed in the store (see the module doc)."""
 
-    def __init__(self, files: StoreFiles, log: Any) -> None:
+    def __init__(self, files: StoreFiles, log: Logger) -> None:
         self.files = files
         self._log = log
         self._verified: tuple[int, ...] | None = None
@@ -85,9 +89,9 @@ class StoreGuard:
             return placed
         manifest = self.files.read_manifest()
         now, candidate = manifest.entry(manifest.current), manifest.entry(version)
-        if now is None or candidate is None or now.get("reason") != PLACED_BY_HAND:
+        if now is None or candidate is None or now.reason != PLACED_BY_HAND:
             return None
-        return manifest.current if candidate.get("parent") != manifest.current else None
+        return manifest.current if candidate.parent != manifest.current else None
 
     # --- current.mlmodel ------------------------------------------------------------------
 
@@ -106,7 +110,7 @@ class StoreGuard:
             return None
         sha = sha256_bytes(data)
         listed = manifest.entry(manifest.current)
-        if listed is not None and listed.get("sha256") == sha:
+        if listed is not None and listed.sha256 == sha:
             self._verified = key
             return None
         if settle and time.time() - key[2] / 1e9 < SETTLE_SECONDS:
@@ -114,7 +118,7 @@ class StoreGuard:
         if not model_parses(data):
             self._restore(manifest, "current.mlmodel is no longer a Core ML model")
             return None
-        same = [e for e in manifest.versions if e.get("sha256") == sha]
+        same = [e for e in manifest.versions if e.sha256 == sha]
         if same:
             return self._make_current(manifest, same[0], key)
         problem = contract_problem(self.files, data, manifest)
@@ -134,22 +138,23 @@ class StoreGuard:
         self.files.workspace.versions.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(self.files.version_path(version), data)
         entry = recovered_entry(version, sha, promoted=True)
-        entry.update(parent=manifest.current, reason=PLACED_BY_HAND, promoted_at=entry["time"])
+        entry.parent, entry.reason = manifest.current, PLACED_BY_HAND
+        entry.promoted_at = entry.time
         manifest.versions.append(entry)
         self._record_promotion(manifest, version)
         self._log.warning(
             f"current.mlmodel was replaced by hand; stored as version {version} "
             f"({PLACED_BY_HAND}) and made current",
             version=version,
-            previous=entry["parent"],
+            previous=entry.parent,
         )
         self.remember_current()
         return version
 
-    def _make_current(self, manifest: Manifest, entry: dict[str, Any], key: Any) -> int:
-        version = entry["version"]
+    def _make_current(self, manifest: Manifest, entry: VersionEntry, key: tuple[int, ...]) -> int:
+        version = entry.version
         previous = manifest.current
-        entry["promoted"] = True
+        entry.promoted = True
         self._record_promotion(manifest, version)
         self._log.warning(
             f"current.mlmodel was replaced by hand with the model of version {version}; "

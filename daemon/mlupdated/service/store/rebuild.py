@@ -15,9 +15,12 @@ import os
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .files import Manifest, now_iso
+from .manifest import Manifest, VersionEntry, now_iso
+
+if TYPE_CHECKING:
+    from ..queue.records import Run
 
 # An unreadable manifest modified this recently may be a person's editor half-way
 # through saving it: the live check leaves it alone until it has been still this long.
@@ -25,9 +28,11 @@ SETTLE_SECONDS = 2.0
 BROKEN_SUFFIX = ".broken"
 
 
-def run_records(db_path: Path) -> dict[int, dict[str, Any]]:
+def run_records(db_path: Path) -> dict[int, Run]:
     """Version → what the run that made it recorded (read-only; ``{}`` without a
     readable database)."""
+    from ..queue.records import Run  # at call time: the queue package imports the store's
+
     if not db_path.is_file():
         return {}
     try:
@@ -36,23 +41,29 @@ def run_records(db_path: Path) -> dict[int, dict[str, Any]]:
         return {}
     try:
         rows = conn.execute(
-            "SELECT version, outcome, loss, metrics, corrections, reason, finished "
-            "FROM runs WHERE version IS NOT NULL ORDER BY id"
+            "SELECT id, started, finished, policy, corrections, outcome, version, loss, "
+            "metrics, reason, duration FROM runs WHERE version IS NOT NULL ORDER BY id"
         ).fetchall()
     except sqlite3.Error:
         return {}
     finally:
         conn.close()
-    found: dict[int, dict[str, Any]] = {}
-    for version, outcome, loss, metrics, corrections, reason, finished in rows:
-        found[int(version)] = {
-            "outcome": outcome,
-            "loss": loss,
-            "metrics": _json(metrics, {}),
-            "corrections": _json(corrections, []),
-            "reason": reason,
-            "finished": finished,
-        }
+    found: dict[int, Run] = {}
+    for run_id, started, finished, policy, corrections, outcome, version, *rest in rows:
+        loss, metrics, reason, duration = rest
+        found[int(version)] = Run(
+            id=run_id,
+            started=started,
+            finished=finished,
+            policy=policy,
+            corrections=_json(corrections, []),
+            outcome=outcome,
+            version=int(version),
+            loss=loss,
+            metrics=_json(metrics, {}),
+            reason=reason,
+            duration=duration,
+        )
     return found
 
 
@@ -64,32 +75,33 @@ def _json(text: Any, default: Any) -> Any:
     return value if isinstance(value, type(default)) else default
 
 
-def enrich(manifest: Manifest, runs: dict[int, dict[str, Any]]) -> None:
+def enrich(manifest: Manifest, runs: dict[int, Run]) -> None:
     """Put what the run records know into the rebuilt entries, and the promotions
     into the history; remember the highest number the runs used."""
     for entry in manifest.versions:
-        version = entry["version"]
+        version = entry.version
         run = runs.get(version)
         if version == 1 and run is None:
-            entry["reason"] = "initial"
-            entry["promoted"] = True
+            entry.reason = "initial"
+            entry.promoted = True
             continue
         if run is None:
             continue
-        ids = [i for i in run["corrections"] if isinstance(i, int)]
-        promoted = run["outcome"] == "promoted"
-        entry.update(
-            reason="update" if promoted or run["outcome"] != "rejected" else "rejected by gate",
+        ids = [i for i in run.corrections if isinstance(i, int)]
+        promoted = run.outcome == "promoted"
+        _update(
+            entry,
+            reason="update" if promoted or run.outcome != "rejected" else "rejected by gate",
             corrections={"count": len(ids), "ids": ids},
-            loss=run["loss"],
-            metrics=run["metrics"],
-            gate=run["metrics"].get("gate"),
-            promoted=bool(entry.get("promoted")) or promoted,
-            rebuilt=True,
+            loss=run.loss,
+            metrics=run.metrics,
+            gate=run.metrics.get("gate"),
+            promoted=bool(entry.promoted) or promoted,
         )
+        entry.put("rebuilt", True)
     for version, run in sorted(runs.items()):
-        if run["outcome"] == "promoted":
-            when = run["finished"]
+        if run.outcome == "promoted":
+            when = run.finished
             manifest.history.append(
                 {
                     "version": version,
@@ -100,6 +112,11 @@ def enrich(manifest: Manifest, runs: dict[int, dict[str, Any]]) -> None:
             )
     highest = max([0, *runs, *manifest.numbers()])
     manifest.other["rebuilt"] = {"time": now_iso(), "highest_version": highest}
+
+
+def _update(entry: VersionEntry, **values: Any) -> None:
+    for name, value in values.items():
+        setattr(entry, name, value)
 
 
 def _iso(seconds: float) -> str:

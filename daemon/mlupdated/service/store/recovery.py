@@ -5,13 +5,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...errors import StoreError, WorkspaceError
 from ...fsutil import atomic_write_bytes, remove_stale_temps
 from .contract import PLACED_BY_HAND, REFUSED_SUFFIX, contract_problem
-from .files import Manifest, StoreFiles, model_parses, recovered_entry, sha256_bytes
+from .files import StoreFiles, model_parses, sha256_bytes
+from .manifest import Manifest, recovered_entry
 from .rebuild import enrich, run_records, set_aside
+
+if TYPE_CHECKING:
+    from ...logs import Logger
 
 
 @dataclass(frozen=True)
@@ -26,13 +30,13 @@ class _Current:
         return self.data is not None
 
 
-def recover(files: StoreFiles, *, log: Any) -> dict[str, Any]:
+def recover(files: StoreFiles, *, log: Logger) -> dict[str, Any]:
     """Repair what a kill left behind (see the store's docstring); returns what it did."""
     with files.locked():
         return recover_locked(files, log=log)
 
 
-def recover_locked(files: StoreFiles, *, log: Any) -> dict[str, Any]:
+def recover_locked(files: StoreFiles, *, log: Logger) -> dict[str, Any]:
     """:func:`recover` for a caller that holds the store's lock."""
     report: dict[str, Any] = {
         "temps": [],
@@ -112,7 +116,7 @@ def _reconcile_files(
 ) -> None:
     """Entries for the files worth keeping, deletions for the rest, and no entry
     without its file."""
-    listed = {e["version"] for e in manifest.versions}
+    listed = {e.version for e in manifest.versions}
     for version, path in sorted(on_disk.items()):
         if version in listed:
             continue
@@ -132,9 +136,9 @@ def _reconcile_files(
             path.unlink()
             report["deleted"].append(version)
     for entry in list(manifest.versions):
-        if entry["version"] not in on_disk:
+        if entry.version not in on_disk:
             manifest.versions.remove(entry)
-            report["dropped"].append(entry["version"])
+            report["dropped"].append(entry.version)
 
 
 def _settle_current(
@@ -146,15 +150,15 @@ def _settle_current(
     report: dict[str, Any],
 ) -> None:
     """Make the manifest's ``current`` and ``current.mlmodel`` agree."""
-    by_sha = {e.get("sha256"): e for e in manifest.versions}
+    by_sha = {e.sha256: e for e in manifest.versions}
     listed_current = manifest.entry(manifest.current)
-    if current.ok and listed_current is not None and listed_current.get("sha256") == current.sha:
+    if current.ok and listed_current is not None and listed_current.sha256 == current.sha:
         return  # the manifest and the file agree
     if current.ok and current.sha in by_sha:
         entry = by_sha[current.sha]
-        report["current_from_file"] = entry["version"]
-        manifest.current = entry["version"]
-        entry["promoted"] = True
+        report["current_from_file"] = entry.version
+        manifest.current = entry.version
+        entry.promoted = True
         return
     problem = None
     if current.ok and current.data is not None:
@@ -172,7 +176,7 @@ def _settle_current(
         files.workspace.versions.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(files.version_path(version), current.data)
         entry = recovered_entry(version, current.sha or "", promoted=True)
-        entry["reason"] = PLACED_BY_HAND
+        entry.reason = PLACED_BY_HAND
         manifest.versions.append(entry)
         manifest.current = version
         report["adopted_current"] = version
@@ -185,7 +189,7 @@ def _settle_current(
         )
     files.write_current(files.read_version(source))
     manifest.current = source
-    manifest.entry(source)["promoted"] = True  # type: ignore[index]
+    manifest.entry(source).promoted = True  # type: ignore[union-attr]
     report["restored_current"] = source
 
 
@@ -195,9 +199,9 @@ def restore_source(files: StoreFiles, manifest: Manifest) -> int | None:
     if isinstance(manifest.current, int):
         candidates.append(manifest.current)
     candidates += sorted(
-        (e["version"] for e in manifest.versions if e.get("promoted")), reverse=True
+        (e.version for e in manifest.versions if e.promoted), reverse=True
     )
-    candidates += sorted((e["version"] for e in manifest.versions), reverse=True)
+    candidates += sorted((e.version for e in manifest.versions), reverse=True)
     for version in candidates:
         entry = manifest.entry(version)
         if entry is None:
@@ -207,7 +211,7 @@ def restore_source(files: StoreFiles, manifest: Manifest) -> int | None:
         except StoreError:
             continue
         if model_parses(blob) and (
-            not entry.get("sha256") or sha256_bytes(blob) == entry["sha256"]
+            not entry.sha256 or sha256_bytes(blob) == entry.sha256
         ):
             return version
     return None

@@ -35,11 +35,12 @@ While the daemon runs, ``guard.py`` makes the same repairs every few seconds and
 under the lock of every promotion and rollback (a promotion never overwrites a model
 placed by hand: it is refused).
 
-The code is cut in parts: ``files.py`` (version names, the typed ``Manifest``, the
-lock, file I/O), ``recovery.py`` (the function ``recover``), ``rebuild.py`` (a lost
-manifest), ``contract.py`` (what a hand-placed model must keep), ``guard.py`` (the
-live check) and this module (``ModelStore``: read, create, add, promote, rollback,
-retention), which owns a ``StoreFiles`` and a ``StoreGuard``.
+The code is cut in parts: ``manifest.py`` (the typed ``Manifest`` and its
+``VersionEntry``), ``files.py`` (version names, the lock, file I/O), ``recovery.py``
+(the function ``recover``), ``rebuild.py`` (a lost manifest), ``contract.py`` (what a
+hand-placed model must keep), ``guard.py`` (the live check) and this module
+(``ModelStore``: read, create, add, promote, rollback, retention), which owns a
+``StoreFiles`` and a ``StoreGuard``.
 """
 
 from __future__ import annotations
@@ -52,31 +53,13 @@ from ...errors import ModelParseError, PlacedByHandError, StoreError, WorkspaceE
 from ...fsutil import atomic_write_bytes
 from ...logs import get_logger
 from .contract import placed_by_hand
-from .files import (
-    MANIFEST_FORMAT,
-    REPAIR_HINT,
-    VERSION_DIGITS,
-    Manifest,
-    StoreFiles,
-    model_parses,
-    now_iso,
-    sha256_bytes,
-    version_filename,
-)
+from .files import REPAIR_HINT, StoreFiles, model_parses, sha256_bytes
 from .guard import Checked, StoreGuard
+from .manifest import Manifest, VersionEntry, now_iso
 from .recovery import recover
 
 if TYPE_CHECKING:
     from ..workspace import Workspace
-
-__all__ = [
-    "MANIFEST_FORMAT",
-    "VERSION_DIGITS",
-    "ModelStore",
-    "model_parses",
-    "sha256_bytes",
-    "version_filename",
-]
 
 
 class ModelStore:
@@ -94,7 +77,7 @@ class ModelStore:
         """Where version ``version`` lives."""
         return self.files.version_path(version)
 
-    def manifest(self) -> list[dict[str, Any]]:
+    def manifest(self) -> list[VersionEntry]:
         """All manifest entries, oldest version first."""
         return list(self.files.read_manifest().versions)
 
@@ -112,7 +95,7 @@ class ModelStore:
             raise WorkspaceError(f"manifest {missing}; {REPAIR_HINT}", path=self.workspace.manifest)
         return current
 
-    def entry(self, version: int) -> dict[str, Any]:
+    def entry(self, version: int) -> VersionEntry:
         """The manifest entry of ``version``."""
         found = self.files.read_manifest().entry(version)
         if found is None:
@@ -155,20 +138,20 @@ class ModelStore:
                 self.files.write_current(model_bytes)
                 written.append(current)
             when = now_iso()
-            entry = {
-                "version": 1,
-                "parent": None,
-                "time": when,
-                "reason": "initial",
-                "corrections": {"count": 0, "ids": []},
-                "loss": None,
-                "metrics": {},
-                "gate": None,
-                "promoted": True,
-                "promoted_at": when,
-                "sha256": sha256_bytes(model_bytes),
-                "source": source,
-            }
+            entry = VersionEntry(
+                version=1,
+                parent=None,
+                time=when,
+                reason="initial",
+                corrections={"count": 0, "ids": []},
+                loss=None,
+                metrics={},
+                gate=None,
+                promoted=True,
+                promoted_at=when,
+                sha256=sha256_bytes(model_bytes),
+                source=source,
+            )
             history = [{"version": 1, "from": None, "time": when, "reason": "initial"}]
             self.files.write_manifest(Manifest(current=1, versions=[entry], history=history))
             written.append(self.workspace.manifest)
@@ -199,18 +182,18 @@ class ModelStore:
             self.workspace.versions.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(self.version_path(version), model_bytes)
             manifest.versions.append(
-                {
-                    "version": version,
-                    "parent": parent,
-                    "time": now_iso(),
-                    "reason": reason,
-                    "corrections": {"count": len(corrections), "ids": list(corrections)},
-                    "loss": loss,
-                    "metrics": metrics or {},
-                    "gate": gate,
-                    "promoted": False,
-                    "sha256": sha256_bytes(model_bytes),
-                }
+                VersionEntry(
+                    version=version,
+                    parent=parent,
+                    time=now_iso(),
+                    reason=reason,
+                    corrections={"count": len(corrections), "ids": list(corrections)},
+                    loss=loss,
+                    metrics=metrics or {},
+                    gate=gate,
+                    promoted=False,
+                    sha256=sha256_bytes(model_bytes),
+                )
             )
             self.files.write_manifest(manifest)
         self._log.info("model version stored", version=version, parent=parent, reason=reason)
@@ -236,7 +219,7 @@ class ModelStore:
         if entry is None:
             raise StoreError(f"no model version {version}", path=self.workspace.manifest)
         model_bytes = self.read_version(version)
-        if entry.get("sha256") and sha256_bytes(model_bytes) != entry["sha256"]:
+        if entry.sha256 and sha256_bytes(model_bytes) != entry.sha256:
             raise StoreError(
                 f"model version {version} does not match its manifest checksum",
                 path=self.version_path(version),
@@ -244,14 +227,14 @@ class ModelStore:
         previous = manifest.current
         self.files.write_current(model_bytes)
         self.guard.remember_current()
-        entry["promoted"] = True
-        entry["promoted_at"] = now_iso()
+        entry.promoted = True
+        entry.promoted_at = now_iso()
         manifest.current = version
         manifest.history.append(
             {
                 "version": version,
                 "from": previous,
-                "time": entry["promoted_at"],
+                "time": entry.promoted_at,
                 "reason": reason or "promote",
             }
         )
@@ -267,9 +250,9 @@ class ModelStore:
             current = manifest.current
             if to is None:
                 earlier = [
-                    e["version"]
+                    e.version
                     for e in manifest.versions
-                    if e.get("promoted") and isinstance(current, int) and e["version"] < current
+                    if e.promoted and isinstance(current, int) and e.version < current
                 ]
                 if not earlier:
                     raise StoreError(
@@ -278,7 +261,7 @@ class ModelStore:
                     )
                 to = max(earlier)
             if manifest.entry(to) is None:
-                available = ", ".join(str(e["version"]) for e in manifest.versions)
+                available = ", ".join(str(e.version) for e in manifest.versions)
                 raise StoreError(
                     f"no model version {to} (available: {available})",
                     path=self.workspace.manifest,
@@ -296,7 +279,7 @@ class ModelStore:
             drop = [v for v in numbers if v not in keep_set]
             if not drop:
                 return []
-            manifest.versions = [e for e in manifest.versions if e["version"] not in drop]
+            manifest.versions = [e for e in manifest.versions if e.version not in drop]
             self.files.write_manifest(manifest)
             for version in drop:
                 try:

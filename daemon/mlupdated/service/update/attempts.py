@@ -11,11 +11,12 @@ correction given up on is tried again when its photo is dropped again.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..queue.corrections import GATE_GAVE_UP
 
 if TYPE_CHECKING:
+    from ...logs import Logger
     from ..queue import Correction, Queue
 
 ERROR_KIND = "rejected"
@@ -27,7 +28,7 @@ def give_up_rejected(
     *,
     max_attempts: int,
     reason: str | None,
-    log: Any,
+    log: Logger,
 ) -> list[int]:
     """Mark the corrections of ``batch`` rejected ``max_attempts`` times as ``rejected``;
     returns their ids."""

@@ -21,7 +21,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -29,6 +29,12 @@ from ...coreml.rules import UPDATABLE_LAYER_TYPES
 from ...coreml.spec import updatable_stage
 from ...coreml.weights import decode_weights
 from ..sections import from_section
+
+if TYPE_CHECKING:
+    from ...coreml.proto import Model_pb2
+    from ..config import GateConfig
+
+T = TypeVar("T")
 
 # Evaluating on every correction ever made would make runs slower with age; a seeded
 # sample of this size keeps the gate's cost flat.
@@ -49,7 +55,7 @@ class GateRules:
     tolerance: float = 0.0
 
     @classmethod
-    def from_config(cls, gate: Any) -> GateRules:
+    def from_config(cls, gate: GateConfig) -> GateRules:
         """Take the fields of a ``config.gate`` section."""
         return from_section(cls, gate)
 
@@ -95,7 +101,7 @@ class Verdict:
         }
 
 
-def nonfinite_layers(spec: Any) -> list[str]:
+def nonfinite_layers(spec: Model_pb2.Model) -> list[str]:
     """Names of updatable layers whose weights or bias hold NaN or infinity."""
     stage = updatable_stage(spec)
     if stage is None:
@@ -122,8 +128,8 @@ def nonfinite_layers(spec: Any) -> list[str]:
 
 
 def choose_holdout(
-    items: Sequence[Any], *, rules: GateRules, seed: int
-) -> tuple[list[Any], list[Any]]:
+    items: Sequence[T], *, rules: GateRules, seed: int
+) -> tuple[list[T], list[T]]:
     """Split pending corrections into (train, held aside), reproducibly for ``seed``.
 
     Nothing is held aside when the gate is off or the share would be under
@@ -141,7 +147,7 @@ def choose_holdout(
     return train, held
 
 
-def sample_for_evaluation(items: Sequence[Any], *, seed: int) -> list[Any]:
+def sample_for_evaluation(items: Sequence[T], *, seed: int) -> list[T]:
     """At most ``MAX_EVAL_EXAMPLES`` of ``items``, a seeded sample when there are more."""
     items = list(items)
     if len(items) <= MAX_EVAL_EXAMPLES:

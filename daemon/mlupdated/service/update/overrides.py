@@ -12,18 +12,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ...coreml.params import OVERRIDE_NAMES
 from ...errors import ConfigError, ParameterError
 
 if TYPE_CHECKING:
     from ..config import Config
 
+# The training parameters the daemon's config may override.
+DAEMON_PARAMETERS = ("epochs", "learning_rate", "mini_batch_size", "seed")
 # config.update key → the model's training parameter it overrides.
-OVERRIDE_KEYS = {
-    "epochs": "epochs",
-    "learning_rate": "learning_rate",
-    "batch_size": "mini_batch_size",
-    "seed": "seed",
-}
+OVERRIDE_KEYS = {OVERRIDE_NAMES[param]: param for param in DAEMON_PARAMETERS}
 
 
 def training_overrides(update: Any) -> dict[str, Any]:

@@ -17,7 +17,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ...logs import Logger
 
 CHILD_MODULE = "mlupdated.service.update.worker_child"
 POLL_SECONDS = 0.2
@@ -57,7 +60,7 @@ def run_child(
     job: dict[str, Any],
     *,
     timeout: float,
-    log: Any,
+    log: Logger,
     stderr_path: Path,
     abort: threading.Event,
 ) -> ChildOutcome:
@@ -140,7 +143,7 @@ def _stdout_lines(child: subprocess.Popen[bytes]) -> queue_module.Queue[bytes | 
     return lines
 
 
-def _handle_line(line: bytes, log: Any) -> ChildOutcome | None:
+def _handle_line(line: bytes, log: Logger) -> ChildOutcome | None:
     try:
         message = json.loads(line)
     except ValueError:

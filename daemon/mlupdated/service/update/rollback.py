@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..queue import Correction, Queue
-from ..store import ModelStore
+from ..store import ModelStore, VersionEntry
 
 if TYPE_CHECKING:
     from ..workspace import Workspace
@@ -47,13 +47,13 @@ def roll_back(workspace: Workspace, to: int | None = None) -> Rollback:
     return Rollback(before, after, requeued)
 
 
-def in_line(entries: list[dict[str, Any]], version: int) -> Callable[[int], bool]:
+def in_line(entries: list[VersionEntry], version: int) -> Callable[[int], bool]:
     """A test "was ``v`` learned into ``version``?": ``version`` and its ancestors,
     following ``parent``. Where the chain breaks (an entry removed by retention, a
     version recovered or placed by hand with no parent), every older version counts as
     an ancestor: versions are numbered in order, so nothing is sent back that the
     model may still hold."""
-    parents = {e["version"]: e.get("parent") for e in entries}
+    parents = {e.version: e.parent for e in entries}
     line = {version}
     floor = 0
     step: int | None = version

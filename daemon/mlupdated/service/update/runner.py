@@ -265,7 +265,7 @@ class UpdateRunner:
             why = None
             current = self._store.current_version()
             if current != parent:
-                placed = self._store.entry(current).get("reason") == PLACED_BY_HAND
+                placed = self._store.entry(current).reason == PLACED_BY_HAND
                 why = placed_by_hand(current) if placed else CHANGED_DURING_RUN
             else:
                 try:
