@@ -48,6 +48,10 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(f"mlupdated: error: {message}") from None
 
 
+_RESIZE_CHOICES = ("scaleFill", "centerCrop", "scaleFit")
+_RESIZE_HELP = "how images are fitted to the model's input size (default: scaleFill)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="mlupdated",
@@ -57,17 +61,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
+    # In this order: it is the order of ``mlupdated --help``.
+    _add_predict(sub)
+    _add_inspect(sub)
+    _add_update(sub)
+    _add_workspace_commands(sub)
+    _add_web(sub)
+    _add_service(sub)
+    return parser
 
-    def workspace_option(p: argparse.ArgumentParser) -> None:
-        p.add_argument(
-            "--workspace",
-            metavar="DIR",
-            help=f"workspace directory (default: ${WORKSPACE_ENV}, else ~/mlupdated)",
-        )
 
+def _workspace_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--workspace",
+        metavar="DIR",
+        help=f"workspace directory (default: ${WORKSPACE_ENV}, else ~/mlupdated)",
+    )
+
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="classify images, or run a model on any inputs")
     p.add_argument("--model", metavar="PATH", help="model to use (default: see README)")
-    workspace_option(p)
+    _workspace_option(p)
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument(
         "--input",
@@ -87,21 +102,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --json: write array outputs as DIR/NAME.npy (DIR/LINE/NAME.npy for "
         "--features) and print their paths",
     )
-    p.add_argument(
-        "--resize",
-        choices=("scaleFill", "centerCrop", "scaleFit"),
-        default="scaleFill",
-        help="how images are fitted to the model's input size (default: scaleFill)",
-    )
+    p.add_argument("--resize", choices=_RESIZE_CHOICES, default="scaleFill", help=_RESIZE_HELP)
     p.add_argument("images", nargs="*", metavar="IMAGE")
     p.set_defaults(func=_command("predict"))
 
+
+def _add_inspect(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("inspect", help="describe a model and check it for updates")
     p.add_argument("--model", metavar="PATH")
-    workspace_option(p)
+    _workspace_option(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_command("inspect"))
 
+
+def _add_update(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("update", help="run the Core ML update task on a folder of labels")
     p.add_argument("--model", metavar="PATH", help="updatable model (default: the bundled one)")
     p.add_argument("--data", metavar="DIR", required=True, help="folder of <Label>/ subfolders")
@@ -122,36 +136,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="train on the model's rehearsal set beside the data, if it carries one (default: on)",
     )
     p.add_argument("--cache-dir", metavar="DIR", help="feature cache (default: user cache)")
-    p.add_argument(
-        "--resize",
-        choices=("scaleFill", "centerCrop", "scaleFit"),
-        default="scaleFill",
-        help="how images are fitted to the model's input size (default: scaleFill)",
-    )
+    p.add_argument("--resize", choices=_RESIZE_CHOICES, default="scaleFill", help=_RESIZE_HELP)
     p.add_argument("--json", action="store_true", help="one JSON object per progress event")
     p.set_defaults(func=_command("update"))
 
+
+def _add_workspace_commands(sub: argparse._SubParsersAction) -> None:
+    """init, run, status, rollback, repair and the daemon controls."""
     p = sub.add_parser("init", help="create a workspace")
     p.add_argument("dir", metavar="DIR")
     p.add_argument("--model", metavar="PATH", help="initial model (default: the bundled one)")
     p.set_defaults(func=_command("init"))
 
     p = sub.add_parser("run", help="run the daemon in the foreground")
-    workspace_option(p)
+    _workspace_option(p)
     p.set_defaults(func=_command("run"))
 
     p = sub.add_parser("status", help="show the daemon's state")
-    workspace_option(p)
+    _workspace_option(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_command("status"))
 
     p = sub.add_parser("rollback", help="make an earlier model version current")
-    workspace_option(p)
+    _workspace_option(p)
     p.add_argument("--to", type=int, metavar="VERSION", help="version (default: the previous)")
     p.set_defaults(func=_command("rollback"))
 
     p = sub.add_parser("repair", help="rebuild a lost or broken model manifest")
-    workspace_option(p)
+    _workspace_option(p)
     p.set_defaults(func=_command("repair"))
 
     for name, text in (
@@ -160,11 +172,13 @@ def build_parser() -> argparse.ArgumentParser:
         ("resume", "resume scheduled updates"),
     ):
         p = sub.add_parser(name, help=text)
-        workspace_option(p)
+        _workspace_option(p)
         p.set_defaults(func=_command("control"), action=name)
 
+
+def _add_web(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("web", help="serve the review page for a workspace")
-    workspace_option(p)
+    _workspace_option(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=8765, help="port (default: 8765; 0: any free one)")
     p.add_argument(
@@ -174,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_command("web"))
 
+
+def _add_service(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("service", help="install or remove the system service")
     p.add_argument("action", choices=["install", "uninstall", "print"])
     scope = p.add_mutually_exclusive_group()
@@ -182,10 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--web", action="store_true", help="the review page's unit (mlupdated web) instead"
     )
-    workspace_option(p)
+    _workspace_option(p)
     p.set_defaults(func=_command("service"), scope=None)
-
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

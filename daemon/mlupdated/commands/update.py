@@ -12,6 +12,7 @@ import argparse
 import json
 import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -20,7 +21,14 @@ from ..coreml.spec import KNN_KIND, class_labels, load_spec, save_spec, updatabl
 from ..coreml.validate import check_updatable
 from ..train.cache import FeatureCache
 from ..train.data import list_folder
-from ..train.task import EPOCH_END, MINI_BATCH_END, UpdateEvent, run_update, training_rows
+from ..train.task import (
+    EPOCH_END,
+    MINI_BATCH_END,
+    UpdateEvent,
+    UpdateResult,
+    run_update,
+    training_rows,
+)
 from .resolve import model_from_args
 
 BAR_WIDTH = 30
@@ -74,32 +82,15 @@ def run(args: argparse.Namespace) -> int:
     examples = listing.examples
     for path, reason in listing.not_files:
         print(f"mlupdated: skipped {path}: {reason}", file=sys.stderr)
-    overrides = {
-        name: getattr(args, option, None)
-        for option, name in OVERRIDE_OPTIONS.items()
-        if getattr(args, option, None) is not None
-    }
+    overrides = _overrides(args)
     cache_dir = getattr(args, "cache_dir", None)
     cache = FeatureCache(cache_dir) if cache_dir else FeatureCache()
 
     as_json = bool(getattr(args, "json", False))
     rehearse = bool(getattr(args, "rehearsal", True))
-    bar: _ProgressBar | None = None
-    if as_json:
-
-        def progress(event: UpdateEvent) -> None:
-            _json_line(sys.stdout, event.as_dict())
-    elif sys.stderr.isatty() and not is_knn:
-        values = update_parameters(spec).resolve(overrides)
-        rows = training_rows(spec, len(examples), rehearse=rehearse)
-        batches = math.ceil(rows / int(values["mini_batch_size"]))
-        bar = _ProgressBar(sys.stderr, batches * int(values["epochs"]))
-        progress = bar
-    else:
-
-        def progress(event: UpdateEvent) -> None:
-            return None
-
+    progress, bar = _progress(
+        spec, len(examples), overrides, as_json=as_json, is_knn=is_knn, rehearse=rehearse
+    )
     try:
         result = run_update(
             spec,
@@ -117,8 +108,55 @@ def run(args: argparse.Namespace) -> int:
     for skipped in result.examples_skipped:
         print(f"mlupdated: skipped {skipped.source}: {skipped.reason}", file=sys.stderr)
     out = save_spec(result.spec, args.out)
+    _summary(model_path, result, out, not_files=len(listing.not_files), as_json=as_json)
+    return 0
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The training parameters given on the command line."""
+    return {
+        name: getattr(args, option, None)
+        for option, name in OVERRIDE_OPTIONS.items()
+        if getattr(args, option, None) is not None
+    }
+
+
+def _progress(
+    spec: Any,
+    examples: int,
+    overrides: dict[str, Any],
+    *,
+    as_json: bool,
+    is_knn: bool,
+    rehearse: bool,
+) -> tuple[Callable[[UpdateEvent], None], _ProgressBar | None]:
+    """Where progress goes: JSON lines, a bar on a terminal, or nowhere (and the bar
+    to close, if any)."""
+    bar: _ProgressBar | None = None
+    if as_json:
+
+        def progress(event: UpdateEvent) -> None:
+            _json_line(sys.stdout, event.as_dict())
+    elif sys.stderr.isatty() and not is_knn:
+        values = update_parameters(spec).resolve(overrides)
+        rows = training_rows(spec, examples, rehearse=rehearse)
+        batches = math.ceil(rows / int(values["mini_batch_size"]))
+        bar = _ProgressBar(sys.stderr, batches * int(values["epochs"]))
+        progress = bar
+    else:
+
+        def progress(event: UpdateEvent) -> None:
+            return None
+
+    return progress, bar
+
+
+def _summary(
+    model_path: Path, result: UpdateResult, out: Path, *, not_files: int, as_json: bool
+) -> None:
+    """The last line: a ``completed`` JSON event, or a sentence."""
     count = result.examples_used
-    skipped_count = len(result.examples_skipped) + len(listing.not_files)
+    skipped_count = len(result.examples_skipped) + not_files
     if as_json:
         _json_line(
             sys.stdout,
@@ -140,4 +178,3 @@ def run(args: argparse.Namespace) -> int:
             f"updated {model_path} on {count} examples ({skipped_count} skipped){rehearsed}, "
             f"{epochs} epoch(s){loss}: wrote {out}"
         )
-    return 0

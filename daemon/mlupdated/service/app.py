@@ -8,9 +8,9 @@ then READY to systemd.
 
 Loop: wait on an event with a short timeout. Signal handlers only set flags and the
 event: SIGTERM/SIGINT stop, SIGHUP reloads the config (a bad one is logged and the old
-one kept), SIGUSR1 asks for an update now, SIGUSR2 re-reads the pause flag. Each turn
-also checks the intake's observer, pings systemd's watchdog and publishes
-``state/status.json``.
+one kept), SIGUSR1 asks for an update now, SIGUSR2 re-reads the pause flag
+(``requests.py``). Each turn also checks the intake's observer, pings systemd's watchdog
+and publishes ``state/status.json`` (``health.py``).
 
 Shut-down: STOPPING to systemd, then a ``contextlib.ExitStack`` unwinds: each part
 pushed its own stop when it started, so a half-done start-up stops exactly what it
@@ -25,43 +25,31 @@ logged and the others still stop.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
-import signal
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import MlupdatedError
-from ..logs import configure_logging, get_logger
+from ..logs import get_logger
 from .config import load_config
 from .control import is_paused
+from .health import IntakeWatch, StatusWriter, StoreCheck, state_lost
 from .intake import InboxClassifier, Intake
 from .lock import WorkspaceLock
 from .notify import Notifier
 from .queue import Queue
+from .requests import Requests, apply_pause_flag, reload_config
 from .scheduler import TriggerRules, UpdateScheduler
-from .status import write_daemon_status
-from .store import ModelStore
-from .update import (
-    Outcome,
-    UpdateRunner,
-    check_overrides,
-    close_interrupted_runs,
-    remove_stale_candidates,
-)
+from .startup import configure_logs, open_store
+from .update import Outcome, UpdateRunner, close_interrupted_runs
 from .workspace import open_workspace
 
 if TYPE_CHECKING:
-    from .config import Config
     from .queue import CorrectionChange
 
 LOOP_SECONDS = 1.0
 STATUS_SECONDS = 2.0
-STATUS_REFRESH_SECONDS = 60.0
-INTAKE_DEAD_TURNS = 5
 # How often the store is checked for what people changed (store/guard.py).
 STORE_CHECK_SECONDS = 2.0
 # state/ removed or replaced under us: a failure, so that a service manager restarts us
@@ -72,20 +60,6 @@ EXIT_STATE_LOST = 1
 UMASK_BITS = 0o022
 # After the child was told to stop, the run's bookkeeping needs a moment to finish.
 ABORT_GRACE_SECONDS = 10.0
-LOG_LEVELS = {
-    "debug": logging.DEBUG,
-    "info": logging.INFO,
-    "warning": logging.WARNING,
-    "error": logging.ERROR,
-}
-
-
-def _configure(config: Config) -> None:
-    fmt = config.daemon.log_format
-    configure_logging(
-        json=None if fmt == "auto" else fmt == "json",
-        level=LOG_LEVELS.get(config.daemon.log_level, logging.INFO),
-    )
 
 
 class Daemon:
@@ -95,55 +69,23 @@ class Daemon:
         self.root = root
         self.model_path = model_path
         self.log = get_logger("daemon")
-        self._wake = threading.Event()
-        self._stop = False
-        self._reload = False
-        self._update_now = False
-        self._pause_changed = False
-        self._intake_dead = 0
+        self._requests = Requests()
         self._exit_code = 0
-        self._last_status: dict[str, Any] | None = None
-        self._last_status_time = 0.0
         self._next_store_check = 0.0
-        self._store_error: str | None = None
         self.notifier = Notifier.from_environ()
-
-    # --- signals: flags only ---------------------------------------------------------------
-
-    def _on_stop(self, signum: int, frame: Any) -> None:
-        self._stop = True
-        self._wake.set()
-
-    def _on_reload(self, signum: int, frame: Any) -> None:
-        self._reload = True
-        self._wake.set()
-
-    def _on_update_now(self, signum: int, frame: Any) -> None:
-        self._update_now = True
-        self._wake.set()
-
-    def _on_pause_changed(self, signum: int, frame: Any) -> None:
-        self._pause_changed = True
-        self._wake.set()
-
-    def _install_signals(self) -> None:
-        signal.signal(signal.SIGTERM, self._on_stop)
-        signal.signal(signal.SIGINT, self._on_stop)
-        signal.signal(signal.SIGHUP, self._on_reload)
-        signal.signal(signal.SIGUSR1, self._on_update_now)
-        signal.signal(signal.SIGUSR2, self._on_pause_changed)
 
     # --- the ladder ------------------------------------------------------------------------
 
     def run(self) -> int:
         """Start up, loop until told to stop, shut down; returns the exit code."""
         # Signals that arrive during start-up are remembered, not fatal.
-        self._install_signals()
+        self._requests.install()
         ws = open_workspace(self.root, create=True, model_path=self.model_path)
         self.ws = ws
         self.config = load_config(ws.config_path)
-        _configure(self.config)
+        configure_logs(self.config)
         self.log = get_logger("daemon", workspace=str(ws.root))
+        self._status = StatusWriter(ws, self.log)
         self.lock = WorkspaceLock(Path(ws.lock_path), root=ws.root)
         self.lock.acquire()
         # Each part pushes its own stop as it starts, so a half-done start-up stops
@@ -162,16 +104,7 @@ class Daemon:
     def _start_up(self, parts: contextlib.ExitStack) -> None:
         ws, log = self.ws, self.log
         log.info("starting", pid=os.getpid())
-        self.store = ModelStore(ws)
-        repaired = _loggable(self.store.recover())
-        if repaired:
-            log.info("model store repaired", **repaired)
-        # Refused before anything starts (a value the model forbids would fail every
-        # run), and only now: the check reads current.mlmodel, which recover() repairs.
-        check_overrides(self.config, model_path=Path(ws.current_model))
-        stale = remove_stale_candidates(Path(ws.state))
-        if stale:
-            log.info("removed leftovers of an interrupted run", files=[p.name for p in stale])
+        self.store = open_store(ws, self.config, log)
         self.queue = Queue(ws.db_path)
         self.lock.guard(ws.db_path)
         parts.callback(self._stopped, "queue", self.queue.close)
@@ -193,6 +126,7 @@ class Daemon:
         )
         self.inbox.start()
         parts.callback(self._stopped, "inbox", self.inbox.stop)
+        self._check_store = StoreCheck(self.store, self.inbox, log)
         waited = self.inbox.resubmit_unclassified()
         if waited:
             log.info("inbox photos that waited for a usable model are classified now", count=waited)
@@ -207,6 +141,7 @@ class Daemon:
         )
         self.intake.start()
         parts.callback(self._stopped, "intake", self.intake.stop)
+        self._intake_watch = IntakeWatch(self.intake, log)
         self.scheduler.start()
         self.notifier.ready(status="watching")
         log.info(
@@ -243,10 +178,11 @@ class Daemon:
         if self.notifier.watchdog_interval:
             interval = min(interval, self.notifier.watchdog_interval)
         next_status = 0.0
-        while not self._stop:
-            self._wake.wait(interval)
-            self._wake.clear()
-            if self._stop:
+        requests = self._requests
+        while not requests.stop:
+            requests.wake.wait(interval)
+            requests.wake.clear()
+            if requests.stop:
                 break
             try:
                 self._turn()
@@ -262,37 +198,32 @@ class Daemon:
 
     def _turn(self) -> None:
         """One pass over the flags the signal handlers set, and the health checks."""
-        if self._state_lost():
+        requests = self._requests
+        if state_lost(self.lock, self.ws, self.log):
+            # A failure, so that a service manager restarts us (EXIT_STATE_LOST).
+            self._exit_code, requests.stop = EXIT_STATE_LOST, True
             return
-        if self._reload:
-            self._reload = False
-            self._reload_config()
-        if self._update_now:
-            self._update_now = False
+        if requests.reload:
+            requests.reload = False
+            self.config = reload_config(
+                self.ws,
+                self.config,
+                scheduler=self.scheduler,
+                notifier=self.notifier,
+                log=self.log,
+            )
+        if requests.update_now:
+            requests.update_now = False
             self.log.info("update requested")
             self.scheduler.request_update()
-        if self._pause_changed:
-            self._pause_changed = False
-            self._apply_pause_flag()
-        self._check_intake()
+        if requests.pause_changed:
+            requests.pause_changed = False
+            apply_pause_flag(self.ws, self.scheduler, self.log)
+        self._intake_watch.check()
         if time.monotonic() >= self._next_store_check:
             self._next_store_check = time.monotonic() + STORE_CHECK_SECONDS
             self._check_store()
         self.notifier.watchdog()
-
-    def _state_lost(self) -> bool:
-        """Stop when state/ was removed or replaced: writes would go to files nobody
-        reads. The workspace lock still keeps a second daemon out until we are gone."""
-        lost = self.lock.lost()
-        if lost is None:
-            return False
-        self.log.error(
-            f"state/ was removed or replaced while running ({self.ws.relative(lost)} is "
-            "not the file opened at start); stopping, a restart re-creates state/",
-            path=self.ws.relative(lost),
-        )
-        self._exit_code, self._stop = EXIT_STATE_LOST, True
-        return True
 
     def _stopped(self, name: str, stop: Callable[[], object]) -> None:
         """Stop one part; a part that fails to stop is logged and the others still stop."""
@@ -323,21 +254,6 @@ class Daemon:
 
     # --- loop helpers ----------------------------------------------------------------------
 
-    def _check_store(self) -> bool:
-        """Settle what people changed in the store; True when it is readable (then inbox
-        photos that waited for it are classified)."""
-        try:
-            readable = self.store.check().readable
-        except (MlupdatedError, OSError) as exc:  # a full disk, a folder made read-only
-            if str(exc) != self._store_error:  # said once, not every few seconds
-                self.log.error("model store not checked", error=str(exc))
-            self._store_error = str(exc)
-            return False
-        self._store_error = None
-        if readable:
-            self.inbox.retry_held()
-        return readable
-
     def _run_update(self, reason: str) -> Outcome:
         # A model placed by hand becomes the parent; an unreadable store waits (back-off).
         if not self._check_store():
@@ -353,81 +269,19 @@ class Daemon:
         if kind in ("new", "relabelled"):
             self.scheduler.note_drop()
 
-    def _reload_config(self) -> None:
-        self.notifier.reloading()
-        try:
-            new = load_config(self.ws.config_path)
-            check_overrides(new, model_path=Path(self.ws.current_model))
-            self.scheduler.reconfigure(TriggerRules.from_config(new.update))
-        except MlupdatedError as exc:  # a bad config, or a model the check cannot read
-            self.log.error("config not reloaded; keeping the old one", error=str(exc))
-        else:
-            if new.intake != self.config.intake or new.daemon != self.config.daemon:
-                self.log.warning("intake and daemon settings take effect at the next restart")
-            self.config = new
-            message, level = "config reloaded", self.log.info
-            if not Path(self.ws.config_path).exists():  # load_config's defaults, said aloud
-                message += f": {self.ws.config_path} is missing; defaults applied"
-                level = self.log.warning
-            level(
-                message,
-                min_batch=new.update.min_batch,
-                quiet_seconds=new.update.quiet_seconds,
-                policy=new.update.policy,
-            )
-        self.notifier.ready()
-
-    def _apply_pause_flag(self) -> None:
-        if is_paused(self.ws):
-            self.scheduler.pause()
-            self.log.info("paused")
-        else:
-            self.scheduler.resume()
-            self.log.info("resumed")
-
-    def _check_intake(self) -> None:
-        try:
-            alive = self.intake.is_alive()
-        except Exception:
-            alive = False
-        # The intake restarts its own observer; step in only when it stays dead.
-        self._intake_dead = 0 if alive else self._intake_dead + 1
-        if self._intake_dead < INTAKE_DEAD_TURNS:
-            return
-        self._intake_dead = 0
-        self.log.warning("file watcher found dead; restarting it")
-        try:
-            self.intake.stop()
-        except Exception:
-            pass
-        try:
-            self.intake.start()
-        except MlupdatedError as exc:
-            self.log.error("file watcher did not restart", error=str(exc))
-
     def _publish_status(self, *, running: bool = True) -> None:
         try:
             observer = self.intake.status()
         except Exception as exc:
             observer = {"error": str(exc)}
-        data = {
+        data: dict[str, Any] = {
             "pid": os.getpid(),
             "running": running,
             "next_trigger": self.scheduler.next_trigger(),
             "paused": self.scheduler.paused,
             "observer": observer,
         }
-        # Every write is an fsync: skip unchanged states, but refresh now and then so
-        # a reader can tell a live daemon from a stale file.
-        now = time.monotonic()
-        if data == self._last_status and now - self._last_status_time < STATUS_REFRESH_SECONDS:
-            return
-        try:
-            write_daemon_status(self.ws, data)
-        except MlupdatedError as exc:
-            self.log.warning("status not written", error=str(exc))
-            return
-        self._last_status, self._last_status_time = data, now
+        self._status.publish(data)
 
 
 def _wait_until(condition: Any, timeout: float) -> bool:
@@ -437,9 +291,3 @@ def _wait_until(condition: Any, timeout: float) -> bool:
             return False
         time.sleep(0.1)
     return True
-
-
-def _loggable(data: Any) -> dict[str, Any]:
-    if isinstance(data, dict):
-        return {k: v for k, v in data.items() if v}
-    return {"result": str(data)}

@@ -10,31 +10,22 @@ doubling back-off after a failed or rejected run. One update at a time.
 Time is measured with ``time.monotonic`` from drops this process saw, so a wall-clock
 jump (a day back, years forward, a laptop waking up) neither stalls the queue nor
 starts a storm: at most one catch-up run, coalesced. Only the cron schedule follows
-the wall clock, because that is what a cron expression means.
+the wall clock, because that is what a cron expression means. The clockwork (APScheduler)
+is in ``ticker.py``, the batch's age and the back-off in ``pacing.py``.
 """
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from apscheduler.executors.pool import ThreadPoolExecutor
-from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.cron import CronTrigger
-
-from ..errors import ConfigError
+from .pacing import Backoff, BatchAge
 from .sections import from_section
+from .ticker import Ticker, parse_cron
 from .update.runs import Outcome
-
-TICK_SECONDS = 0.5
-# A tick or cron firing that is late by more than this (the machine slept) is folded
-# into the next one instead of being run late; coalescing keeps it to one run.
-TICK_GRACE_SECONDS = 30
-CRON_GRACE_SECONDS = 3600
 
 CRON_REASON = "cron"
 
@@ -76,16 +67,6 @@ def due_reason(
     return None
 
 
-def parse_cron(expression: str) -> CronTrigger:
-    """A crontab expression (5 fields) as a trigger; ``ConfigError`` naming the key."""
-    try:
-        return CronTrigger.from_crontab(expression)
-    except ValueError as exc:
-        raise ConfigError(
-            f"invalid cron expression {expression!r}: {exc}", key="update.cron"
-        ) from exc
-
-
 class UpdateScheduler:
     """Decides when to run ``run_update(reason) -> outcome`` and runs it, one at a time.
 
@@ -113,12 +94,10 @@ class UpdateScheduler:
         self._paused = paused
         self._forced: str | None = None
         self._running = False
-        self._last_drop: float | None = None
-        self._oldest: float | None = None
-        self._backoff_until: float | None = None
-        self._backoff_seconds = 0.0
+        self._age = BatchAge()
+        self._backoff = Backoff()
         self._last_pending = 0
-        self._aps: BackgroundScheduler | None = None
+        self._aps: Ticker | None = None
         self._cron_trigger = parse_cron(rules.cron) if rules.cron else None
 
     # --- inputs -------------------------------------------------------------------------
@@ -126,26 +105,15 @@ class UpdateScheduler:
     def note_drop(self) -> None:
         """A correction was added or relabelled just now."""
         with self._lock:
-            now = self._clock()
-            self._last_drop = now
-            if self._oldest is None:
-                self._oldest = now
+            self._age.drop(self._clock())
 
     def prime(self, *, pending: int, oldest_age: float | None) -> None:
-        """At start-up: corrections already pending, the oldest ``oldest_age`` s old.
-
-        The wall-clock age is clamped to ``[0, max_wait]``: a clock moved back cannot make
-        it negative, a clock moved forward can cause one catch-up run, not several.
-        """
+        """At start-up: corrections already pending, the oldest ``oldest_age`` s old
+        (clamped: see ``BatchAge.prime``)."""
         with self._lock:
             if pending <= 0:
                 return
-            now = self._clock()
-            age = min(max(oldest_age or 0.0, 0.0), self._rules.max_wait_seconds)
-            self._oldest = now - age
-            # Quiet is counted from start-up: files found by the start-up sweep are
-            # drops too, and a user may still be copying.
-            self._last_drop = now
+            self._age.prime(self._clock(), oldest_age, max_wait=self._rules.max_wait_seconds)
 
     def request_update(self, *, reason: str = "update-now") -> None:
         """Run an update at the next tick if anything is pending (``update-now``)."""
@@ -169,7 +137,7 @@ class UpdateScheduler:
             self._rules = rules
             self._cron_trigger = trigger
             if self._aps is not None:
-                self._schedule_cron()
+                self._aps.schedule_cron(trigger)
 
     # --- state --------------------------------------------------------------------------
 
@@ -200,21 +168,17 @@ class UpdateScheduler:
                 return {**info, "state": "requested", "due_in_seconds": 0.0}
             if self._paused:
                 return {**info, "state": "paused", "due_in_seconds": None}
-            if self._backoff_until is not None and now < self._backoff_until:
-                wait = self._backoff_until - now
+            if self._backoff.active(now):
+                wait = self._backoff.remaining(now)
                 return {**info, "state": "backing_off", "due_in_seconds": round(wait, 1)}
-            cron_next = None
-            if self._aps is not None and self._aps.get_job("cron") is not None:
-                job = self._aps.get_job("cron")
-                cron_next = job.next_run_time.isoformat() if job.next_run_time else None
-            info["cron_next"] = cron_next
+            info["cron_next"] = None if self._aps is None else self._aps.cron_next()
             if pending < self._rules.min_batch:
                 return {**info, "state": "waiting_for_corrections", "due_in_seconds": None}
             candidates = []
-            if self._last_drop is not None:
-                candidates.append(self._last_drop + self._rules.quiet_seconds - now)
-            if self._oldest is not None:
-                candidates.append(self._oldest + self._rules.max_wait_seconds - now)
+            if self._age.last_drop is not None:
+                candidates.append(self._age.last_drop + self._rules.quiet_seconds - now)
+            if self._age.oldest is not None:
+                candidates.append(self._age.oldest + self._rules.max_wait_seconds - now)
             due = max(min(candidates), 0.0) if candidates else 0.0
             return {**info, "state": "waiting_for_quiet", "due_in_seconds": round(due, 1)}
 
@@ -222,38 +186,16 @@ class UpdateScheduler:
 
     def start(self) -> None:
         """Start the background scheduler (the tick and, if configured, the cron job)."""
-        _quiet_apscheduler_logging(self._log)
-        aps = BackgroundScheduler(
-            executors={"default": ThreadPoolExecutor(max_workers=3)},
-            job_defaults={
-                "max_instances": 1,
-                "coalesce": True,
-                "misfire_grace_time": TICK_GRACE_SECONDS,
-            },
-            timezone="UTC",
-        )
-        aps.add_job(self.tick, "interval", seconds=TICK_SECONDS, id="tick")
-        self._aps = aps
-        self._schedule_cron()
-        aps.start()
+        ticker = Ticker(self.tick, self._cron_fired, self._log)
+        self._aps = ticker
+        ticker.schedule_cron(self._cron_trigger)
+        ticker.start()
 
     def shutdown(self) -> None:
         """Stop ticking; does not wait for a running update (the app decides that)."""
         if self._aps is not None:
-            self._aps.shutdown(wait=False)
+            self._aps.shutdown()
             self._aps = None
-
-    def _schedule_cron(self) -> None:
-        assert self._aps is not None  # only called once started
-        if self._aps.get_job("cron") is not None:
-            self._aps.remove_job("cron")
-        if self._cron_trigger is not None:
-            self._aps.add_job(
-                self._cron_fired,
-                self._cron_trigger,
-                id="cron",
-                misfire_grace_time=CRON_GRACE_SECONDS,
-            )
 
     def _cron_fired(self) -> None:
         self.request_update(reason=CRON_REASON)
@@ -273,14 +215,13 @@ class UpdateScheduler:
                 # Everything pending was retracted (or given up on after the gate's
                 # last rejection): the next batch's age starts with its own first drop,
                 # and it is a fresh batch, not a retry to back off from.
-                self._oldest = None
-                self._backoff_until = None
-                self._backoff_seconds = 0.0
+                self._age.oldest = None
+                self._backoff.clear()
             if self._running:
                 return None
             now = self._clock()
             reason: str | None = None
-            backing_off = self._backoff_until is not None and now < self._backoff_until
+            backing_off = self._backoff.active(now)
             if self._forced == CRON_REASON and (self._paused or backing_off):
                 # A schedule is not a person asking: pause and back-off hold for it.
                 self._log.info("cron trigger skipped", paused=self._paused)
@@ -297,11 +238,12 @@ class UpdateScheduler:
             elif backing_off:
                 return None
             else:
+                last_drop, oldest = self._age.last_drop, self._age.oldest
                 reason = due_reason(
                     self._rules,
                     pending=pending,
-                    since_last_drop=None if self._last_drop is None else now - self._last_drop,
-                    since_oldest=None if self._oldest is None else now - self._oldest,
+                    since_last_drop=None if last_drop is None else now - last_drop,
+                    since_oldest=None if oldest is None else now - oldest,
                 )
             if reason is None:
                 return None
@@ -314,7 +256,7 @@ class UpdateScheduler:
             # A job of its own, so the tick keeps ticking (and status stays fresh)
             # while the update runs.
             try:
-                aps.add_job(self._run, args=(reason, started), id="update", misfire_grace_time=None)
+                aps.submit(self._run, (reason, started))
             except Exception:  # shutting down under our feet: nothing runs, nothing waits
                 with self._lock:
                     self._running = False
@@ -336,45 +278,19 @@ class UpdateScheduler:
         now = self._clock()
         outcome = Outcome(outcome)
         if outcome.backs_off:
-            rules = self._rules
-            if self._backoff_seconds <= 0:
-                self._backoff_seconds = rules.retry_backoff_seconds
-            else:
-                self._backoff_seconds = min(self._backoff_seconds * 2, rules.max_backoff_seconds)
-            self._backoff_until = now + self._backoff_seconds
-            self._log.info(
-                "next attempt after back-off", outcome=outcome.value, seconds=self._backoff_seconds
+            seconds = self._backoff.extend(
+                now,
+                first=self._rules.retry_backoff_seconds,
+                ceiling=self._rules.max_backoff_seconds,
             )
+            self._log.info("next attempt after back-off", outcome=outcome.value, seconds=seconds)
             return
         if outcome is Outcome.PROMOTED:
-            self._backoff_seconds = 0.0
-            self._backoff_until = None
+            self._backoff.clear()
             # Whatever is still pending arrived during the run (or was held aside): its
             # age counts from the run's start at the latest.
             try:
                 still = self._pending_count()
             except Exception:
                 still = 0
-            self._oldest = started if still > 0 else None
-
-
-class _ToStructlog(logging.Handler):
-    """Carries APScheduler's stdlib log records into our structured log."""
-
-    def __init__(self, log: Any) -> None:
-        super().__init__(level=logging.WARNING)
-        self._log = log
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            self._log.warning("scheduler: " + record.getMessage())
-        except Exception:
-            self.handleError(record)
-
-
-def _quiet_apscheduler_logging(log: Any) -> None:
-    logger = logging.getLogger("apscheduler")
-    logger.setLevel(logging.WARNING)
-    logger.propagate = False
-    if not any(isinstance(h, _ToStructlog) for h in logger.handlers):
-        logger.addHandler(_ToStructlog(log))
+            self._age.oldest = started if still > 0 else None

@@ -146,6 +146,18 @@ class InboxClassifier:
             self._queue.record_error("inbox", relative, reason)
             return None
         probs = {str(k): float(v) for k, v in probabilities.items()}
+        return self._record(relative, sha256, result, probs, predictor, version)
+
+    def _record(
+        self,
+        relative: str,
+        sha256: str,
+        result: Any,
+        probs: dict[str, float],
+        predictor: Any,
+        version: int,
+    ) -> dict[str, Any]:
+        """Keep one answer: in the database, as a line of ``predictions.jsonl``, in the log."""
         label = str(result.label)
         signal = familiarity(result.outputs, familiarity_threshold(predictor.spec))
         self._queue.record_prediction(

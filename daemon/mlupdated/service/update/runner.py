@@ -20,7 +20,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +28,7 @@ from ...errors import MlupdatedError, PlacedByHandError
 from ...faults import AFTER_SWAP_DELAY_ENV, SWAP_DELAY_ENV
 from ..store.contract import PLACED_BY_HAND, placed_by_hand
 from .attempts import give_up_rejected
+from .batch import Batch, choose_batch, run_metrics
 from .candidates import CANDIDATE_PREFIX, read_candidate, remove_stale_candidates, unlink
 from .overrides import training_overrides
 from .process import ChildOutcome, run_child
@@ -37,9 +37,10 @@ from .worker_child import FAULT_ENV
 
 if TYPE_CHECKING:
     from ..config import Config
-    from ..queue import Correction, Queue
+    from ..queue import Queue
     from ..store import ModelStore
     from ..workspace import Workspace
+    from .gate import Verdict
 
 __all__ = [
     "AFTER_SWAP_DELAY_ENV",
@@ -86,7 +87,7 @@ class UpdateRunner:
         pending = self._queue.pending()
         if not pending:
             return Outcome.NOTHING
-        batch = self._choose(pending, config)
+        batch = choose_batch(pending, config, self._queue)
         parent = self._store.current_version()
         run_id = self._queue.start_run(
             correction_ids=[c.id for c in batch.train], policy=config.update.policy
@@ -128,21 +129,6 @@ class UpdateRunner:
             self._retain(config.store.keep_versions, log)
         return result.outcome
 
-    def _choose(self, pending: list[Correction], config: Config) -> _Batch:
-        """Which corrections train, which are held aside, replayed and evaluated on."""
-        from . import gate as gate_module
-
-        upd, rules = config.update, gate_module.GateRules.from_config(config.gate)
-        seed = upd.seed if upd.seed is not None else int(time.time())
-        train, held = gate_module.choose_holdout(pending, rules=rules, seed=seed)
-        replayed = []
-        if upd.policy == "replay":
-            replayed = list(self._queue.trained_sample(upd.replay_sample, seed=seed))
-        used = {c.id for c in train} | {c.id for c in replayed}
-        earlier = [c for c in self._queue.all_trained() if c.id not in used]
-        evaluation = list(held) + gate_module.sample_for_evaluation(earlier, seed=seed)
-        return _Batch(list(train), list(held), replayed, evaluation)
-
     def _finish(self, run_id: int, result: RunResult, duration: float, log: Any) -> None:
         self._queue.finish_run(
             run_id,
@@ -167,7 +153,7 @@ class UpdateRunner:
         self,
         run_id: int,
         parent: int,
-        batch: _Batch,
+        batch: Batch,
         candidate_path: Path,
         config: Any,
         log: Any,
@@ -190,19 +176,25 @@ class UpdateRunner:
             gate_module.Metrics.from_dict(result["candidate"]),
             rules=gate_module.GateRules.from_config(config.gate),
         )
-        metrics = {
-            "examples_used": result.get("examples_used"),
-            "examples_skipped": result.get("examples_skipped"),
-            "replayed": len(batch.replayed),
-            "rehearsal": result.get("rehearsal_used", 0),
-            "held_aside": sum(1 for c in batch.evaluation if c.state == "pending"),
-            "parameters": result.get("parameters_used"),
-            "gate": verdict.to_dict(),
-        }
+        metrics = run_metrics(result, batch, verdict)
         # Only the new corrections belong to this version; replayed ones were learned
         # before, and a file training could not read never was.
         unreadable = self._unreadable(batch.train, result.get("skipped") or [], log)
         ids = [c.id for c in batch.train if c.id not in unreadable]
+        return self._keep(data, parent, ids, loss, metrics, verdict, log)
+
+    def _keep(
+        self,
+        data: bytes,
+        parent: int,
+        ids: list[int],
+        loss: float | None,
+        metrics: dict[str, Any],
+        verdict: Verdict,
+        log: Any,
+    ) -> RunResult:
+        """Add the judged candidate to the store and, when it passed, swap it in; a run
+        whose parent is no longer current is abandoned before either."""
         if self._store.current_version() != parent:
             return RunResult(
                 Outcome.ABANDONED,
@@ -227,7 +219,7 @@ class UpdateRunner:
         return RunResult(Outcome.PROMOTED, version, loss, metrics, verdict.reason)
 
     def _train(
-        self, parent: int, batch: _Batch, candidate_path: Path, config: Any, log: Any
+        self, parent: int, batch: Batch, candidate_path: Path, config: Any, log: Any
     ) -> ChildOutcome:
         """Run the training child on the batch; it writes the candidate."""
         upd = config.update
@@ -273,9 +265,7 @@ class UpdateRunner:
                 except PlacedByHandError as exc:
                     why = exc.reason
             if why is not None:
-                log.warning(
-                    "candidate not promoted", version=version, parent=parent, reason=why
-                )
+                log.warning("candidate not promoted", version=version, parent=parent, reason=why)
                 return why
             faults.delay("after_swap", log=log, version=version)
             self._queue.mark_trained(ids, version)
@@ -300,17 +290,3 @@ class UpdateRunner:
             log.warning("correction unusable for training", id=cid, reason=reason)
             self._queue.mark_rejected([cid], reason)
         return set(bad)
-
-
-@dataclass(frozen=True)
-class _Batch:
-    """The corrections of one run: trained on, held aside, replayed, evaluated on."""
-
-    train: list[Correction]
-    held: list[Correction]
-    replayed: list[Correction]
-    evaluation: list[Correction]
-
-    @property
-    def examples(self) -> list[Correction]:
-        return self.train + self.replayed

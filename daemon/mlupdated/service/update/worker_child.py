@@ -71,7 +71,6 @@ def _child(job: dict[str, Any]) -> None:
     # Heavy imports only after the hooks: a test of a crash or a hang must not wait for
     # NumPy and the Core ML protobufs to load on a busy machine.
     from ...errors import DivergedError
-    from . import gate as gate_module
 
     if fault == "diverge":
         raise DivergedError("test hook: training diverged (non-finite loss)")
@@ -104,6 +103,14 @@ def _child(job: dict[str, Any]) -> None:
     if fault == "nan":
         _poison(result.spec)
     save_spec(result.spec, job["out"])
+    _report(job, result, unreadable)
+
+
+def _report(job: dict[str, Any], result: Any, unreadable: list[list[str]]) -> None:
+    """Evaluate current and candidate on the evaluation examples (the gate's numbers)
+    and emit the ``result`` line."""
+    from . import gate as gate_module
+
     evaluation = [(p, label) for p, label in job["evaluate"]]
     decoding = {"resize": job["resize"], "max_pixels": job.get("max_pixels")}
     current = gate_module.evaluate(Path(job["model"]), evaluation, **decoding)
