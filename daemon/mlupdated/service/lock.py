@@ -8,7 +8,7 @@ stale lock file never blocks a restart.
 
 A running daemon asks ``lost()`` now and then: when ``state/`` (the lock file, or a
 file it guards such as the database) was removed or replaced, it is writing to files
-nobody will read again, and it stops (see ``app.py``).
+nobody will read again, and it stops (see ``app/daemon.py``).
 """
 
 from __future__ import annotations

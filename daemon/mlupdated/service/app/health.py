@@ -1,7 +1,7 @@
 """The daemon loop's periodic checks: the store, the file watcher, state/, the status.
 
 Each check keeps what it needs between turns (an error said once, a count of dead
-turns, the last status written) so that ``app.py`` only says when to run it.
+turns, the last status written) so that ``daemon.py`` only says when to run it.
 """
 
 from __future__ import annotations
@@ -9,14 +9,14 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from ..errors import MlupdatedError
-from .status import write_daemon_status
+from ...errors import MlupdatedError
+from ..status import write_daemon_status
 
 if TYPE_CHECKING:
-    from .intake import InboxClassifier, Intake
-    from .lock import WorkspaceLock
-    from .store import ModelStore
-    from .workspace import Workspace
+    from ..intake import InboxClassifier, Intake
+    from ..lock import WorkspaceLock
+    from ..store import ModelStore
+    from ..workspace import Workspace
 
 STATUS_REFRESH_SECONDS = 60.0
 INTAKE_DEAD_TURNS = 5

@@ -2,7 +2,7 @@
 
 Signal handlers only set flags and wake the loop: SIGTERM/SIGINT stop, SIGHUP reloads
 the config (a bad one is logged and the old one kept), SIGUSR1 asks for an update now,
-SIGUSR2 re-reads the pause flag. The loop (``app.py``) reads the flags on its next turn
+SIGUSR2 re-reads the pause flag. The loop (``daemon.py``) reads the flags on its next turn
 and calls ``reload_config`` or ``apply_pause_flag`` here.
 """
 
@@ -13,17 +13,17 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import MlupdatedError
-from .config import load_config
-from .control import is_paused
-from .scheduler import TriggerRules
-from .update import check_overrides
+from ...errors import MlupdatedError
+from ..config import load_config
+from ..control import is_paused
+from ..scheduler import TriggerRules
+from ..update import check_overrides
 
 if TYPE_CHECKING:
-    from .config import Config
-    from .notify import Notifier
-    from .scheduler import UpdateScheduler
-    from .workspace import Workspace
+    from ..config import Config
+    from ..notify import Notifier
+    from ..scheduler import UpdateScheduler
+    from ..workspace import Workspace
 
 
 class Requests:

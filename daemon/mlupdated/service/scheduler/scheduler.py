@@ -22,10 +22,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..sections import from_section
+from ..update.runs import Outcome
 from .pacing import Backoff, BatchAge
-from .sections import from_section
 from .ticker import Ticker, parse_cron
-from .update.runs import Outcome
 
 CRON_REASON = "cron"
 

@@ -7,13 +7,13 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..logs import configure_logging
-from .store import ModelStore
-from .update import check_overrides, remove_stale_candidates
+from ...logs import configure_logging
+from ..store import ModelStore
+from ..update import check_overrides, remove_stale_candidates
 
 if TYPE_CHECKING:
-    from .config import Config
-    from .workspace import Workspace
+    from ..config import Config
+    from ..workspace import Workspace
 
 LOG_LEVELS = {
     "debug": logging.DEBUG,

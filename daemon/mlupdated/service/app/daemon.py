@@ -31,22 +31,22 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..logs import get_logger
-from .config import load_config
-from .control import is_paused
+from ...logs import get_logger
+from ..config import load_config
+from ..control import is_paused
+from ..intake import InboxClassifier, Intake
+from ..lock import WorkspaceLock
+from ..notify import Notifier
+from ..queue import Queue
+from ..scheduler import TriggerRules, UpdateScheduler
+from ..update import Outcome, UpdateRunner, close_interrupted_runs
+from ..workspace import open_workspace
 from .health import IntakeWatch, StatusWriter, StoreCheck, state_lost
-from .intake import InboxClassifier, Intake
-from .lock import WorkspaceLock
-from .notify import Notifier
-from .queue import Queue
 from .requests import Requests, apply_pause_flag, reload_config
-from .scheduler import TriggerRules, UpdateScheduler
 from .startup import configure_logs, open_store
-from .update import Outcome, UpdateRunner, close_interrupted_runs
-from .workspace import open_workspace
 
 if TYPE_CHECKING:
-    from .queue import CorrectionChange
+    from ..queue import CorrectionChange
 
 LOOP_SECONDS = 1.0
 STATUS_SECONDS = 2.0

@@ -16,7 +16,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 
-from ..errors import ConfigError
+from ...errors import ConfigError
 
 TICK_SECONDS = 0.5
 # A tick or cron firing that is late by more than this (the machine slept) is folded
