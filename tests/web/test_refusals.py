@@ -8,6 +8,7 @@ import os
 
 import pytest
 from mlupdated.service.queue import Queue
+from mlupdated.web.files import WebError, file_correction, is_folder_name
 from mlupdated.web.security import MAX_BODY, MAX_QUERY
 
 from tests.daemon.conftest import make_photo, sha256_of
@@ -211,6 +212,20 @@ def test_an_unknown_label_is_refused(logged_in) -> None:
         _clean(done)
         assert done.status_code == 400
     assert sorted(p.name for p in (logged_in.root / "corrections").iterdir()) == ["Cat", "Dog"]
+
+
+def test_a_model_label_that_is_not_a_folder_name_files_nothing(logged_in, tmp_path) -> None:
+    # A model may carry any string as a class label; the page never makes a path of it.
+    _, _, digest = logged_in.classified("b.png")
+    for label in ("..", "../../state", "a/b", "a\\b", "a\0b"):
+        with pytest.raises(WebError) as refused:
+            file_correction(
+                logged_in.ws, relative="inbox/b.png", sha256=digest, label=label, labels=[label]
+            )
+        assert refused.value.status == 400 and "cannot name a folder" in str(refused.value)
+    assert sorted(p.name for p in (logged_in.root / "corrections").iterdir()) == ["Cat", "Dog"]
+    assert not (logged_in.root.parent / "state").exists()  # where "../../state" leads
+    assert is_folder_name("Cat") and is_folder_name("Grüne Katze")
 
 
 def test_oversized_and_malformed_requests(logged_in) -> None:

@@ -108,6 +108,12 @@ def workspace_file(workspace: Workspace, relative: str, *, under: Path) -> Path:
     return candidate
 
 
+def is_folder_name(label: str) -> bool:
+    """Whether a label can be one folder under ``corrections/`` (a model may carry any
+    string as a class label: ``..``, a slash or a NUL byte must not become a path)."""
+    return label not in ("", ".", "..") and not any(c in label for c in ("/", "\\", "\0"))
+
+
 def correction_name(sha256: str, source: str) -> str:
     """The content-derived name of a correction copy: sha256 prefix + original suffix."""
     suffix = os.path.splitext(source)[1]
@@ -134,6 +140,8 @@ def file_correction(
     """
     if label not in labels:
         raise WebError(f"refused: {label!r} is not a label of the current model", status=400)
+    if not is_folder_name(label):  # the model's own label: still never a path
+        raise WebError(f"refused: the label {label!r} cannot name a folder", status=400)
     source = workspace_file(workspace, relative, under=Path(workspace.inbox))
     name = correction_name(sha256, relative)
     folder = Path(workspace.corrections) / label
