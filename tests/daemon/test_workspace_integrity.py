@@ -262,3 +262,14 @@ def test_init_lists_the_model_labels_not_the_folders(tmp_path, model_path) -> No
     done = cli("init", str(target), "--model", str(model_path))
     assert done.returncode == 0, done.stderr
     assert "(labels: Cat, Dog)" in done.stdout
+
+
+def test_init_refuses_a_model_whose_label_is_a_path(tmp_path) -> None:
+    # A model may carry any string as a class label; none becomes a path.
+    model = tmp_path / "odd.mlmodel"
+    model.write_bytes(build_updatable_spec(classes=("Cat", "../escape")).SerializeToString())
+    done = cli("init", str(tmp_path / "ws"), "--model", str(model))
+    assert done.returncode == 2
+    assert done.stderr.strip().endswith("class label '../escape' cannot be a folder name")
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "escape").exists()

@@ -8,7 +8,8 @@ import os
 
 import pytest
 from mlupdated.service.queue import Queue
-from mlupdated.web.files import WebError, file_correction, is_folder_name
+from mlupdated.service.workspace import is_folder_name
+from mlupdated.web.files import WebError, file_correction
 from mlupdated.web.security import MAX_BODY, MAX_QUERY
 
 from tests.daemon.conftest import make_photo, sha256_of
@@ -217,7 +218,7 @@ def test_an_unknown_label_is_refused(logged_in) -> None:
 def test_a_model_label_that_is_not_a_folder_name_files_nothing(logged_in, tmp_path) -> None:
     # A model may carry any string as a class label; the page never makes a path of it.
     _, _, digest = logged_in.classified("b.png")
-    for label in ("..", "../../state", "a/b", "a\\b", "a\0b"):
+    for label in ("..", "../../state", "a/b", "a\0b", ".hidden"):
         with pytest.raises(WebError) as refused:
             file_correction(
                 logged_in.ws, relative="inbox/b.png", sha256=digest, label=label, labels=[label]

@@ -150,8 +150,15 @@ def _read_model(model_path: Path) -> tuple[bytes, list[str]]:
 
 
 def _check_label_name(label: str, model_path: Path) -> None:
-    if not label or label in (".", "..") or "/" in label or "\0" in label or label.startswith("."):
+    if not is_folder_name(label):
         raise WorkspaceError(f"class label {label!r} cannot be a folder name", path=model_path)
+
+
+def is_folder_name(label: str) -> bool:
+    """Whether a class label can be one folder under ``corrections/``: a model may carry
+    any string as a label, and ``..``, a slash or a NUL byte must never become a path (a
+    leading dot would make a folder intake ignores as hidden)."""
+    return bool(label) and not label.startswith(".") and not any(c in label for c in "/\0")
 
 
 def init_workspace(

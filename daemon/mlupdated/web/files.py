@@ -22,7 +22,7 @@ from ..errors import MlupdatedError
 from ..fsutil import atomic_write
 from ..service.intake.filters import inside
 from ..service.queue.db import PENDING, RETRACTED
-from ..service.workspace import Workspace, model_labels
+from ..service.workspace import Workspace, is_folder_name, model_labels
 
 NAME_DIGITS = 16
 _SUFFIX = re.compile(r"^\.[A-Za-z0-9]{1,8}$")
@@ -106,12 +106,6 @@ def workspace_file(workspace: Workspace, relative: str, *, under: Path) -> Path:
     if not stat.S_ISREG(info.st_mode):
         raise WebError(f"{relative} is not a regular file", status=404)
     return candidate
-
-
-def is_folder_name(label: str) -> bool:
-    """Whether a label can be one folder under ``corrections/`` (a model may carry any
-    string as a class label: ``..``, a slash or a NUL byte must not become a path)."""
-    return label not in ("", ".", "..") and not any(c in label for c in ("/", "\\", "\0"))
 
 
 def correction_name(sha256: str, source: str) -> str:
