@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -148,20 +150,128 @@ def test_a_cached_graph_runs_without_importing_onnx(tmp_path: Path) -> None:
     assert [done.stdout.split()[-1] for done in runs] == ["True", "False"]
 
 
+OURS = runtime.Threads(spinning=True)
+
+
 @pytest.mark.parametrize(
-    ("load", "cpus", "spins"), [(0.2, 2, True), (0.99, 2, True), (1.0, 2, False), (3.5, 8, True)]
+    ("runnable", "cpus", "threads"),
+    [
+        ("1/90", 2, OURS),
+        ("2/90", 2, runtime.Threads(count=1)),
+        ("4/90", 2, runtime.Threads(count=1)),
+        ("3/300", 8, OURS),
+        ("5/300", 8, runtime.Threads(count=4)),
+        ("8/300", 8, runtime.Threads(count=1)),
+    ],
 )
-def test_one_shot_runs_spin_only_with_cores_to_spare(
-    monkeypatch: pytest.MonkeyPatch, load: float, cpus: int, spins: bool
+def test_one_shot_runs_take_the_cores_idle_now(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    runnable: str,
+    cpus: int,
+    threads: runtime.Threads,
 ) -> None:
+    queue = tmp_path / "loadavg"
+    queue.write_text(f"0.10 0.10 0.10 {runnable} 4242\n")  # the run queue counts the reader
+    monkeypatch.setattr(runtime, "RUN_QUEUE_FILE", queue)
+    # A load average that says the opposite: the run queue read now decides.
+    past = 0.0 if threads != OURS else float(cpus)
+    monkeypatch.setattr(runtime.os, "getloadavg", lambda: (past, past, past))
+    monkeypatch.setattr(runtime.os, "cpu_count", lambda: cpus)
+    assert runtime.one_shot_threads() == threads
+
+
+@pytest.mark.parametrize(
+    ("load", "cpus", "threads"),
+    [
+        (0.2, 2, OURS),
+        (0.99, 2, OURS),
+        (1.0, 2, runtime.Threads(count=1)),
+        (3.5, 8, OURS),
+        (6.5, 8, runtime.Threads(count=1)),
+    ],
+)
+def test_without_a_run_queue_the_load_average_decides(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    load: float,
+    cpus: int,
+    threads: runtime.Threads,
+) -> None:
+    monkeypatch.setattr(runtime, "RUN_QUEUE_FILE", tmp_path / "no-such-file")
     monkeypatch.setattr(runtime.os, "getloadavg", lambda: (load, load, load))
     monkeypatch.setattr(runtime.os, "cpu_count", lambda: cpus)
-    assert runtime.spinning_pays() is spins
+    assert runtime.one_shot_threads() == threads
 
 
-def test_no_load_average_means_no_spinning(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_busy_programs_turn_spinning_off() -> None:
+    """On the real machine: with one busy program per CPU, a one-shot run takes one
+    thread and does not spin."""
+    assert runtime.RUN_QUEUE_FILE.exists(), "this check reads Linux's run queue"
+    hogs = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        for _ in range(os.cpu_count() or 1)
+    ]
+    try:
+        time.sleep(0.5)  # let them start and stay runnable
+        assert runtime.busy_cpus_now() >= len(hogs)
+        assert runtime.one_shot_threads() == runtime.Threads(count=1)
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+
+
+def _matmul_graph() -> bytes:
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = np.random.default_rng(0).random((512, 512), dtype=np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "matmul",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 512])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 512])],
+        initializer=[numpy_helper.from_array(weights, name="w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
+def _cpu_after_run(run: object, x: np.ndarray) -> float:
+    """CPU seconds this process burns in the 0.3 s after one run, while it only sleeps."""
+    for _ in range(3):
+        run(x)  # type: ignore[operator]
+    run(x)  # type: ignore[operator]
+    before = time.process_time()
+    time.sleep(0.3)
+    return time.process_time() - before
+
+
+def test_spinning_threads_stop_when_the_run_returns() -> None:
+    """A spinning session spins between operators only: once a run is over, its idle
+    threads sleep instead of taking a core from what comes next."""
+    import onnxruntime as ort
+
+    data = _matmul_graph()
+    x = np.random.default_rng(1).random((256, 512), dtype=np.float32)
+    ours = Session(data, threads=runtime.Threads(spinning=True))
+    options = ort.SessionOptions()
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1")
+    plain = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+    if (os.cpu_count() or 1) > 1:
+        # The measurement sees spinning: a plain spinning session keeps burning CPU.
+        assert _cpu_after_run(lambda v: plain.run(None, {"x": v}), x) > 0.003
+    assert _cpu_after_run(lambda v: ours.run({"x": v}), x) < 0.003
+    assert np.allclose(ours.run({"x": x})["y"], plain.run(None, {"x": x})[0])
+
+
+def test_no_run_queue_and_no_load_average_means_the_defaults(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     def unavailable() -> tuple[float, float, float]:
         raise OSError("no load average here")
 
+    monkeypatch.setattr(runtime, "RUN_QUEUE_FILE", tmp_path / "no-such-file")
     monkeypatch.setattr(runtime.os, "getloadavg", unavailable)
-    assert runtime.spinning_pays() is False
+    assert runtime.one_shot_threads() == runtime.DEFAULT_THREADS

@@ -16,9 +16,13 @@ import gc
 import hashlib
 import json
 import os
+import statistics
+import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from importlib import metadata
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -41,6 +45,13 @@ CACHE_SUBDIR = "graphs"
 # onnxruntime's message: its own log line would only say the same thing twice.
 _LOG_SEVERITY = 4
 
+# The kernel's run queue (see busy_cpus_now): read 9 times over 16 ms, so that a
+# moment's wake-up elsewhere does not decide, a program busy half that time does.
+RUN_QUEUE_FILE = Path("/proc/loadavg")
+OWN_TASKS = Path("/proc/self/task")
+RUN_QUEUE_READINGS = 9
+RUN_QUEUE_GAP_S = 0.002
+
 _log = get_logger(__name__)
 
 
@@ -61,20 +72,85 @@ def _quiet_ort() -> Any:
     return ort
 
 
-def spinning_pays() -> bool:
-    """Whether a one-shot run should let onnxruntime's idle threads spin-wait: only on a
-    machine with cores to spare (1-minute load average below half the CPUs).
+def busy_cpus_now() -> float | None:
+    """How many threads of other programs are running or ready to run right now: the
+    median of several readings, 2 ms apart, of the kernel's run queue (the fourth
+    field of Linux's ``/proc/loadavg``) less this process's own running threads (its
+    reader, and any worker still spinning after earlier work, such as torch's). ``None``
+    where there is no such file."""
+    readings = []
+    for index in range(RUN_QUEUE_READINGS):
+        if index:
+            time.sleep(RUN_QUEUE_GAP_S)
+        try:
+            text = RUN_QUEUE_FILE.read_text()
+            runnable = int(text.split()[3].split("/")[0])
+        except (OSError, IndexError, ValueError):
+            return None
+        readings.append(max(0, runnable - _own_running_threads()))
+    return statistics.median(readings)
 
-    Spinning hands work from one operator to the next sooner, which wins at batch 1 on
-    an idle machine; on a busy one the spinning threads take CPU from the threads doing
-    the work (measured both ways in the forward benchmark). A long-lived process (the
-    daemon, the trainer) keeps the default: no spinning.
-    """
+
+def _own_running_threads() -> int:
+    """This process's threads in the running state (at least the one asking)."""
+    running = 0
     try:
-        load = os.getloadavg()[0]
-    except (AttributeError, OSError):  # no load average on this platform
-        return False
-    return load < (os.cpu_count() or 1) / 2
+        tasks = list(OWN_TASKS.iterdir())
+    except OSError:
+        return 1
+    for task in tasks:
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:  # the thread has ended
+            continue
+        # "pid (name) state ...": the name may hold spaces or parentheses.
+        if stat[stat.rindex(")") + 2 : stat.rindex(")") + 3] == "R":
+            running += 1
+    return max(1, running)
+
+
+@dataclass(frozen=True)
+class Threads:
+    """How a session uses the CPUs: ``count`` worker threads (0: onnxruntime's own
+    choice, one per physical core) and whether idle ones spin-wait for the next
+    operator during a run (see :class:`Session`)."""
+
+    count: int = 0
+    spinning: bool = False
+
+
+# The daemon's and the trainer's choice, and a library user's unless they ask.
+DEFAULT_THREADS = Threads()
+
+
+def one_shot_threads() -> Threads:
+    """The threads for a one-shot run (``predict``, ``features``), from what the machine
+    is doing at this moment (:func:`busy_cpus_now`; the 1-minute load average where
+    there is no run queue to read, and onnxruntime's defaults where there is neither).
+
+    - Fewer than half the CPUs busy with other work: the machine is ours. onnxruntime's
+      thread count, and idle threads spin during a run, which hands work from one
+      operator to the next sooner (ResNet-18 at batch 1 alone: 52 → 102 img/s).
+    - Otherwise only as many threads as there are idle CPUs (at least one), not
+      spinning: a thread that waits for a core the other program holds stalls every
+      operator (on 2 CPUs with one busy, 1 thread ran the default model 1.35-1.4×
+      faster than 2), and spinning threads take CPU from the ones doing the work.
+
+    The run queue is read now rather than the load average, which still remembers work
+    that ended a minute ago (on a 2-core machine it kept spinning off for a whole
+    benchmark run). A long-lived process (the daemon, the trainer) keeps the default
+    ``Threads()``: onnxruntime's count, no spinning.
+    """
+    cpus = os.cpu_count() or 1
+    busy = busy_cpus_now()
+    if busy is None:
+        try:
+            busy = os.getloadavg()[0]
+        except (AttributeError, OSError):  # no load average on this platform
+            return DEFAULT_THREADS
+    if busy < cpus / 2:
+        return Threads(spinning=True)
+    return Threads(count=max(1, int(cpus - busy)))
 
 
 @lru_cache(maxsize=1)
@@ -106,26 +182,32 @@ class Session:
     """An onnxruntime session over a compiled graph (CPU), with every graph optimization
     onnxruntime has.
 
-    ``spinning`` lets idle worker threads spin-wait for the next operator instead of
-    sleeping. Off by default: the daemon and the trainer share the machine with other
-    work, and on a busy machine spinning threads take CPU from the threads doing the
-    work (measured: the engine ran 1.1-2x faster without it under load). A caller that
-    owns the machine for a burst of calls may turn it on.
+    ``threads.count`` worker threads (0: onnxruntime's choice); ``threads.spinning`` lets
+    idle ones spin-wait for the next operator instead of sleeping, during a run only
+    (they stop spinning when it returns). Off by default: the daemon and the trainer
+    share the machine with other work, and on a busy machine spinning threads take CPU
+    from the threads doing the work (measured: the engine ran 1.1-2x faster without it
+    under load). A caller that owns the machine for a burst of calls may turn it on.
     """
 
     def __init__(
-        self, model: onnx.ModelProto | bytes, *, threads: int = 0, spinning: bool = False
+        self, model: onnx.ModelProto | bytes, *, threads: Threads = DEFAULT_THREADS
     ) -> None:
         ort = _quiet_ort()
         data = model if isinstance(model, bytes) else model.SerializeToString()
         options = ort.SessionOptions()
         options.log_severity_level = _LOG_SEVERITY
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads:
-            options.intra_op_num_threads = threads
+        if threads.count:
+            options.intra_op_num_threads = threads.count
         options.add_session_config_entry(
-            "session.intra_op.allow_spinning", "1" if spinning else "0"
+            "session.intra_op.allow_spinning", "1" if threads.spinning else "0"
         )
+        if threads.spinning:
+            # Spin between one operator and the next, never after the run: threads
+            # that spin on after it take the CPU from whatever runs next (decoding
+            # the next batch, another program).
+            options.add_session_config_entry("session.force_spinning_stop", "1")
         try:
             self._session = ort.InferenceSession(
                 data, sess_options=options, providers=["CPUExecutionProvider"]
@@ -237,20 +319,20 @@ def load_session(
     stop_before: int | None = None,
     outputs: Sequence[str] | None = None,
     cache: bool = True,
-    spinning: bool = False,
+    threads: Threads = DEFAULT_THREADS,
 ) -> Session:
     """Compile (or take from the cache) and load a session for ``spec``. A cache entry
-    that onnxruntime cannot load is rebuilt (see :class:`Session` for ``spinning``)."""
+    that onnxruntime cannot load is rebuilt (see :class:`Session` for ``threads``)."""
     path = _cache_path(spec, stop_before=stop_before, outputs=outputs) if cache else None
     if path is not None:
         try:
-            return Session(path.read_bytes(), spinning=spinning)
+            return Session(path.read_bytes(), threads=threads)
         except FileNotFoundError:
             pass
         except (OSError, EngineError) as exc:  # any damage means: rebuild it
             _log.warning("graph cache entry unreadable, rebuilding", path=str(path), error=str(exc))
     data = _compile_and_store(spec, path, stop_before=stop_before, outputs=outputs)
-    return Session(data, spinning=spinning)
+    return Session(data, threads=threads)
 
 
 def __getattr__(name: str) -> Any:
