@@ -24,7 +24,7 @@ from ..engine.feature_command import (
 )
 from ..engine.predictor import NON_FINITE_REASON, PredictionFailure, Predictor
 from ..engine.report import format_result
-from ..engine.runtime import spinning_pays
+from ..engine.runtime import one_shot_threads
 from ..errors import ConfigError, FeatureError, MlupdatedError
 from .resolve import model_from_args
 
@@ -62,7 +62,7 @@ def predict_images(
 
     ``resize`` is how each image is fitted to the model's input (``RESIZE_MODES``).
     """
-    predictor = Predictor.from_path(model_path, spinning=spinning_pays())
+    predictor = Predictor.from_path(model_path, threads=one_shot_threads())
     threshold = familiarity_threshold(predictor.spec)
     results = predictor.predict_paths(images, resize=resize)
     failed = False
@@ -84,7 +84,7 @@ def predict_features(
 ) -> int:
     """``--input ...`` or ``--features FILE``: 0 ok; 1 if a line of the features file
     failed. A bad ``--input`` raises ``FeatureError`` (exit 2)."""
-    predictor = Predictor.from_path(model_path, spinning=spinning_pays())
+    predictor = Predictor.from_path(model_path, threads=one_shot_threads())
     target = Path(out_dir) if out_dir is not None else None
     if features_file is None:
         example = example_from_pairs(predictor.spec, inputs, resize=resize)

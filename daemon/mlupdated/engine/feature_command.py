@@ -26,7 +26,7 @@ from ..coreml.features import (
 )
 from .predictor import Prediction, Predictor
 from .report import PROBABILITY_DIGITS, jsonable
-from .runtime import spinning_pays
+from .runtime import one_shot_threads
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -146,6 +146,6 @@ def predict(
     unknown, missing or ill-typed input, and the model errors of ``Predictor`` for a
     model that cannot run.
     """
-    predictor = Predictor.from_path(model_path, spinning=spinning_pays())
+    predictor = Predictor.from_path(model_path, threads=one_shot_threads())
     example = check_example(predictor.spec, features, resize=resize)
     return outputs_of(predict_example(predictor, example))

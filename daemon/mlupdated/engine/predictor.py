@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..coreml.images import DEFAULT_MAX_PIXELS, image_input, load_tensor
+from ..coreml.images import DEFAULT_MAX_PIXELS, image_input
 from ..coreml.spec import CLASSIC_KINDS, apple_only_reason
 from ..errors import ImageError, InvalidModelError, MlupdatedError, UnsupportedModelError
+from .decoding import decode_batch, decode_workers
 from .knn import KnnClassifier
 from .network import NEURAL_NETWORK_KINDS, default_outputs, probabilities_blob
-from .runtime import load_session
+from .runtime import DEFAULT_THREADS, Threads, load_session
 
 if TYPE_CHECKING:
     # The classic stages build ONNX-ML graphs with the onnx package: imported when a
@@ -73,10 +74,10 @@ def _class_labels(nn: Any) -> list[Label]:
 class _NetworkStage:
     """A neural network (plain, classifier or regressor) run through onnxruntime."""
 
-    def __init__(self, spec: Any, *, cache: bool, spinning: bool = False) -> None:
+    def __init__(self, spec: Any, *, cache: bool, threads: Threads = DEFAULT_THREADS) -> None:
         self.spec = spec
         self.kind = spec.WhichOneof("Type")
-        self.session = load_session(spec, cache=cache, spinning=spinning)
+        self.session = load_session(spec, cache=cache, threads=threads)
         self.outputs = default_outputs(spec)
         self.prob_blob = probabilities_blob(spec)
         self.labels = _class_labels(spec.neuralNetworkClassifier) if self.prob_blob else []
@@ -158,14 +159,16 @@ def _is_classic(stage: Any) -> bool:
     return not isinstance(stage, _NetworkStage | _KnnStage)
 
 
-def _stages(spec: Any, *, cache: bool, spinning: bool = False, where: str = "") -> list[_Stage]:
+def _stages(
+    spec: Any, *, cache: bool, threads: Threads = DEFAULT_THREADS, where: str = ""
+) -> list[_Stage]:
     kind = spec.WhichOneof("Type")
     apple_only = apple_only_reason(kind)
     if apple_only is not None:
         raise UnsupportedModelError(f"{where}{apple_only}")
     try:
         if kind in NEURAL_NETWORK_KINDS:
-            return [_NetworkStage(spec, cache=cache, spinning=spinning)]
+            return [_NetworkStage(spec, cache=cache, threads=threads)]
         if kind == KNN_KIND:
             return [_KnnStage(spec)]
         if kind in CLASSIC_KINDS:
@@ -185,7 +188,7 @@ def _stages(spec: Any, *, cache: bool, spinning: bool = False, where: str = "") 
                 _stages(
                     model,
                     cache=cache,
-                    spinning=spinning,
+                    threads=threads,
                     where=f"{where}pipeline stage {index}: ",
                 )
             )
@@ -208,9 +211,10 @@ class Predictor:
 
     ``Predictor(spec, path=...)`` compiles every network at once (through the graph
     cache), so an unsupported layer is refused here with its name and type.
-    ``spinning`` is onnxruntime's spin-waiting of idle threads (see ``runtime.Session``):
-    off by default (the daemon, the trainer, a library user); the one-shot ``predict``
-    turns it on when the machine has cores to spare (``runtime.spinning_pays``).
+    ``threads`` is how its onnxruntime sessions use the CPUs (``runtime.Threads``):
+    onnxruntime's thread count and no spinning by default (the daemon, the trainer, a
+    library user); the one-shot ``predict`` asks ``runtime.one_shot_threads`` what the
+    machine has idle as it starts.
     """
 
     def __init__(
@@ -219,12 +223,13 @@ class Predictor:
         *,
         path: str | os.PathLike[str] | None = None,
         cache: bool = True,
-        spinning: bool = False,
+        threads: Threads = DEFAULT_THREADS,
     ) -> None:
         self.spec = spec
         self.path = str(path) if path is not None else None
+        self.threads = threads
         try:
-            self._stages = _stages(spec, cache=cache, spinning=spinning)
+            self._stages = _stages(spec, cache=cache, threads=threads)
         except MlupdatedError as exc:
             raise _attach_path(exc, path) from exc.__cause__
         self.image_feature = image_input(spec)
@@ -233,12 +238,12 @@ class Predictor:
 
     @classmethod
     def from_path(
-        cls, path: str | os.PathLike[str], *, cache: bool = True, spinning: bool = False
+        cls, path: str | os.PathLike[str], *, cache: bool = True, threads: Threads = DEFAULT_THREADS
     ) -> Predictor:
         """Load a ``.mlmodel`` file and build its predictor."""
         from ..coreml.spec import load_spec
 
-        return cls(load_spec(path), path=path, cache=cache, spinning=spinning)
+        return cls(load_spec(path), path=path, cache=cache, threads=threads)
 
     @property
     def is_classifier(self) -> bool:
@@ -317,31 +322,30 @@ class Predictor:
             )
         batch_size = max(1, int(batch_size))
         limit = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
+        workers = decode_workers(self.threads.count)
         paths = [str(p) for p in paths]
         results: list[Prediction | PredictionFailure | None] = [None] * len(paths)
-        pending: list[tuple[int, np.ndarray]] = []
-
-        def flush() -> None:
+        # A batch's files are decoded together (on several threads), then run together;
+        # only one batch of tensors is held at a time, however many files there are.
+        for start in range(0, len(paths), batch_size):
+            chunk = paths[start : start + batch_size]
+            decoded = decode_batch(
+                chunk, feature.type.imageType, resize=resize, max_pixels=limit, workers=workers
+            )
+            pending = []
+            for offset, tensor in enumerate(decoded):
+                if isinstance(tensor, ImageError):
+                    results[start + offset] = PredictionFailure(chunk[offset], tensor.reason)
+                else:
+                    pending.append((start + offset, tensor))
             if not pending:
-                return
-            batch = np.stack([t for _, t in pending])
+                continue
             preds = self.predict_tensors(
-                {feature.name: batch}, paths=[paths[i] for i, _ in pending]
+                {feature.name: np.stack([t for _, t in pending])},
+                paths=[paths[i] for i, _ in pending],
             )
             for (i, _), pred in zip(pending, preds, strict=True):
                 results[i] = _finite_or_failure(pred)
-            pending.clear()
-
-        for i, path in enumerate(paths):
-            try:
-                tensor = load_tensor(path, feature.type.imageType, resize=resize, max_pixels=limit)
-            except ImageError as exc:
-                results[i] = PredictionFailure(path, exc.reason)
-                continue
-            pending.append((i, tensor))
-            if len(pending) >= batch_size:
-                flush()
-        flush()
         return [r for r in results if r is not None]
 
 
