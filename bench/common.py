@@ -38,17 +38,26 @@ def progress(message: str) -> None:
 
 
 def interleaved(
-    runs: dict[str, Callable[[], object]], *, repeats: int, warmup: int = 1, inner: int = 1
+    runs: dict[str, Callable[[], object]],
+    *,
+    repeats: int,
+    warmup: int = 1,
+    inner: int = 1,
+    pause: float = 0.0,
 ) -> dict[str, list[float]]:
     """Seconds per call of each run, measured A, B, C, A, B, C, ... so that load from
     elsewhere on the machine falls on all of them alike. Each sample times ``inner``
-    calls (divided back to one call) so that short calls are not lost in timer noise."""
+    calls (divided back to one call) so that short calls are not lost in timer noise,
+    and starts ``pause`` seconds after the previous one ended (untimed), so that work a
+    run leaves behind (threads still spinning) does not land on the next one."""
     for _ in range(warmup):
         for run in runs.values():
             run()
     times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeats):
         for name, run in runs.items():
+            if pause:
+                time.sleep(pause)
             start = time.perf_counter()
             for _ in range(inner):
                 run()
@@ -132,14 +141,20 @@ def varied_photo(sources: Sequence[np.ndarray], seed: int, *, size: int = 320) -
 
 
 def write_photos(
-    directory: Path, seeds: Sequence[int], *, sources: Sequence[np.ndarray], prefix: str = "photo"
+    directory: Path,
+    seeds: Sequence[int],
+    *,
+    sources: Sequence[np.ndarray],
+    prefix: str = "photo",
+    size: int = 320,
 ) -> list[Path]:
-    """Save :func:`varied_photo` of each seed as a JPEG in ``directory``."""
+    """Save :func:`varied_photo` of each seed (long side ``size``) as a JPEG in
+    ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
     paths = []
     for seed in seeds:
         path = directory / f"{prefix}{seed:05d}.jpg"
-        varied_photo(sources, seed).save(path, quality=JPEG_QUALITY)
+        varied_photo(sources, seed, size=size).save(path, quality=JPEG_QUALITY)
         paths.append(path)
     return paths
 
