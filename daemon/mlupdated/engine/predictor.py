@@ -23,6 +23,7 @@ from ..errors import ImageError, InvalidModelError, MlupdatedError, UnsupportedM
 from .knn import KnnClassifier
 from .network import NEURAL_NETWORK_KINDS, default_outputs, probabilities_blob
 from .runtime import load_session
+from .sequence_feeds import SequenceSessions, with_batch_axis
 
 if TYPE_CHECKING:
     # The classic stages build ONNX-ML graphs with the onnx package: imported when a
@@ -77,6 +78,18 @@ class _NetworkStage:
         self.spec = spec
         self.kind = spec.WhichOneof("Type")
         self.session = load_session(spec, cache=cache, spinning=spinning)
+        # Inputs fed as sequences run in a graph compiled for their lengths.
+        self.sequences = SequenceSessions(
+            spec,
+            lambda lengths: load_session(spec, cache=cache, spinning=spinning, sequences=lengths),
+        )
+        # Core ML feeds zeros for an optional multi-array input left out (a recurrent
+        # layer's initial state).
+        self.optional = {
+            f.name
+            for f in spec.description.input
+            if f.type.isOptional and f.type.WhichOneof("Type") == "multiArrayType"
+        }
         self.outputs = default_outputs(spec)
         self.prob_blob = probabilities_blob(spec)
         self.labels = _class_labels(spec.neuralNetworkClassifier) if self.prob_blob else []
@@ -84,12 +97,19 @@ class _NetworkStage:
             raise InvalidModelError("classifier has an empty label list")
 
     def run(self, features: dict[str, Any]) -> _Classified | None:
+        session = self.sequences.session_for(features) or self.session
         feeds = {}
-        for name in self.session.input_names:
+        for name in session.input_names:
+            if name not in features and name in self.optional and features:
+                n = len(next(iter(features.values())))
+                feeds[name] = np.zeros([n, *session.input_shapes[name][1:]], np.float32)
+                continue
             if name not in features:
                 raise InvalidModelError(f"network input {name!r} is not provided")
-            feeds[name] = _fit_shape(features[name], self.session.input_shapes[name])
-        results = self.session.run(feeds)
+            feeds[name] = _fit_shape(features[name], session.input_shapes[name])
+        results = session.run(feeds)
+        if session is not self.session:
+            results = with_batch_axis(results)
         if self.prob_blob is None:
             features.update(results)
             return None
