@@ -193,6 +193,23 @@ def test_a_predictor_batches_sequences_and_keeps_a_graph_per_length(lstm_model) 
     assert sorted(stage.sequences._sessions) == [(("x", 3),), (("x", 9),)]
 
 
+def test_a_graph_per_length_is_kept_in_the_cache(lstm_model, tmp_path, monkeypatch) -> None:
+    """A second predictor finds the graph compiled for a length in the disk cache; the
+    graph for the declared shape keeps its key (one file more per length, no less)."""
+    from mlupdated.engine import runtime
+
+    monkeypatch.setenv("MLUPDATED_CACHE_DIR", str(tmp_path))
+    path, _ = lstm_model
+    xs = _x(40)[None]
+    start = runtime.compile_count
+    first = Predictor.from_path(path).predict_features({"x": xs})
+    assert runtime.compile_count == start + 2  # declared shape, then Seq = 7
+    second = Predictor.from_path(path).predict_features({"x": xs})
+    assert runtime.compile_count == start + 2
+    assert len(list((tmp_path / "graphs").glob("*.onnx"))) == 2
+    np.testing.assert_array_equal(first[0].outputs["y"], second[0].outputs["y"])
+
+
 def test_a_rank_5_input_runs_the_rnn_over_its_steps(rnn_model) -> None:
     path, rnn, dense = rnn_model
     x = _x(20)

@@ -91,11 +91,14 @@ def check_keras_linear(name: str) -> None:
 
 def check_glove_sentence(name: str) -> None:
     """Keras embedding + flatten + dense over a 4-word sentence, fed as Core ML takes it
-    (a sequence of 4 indices), against NumPy on the spec's own weights. Fed as declared
-    (one index) the dense layer meets 100 values instead of 400: refused in one line."""
+    (a sequence of 4 indices, ``[4, 1, 1, 1, 1]``) to ``mlupdated.predict``, against
+    NumPy on the spec's own weights. Fed as declared (one index) the dense layer meets
+    100 values instead of 400: refused in one line."""
+    import mlupdated
+
     spec = load_spec(_path(name))
     with pytest.raises(MlupdatedError) as refused:
-        Predictor(spec, path=name, cache=False)
+        mlupdated.predict(_path(name), {"input1": [3.0]})
     message = str(refused.value)
     assert "\n" not in message and "'dense_1'" in message and "100 values" in message
 
@@ -108,9 +111,11 @@ def check_glove_sentence(name: str) -> None:
     words = np.array([[1, 5, 2, 9], [3, 3, 14, 0]])
     expected = 1 / (1 + np.exp(-(table[words].reshape(2, -1) @ w.reshape(1, -1).T + b)))
 
-    session = Session(compile_network(spec, sequences={"input1": 4}))
-    got = session.run({"input1": words[..., None].astype(np.float32)})["output1"]
-    np.testing.assert_allclose(got.reshape(2, 1), expected, atol=1e-4)
+    got = [
+        mlupdated.predict(_path(name), {"input1": sentence.reshape(4, 1, 1, 1, 1)})["output1"]
+        for sentence in words.astype(np.float64)
+    ]
+    np.testing.assert_allclose(np.reshape(got, (2, 1)), expected, atol=1e-4)
 
 
 def check_mnist(digits: tuple[int, ...], size: int) -> Callable[[str], None]:

@@ -77,12 +77,12 @@ class _NetworkStage:
     def __init__(self, spec: Any, *, cache: bool, spinning: bool = False) -> None:
         self.spec = spec
         self.kind = spec.WhichOneof("Type")
-        self.session = load_session(spec, cache=cache, spinning=spinning)
         # Inputs fed as sequences run in a graph compiled for their lengths.
         self.sequences = SequenceSessions(
             spec,
             lambda lengths: load_session(spec, cache=cache, spinning=spinning, sequences=lengths),
         )
+        self.session, self.declared_error = self._declared_session(cache, spinning)
         # Core ML feeds zeros for an optional multi-array input left out (a recurrent
         # layer's initial state).
         self.optional = {
@@ -96,8 +96,27 @@ class _NetworkStage:
         if self.prob_blob is not None and not self.labels:
             raise InvalidModelError("classifier has an empty label list")
 
+    def _declared_session(
+        self, cache: bool, spinning: bool
+    ) -> tuple[Any, InvalidModelError | None]:
+        """The session for the inputs as declared. A network whose shapes only fit
+        when an input is a sequence (an embedding over a sentence of several words, say)
+        has none: its error is kept, for a feed of the declared shapes."""
+        try:
+            return load_session(self.spec, cache=cache, spinning=spinning), None
+        except InvalidModelError as exc:
+            if not self.sequences.declared:
+                raise
+            names = ", ".join(f"'{name}'" for name in self.sequences.declared)
+            return None, InvalidModelError(
+                f"{exc.reason} (with {names} as declared; Core ML also takes a sequence there)",
+                layer=exc.layer,
+            )
+
     def run(self, features: dict[str, Any]) -> _Classified | None:
         session = self.sequences.session_for(features) or self.session
+        if session is None:
+            raise self.declared_error or InvalidModelError("the network has no graph to run")
         feeds = {}
         for name in session.input_names:
             if name not in features and name in self.optional and features:
