@@ -154,6 +154,29 @@ def test_state_inputs_are_taken_and_default_to_zeros(lstm_model) -> None:
     assert not np.allclose(absent["lstm_h_out"], given["lstm_h_out"], atol=1e-3)
 
 
+def test_a_predictor_feeds_zeros_for_the_state_inputs_left_out(lstm_model) -> None:
+    path, lstm = lstm_model
+    xs = np.stack([_x(50 + i) for i in range(3)])
+    predictions = Predictor.from_path(path).predict_features({"x": xs})
+    for x, prediction in zip(xs, predictions, strict=True):
+        y, h, c = _torch_lstm(lstm, x)
+        assert_close(prediction.outputs["y"].reshape(SEQ, H), y)
+        assert_close(prediction.outputs["lstm_c_out"].reshape(H), c)
+
+
+def test_a_state_input_that_is_not_optional_must_be_given(tmp_path) -> None:
+    """Core ML's zeros are for optional inputs only: a required one left out is
+    refused in one line naming it."""
+    torch.manual_seed(9)
+    w_h, w_x, b = _lstm_blocks(torch.nn.LSTM(IN, H))
+    builder = _builder([("x", (IN,)), ("h_in", (H,)), ("c_in", (H,))], ["y", "h_out", "c_out"])
+    builder.add_unilstm("l", w_h, w_x, b, H, IN, ["x", "h_in", "c_in"], ["y", "h_out", "c_out"])
+    path = tmp_path / "required.mlmodel"
+    save_spec(builder.spec, path)
+    with pytest.raises(FeatureError, match=r"^input 'h_in' is missing \(it takes an array\)$"):
+        mlupdated.predict(path, {"x": _x(60)[:, None], "c_in": np.zeros(H)})
+
+
 def test_the_state_out_fed_back_continues_the_sequence(lstm_model) -> None:
     """The state a first half returns, fed with the second half, ends where torch's
     run over the whole sequence ends."""
