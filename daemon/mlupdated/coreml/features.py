@@ -22,6 +22,7 @@ import numpy as np
 from ..errors import FeatureError, MlupdatedError
 from .image_tensor import _allowed_shapes, _in_range, multiarray_shape
 from .sequences import as_sequence, sequence_forms, sequence_inputs
+from .spec import NEURAL_NETWORK_KINDS
 
 FEATURE_KINDS = {
     "doubleType": "a number (double)",
@@ -200,9 +201,10 @@ def check_example(
     spec: Any, raw: Mapping[str, Any], *, resize: str = "scaleFill"
 ) -> dict[str, Any]:
     """Every input of one example, converted (see :func:`convert_value`); refuses unknown
-    names and missing inputs (an optional double left out is NaN, an optional
-    multi-array zeros of its shape, as Core ML feeds a recurrent layer's state input
-    that is not given)."""
+    names and missing inputs (an optional double left out is NaN; a neural network's
+    optional multi-array zeros of its shape, as Core ML feeds a recurrent layer's state
+    input that is not given; an imputer's optional string, int64 or dictionary None,
+    the value it imputes)."""
     inputs = _inputs(spec)
     sequences = sequence_inputs(spec)
     for name in raw:
@@ -214,7 +216,18 @@ def check_example(
             if feature.type.isOptional and _kind(feature) == "doubleType":
                 example[name] = float("nan")
                 continue
-            if feature.type.isOptional and _kind(feature) == "multiArrayType":
+            if (
+                feature.type.isOptional
+                and spec.WhichOneof("Type") == "imputer"
+                and _kind(feature) in ("stringType", "int64Type", "dictionaryType")
+            ):
+                example[name] = None  # the imputer's missing value
+                continue
+            if (
+                feature.type.isOptional
+                and _kind(feature) == "multiArrayType"
+                and spec.WhichOneof("Type") in NEURAL_NETWORK_KINDS
+            ):
                 example[name] = np.zeros(multiarray_shape(feature))
                 continue
             expected = FEATURE_KINDS.get(_kind(feature) or "", "a value")
@@ -279,7 +292,9 @@ def batch_of_one(spec: Any, example: Mapping[str, Any]) -> dict[str, Any]:
     for feature in spec.description.input:
         value = example[feature.name]
         kind = _kind(feature)
-        if kind == "dictionaryType":
+        if value is None:  # an optional input left out (see check_example)
+            batch[feature.name] = np.asarray([None], dtype=object)
+        elif kind == "dictionaryType":
             batch[feature.name] = [value]
         elif kind == "stringType":
             batch[feature.name] = np.asarray([value], dtype=object)

@@ -17,8 +17,8 @@ import numpy as np
 
 from ..errors import FeatureError, MlupdatedError
 from .image_tensor import multiarray_shape
+from .spec import NEURAL_NETWORK_KINDS
 
-NEURAL_NETWORK_KINDS = ("neuralNetwork", "neuralNetworkClassifier", "neuralNetworkRegressor")
 # NeuralNetwork.arrayInputShapeMapping: RANK5_ARRAY_MAPPING (the classic one) is 0.
 RANK5_ARRAY_MAPPING = 0
 
