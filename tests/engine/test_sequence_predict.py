@@ -17,9 +17,9 @@ import torch
 from mlupdated import cli
 from mlupdated.coreml.spec import save_spec
 from mlupdated.engine.predictor import Predictor
-from mlupdated.errors import FeatureError
+from mlupdated.errors import FeatureError, InvalidModelError
 
-from .helpers import assert_close, rng
+from .helpers import assert_close, build_spec, rng
 
 SEQ, IN, H = 7, 4, 5
 
@@ -257,6 +257,22 @@ def test_a_shape_that_is_no_sequence_is_refused_naming_the_input(lstm_model, sha
     path, _ = lstm_model
     with pytest.raises(FeatureError, match=message):
         mlupdated.predict(path, {"x": np.zeros(shape)})
+
+
+def test_a_layer_that_takes_no_sequence_is_named_with_the_input(tmp_path) -> None:
+    spec = build_spec(
+        {"x": (3, 4, 4)},
+        ["y"],
+        lambda b: b.add_pooling("pool", 2, 2, 2, 2, "MAX", "VALID", "x", "y"),
+    )
+    path = tmp_path / "pool.mlmodel"
+    save_spec(spec, path)
+    assert mlupdated.predict(path, {"x": np.zeros((3, 4, 4))})["y"].shape == (3, 2, 2)
+    with pytest.raises(InvalidModelError) as caught:
+        mlupdated.predict(path, {"x": np.zeros((5, 1, 3, 4, 4))})
+    message = str(caught.value)
+    assert "\n" not in message and str(path) in message
+    assert "with 'x' as a sequence of 5: layer 'pool' (pooling)" in message
 
 
 def _cli(capsys, *args: str) -> tuple[int, str, str]:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..coreml.sequences import sequence_inputs
+from ..errors import MlupdatedError
 
 # The rank of an engine blob that carries a real sequence: [N, Seq, C, H, W].
 SEQUENCE_RANK = 5
@@ -63,7 +64,14 @@ class SequenceSessions:
         if not lengths:
             return None
         if lengths not in self._sessions:
-            self._sessions[lengths] = self._load(dict(lengths))
+            try:
+                self._sessions[lengths] = self._load(dict(lengths))
+            except MlupdatedError as exc:
+                # A layer that cannot take a sequence: say which input made one.
+                fed = ", ".join(f"'{name}' as a sequence of {n}" for name, n in lengths)
+                exc.reason = f"with {fed}: {exc.reason}"
+                exc.args = (exc.reason,)
+                raise
         return self._sessions[lengths]
 
 
