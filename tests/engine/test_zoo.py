@@ -187,13 +187,14 @@ def check_stylize(name: str) -> None:
     256x256 image in 0..255; fed as declared (one value) it runs too."""
     spec = load_spec(_path(name))
     image = _photo_like(3, 256, 256, seed=2)[None] / 255
-    Predictor(spec, path=name, cache=False)  # the declared form compiles
-    session = Session(compile_network(spec, sequences={"style_num__0": 26}))
+    predictor = Predictor(spec, path=name, cache=False)  # the declared form compiles
     outs = []
     for style in (0, 7):
+        # A batch of one sequence: [N, Seq, *declared] (Core ML's [26, 1, 1, 1, 1]).
         one_hot = np.zeros((1, 26, 1, 1, 1), dtype=np.float32)
         one_hot[0, style] = 1
-        (out,) = session.run({"input__0": image, "style_num__0": one_hot}).values()
+        (p,) = predictor.predict_tensors({"input__0": image, "style_num__0": one_hot})
+        out = np.asarray(p.outputs["Squeeze__0"])[None]
         assert out.shape == (1, 3, 256, 256)
         assert np.isfinite(out).all() and out.min() >= 0 and out.max() <= 255
         outs.append(out)
