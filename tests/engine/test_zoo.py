@@ -91,11 +91,14 @@ def check_keras_linear(name: str) -> None:
 
 def check_glove_sentence(name: str) -> None:
     """Keras embedding + flatten + dense over a 4-word sentence, fed as Core ML takes it
-    (a sequence of 4 indices), against NumPy on the spec's own weights. Fed as declared
-    (one index) the dense layer meets 100 values instead of 400: refused in one line."""
+    (a sequence of 4 indices, ``[4, 1, 1, 1, 1]``) to ``mlupdated.predict``, against
+    NumPy on the spec's own weights. Fed as declared (one index) the dense layer meets
+    100 values instead of 400: refused in one line."""
+    import mlupdated
+
     spec = load_spec(_path(name))
     with pytest.raises(MlupdatedError) as refused:
-        Predictor(spec, path=name, cache=False)
+        mlupdated.predict(_path(name), {"input1": [3.0]})
     message = str(refused.value)
     assert "\n" not in message and "'dense_1'" in message and "100 values" in message
 
@@ -108,9 +111,11 @@ def check_glove_sentence(name: str) -> None:
     words = np.array([[1, 5, 2, 9], [3, 3, 14, 0]])
     expected = 1 / (1 + np.exp(-(table[words].reshape(2, -1) @ w.reshape(1, -1).T + b)))
 
-    session = Session(compile_network(spec, sequences={"input1": 4}))
-    got = session.run({"input1": words[..., None].astype(np.float32)})["output1"]
-    np.testing.assert_allclose(got.reshape(2, 1), expected, atol=1e-4)
+    got = [
+        mlupdated.predict(_path(name), {"input1": sentence.reshape(4, 1, 1, 1, 1)})["output1"]
+        for sentence in words.astype(np.float64)
+    ]
+    np.testing.assert_allclose(np.reshape(got, (2, 1)), expected, atol=1e-4)
 
 
 def check_mnist(digits: tuple[int, ...], size: int) -> Callable[[str], None]:
@@ -182,13 +187,14 @@ def check_stylize(name: str) -> None:
     256x256 image in 0..255; fed as declared (one value) it runs too."""
     spec = load_spec(_path(name))
     image = _photo_like(3, 256, 256, seed=2)[None] / 255
-    Predictor(spec, path=name, cache=False)  # the declared form compiles
-    session = Session(compile_network(spec, sequences={"style_num__0": 26}))
+    predictor = Predictor(spec, path=name, cache=False)  # the declared form compiles
     outs = []
     for style in (0, 7):
+        # A batch of one sequence: [N, Seq, *declared] (Core ML's [26, 1, 1, 1, 1]).
         one_hot = np.zeros((1, 26, 1, 1, 1), dtype=np.float32)
         one_hot[0, style] = 1
-        (out,) = session.run({"input__0": image, "style_num__0": one_hot}).values()
+        (p,) = predictor.predict_tensors({"input__0": image, "style_num__0": one_hot})
+        out = np.asarray(p.outputs["Squeeze__0"])[None]
         assert out.shape == (1, 3, 256, 256)
         assert np.isfinite(out).all() and out.min() >= 0 and out.max() <= 255
         outs.append(out)
@@ -206,13 +212,14 @@ def check_activity(name: str) -> None:
         for f in spec.description.input
     }
     feeds["stateIn"] = np.zeros((1, 400), dtype=np.float32)
-    session = Session(compile_network(spec, outputs=["activityProbability", "stateOut"]))
-    first = session.run(feeds)
-    assert first["stateOut"].size == 400 and np.isfinite(first["stateOut"]).all()
-    second = session.run({**feeds, "stateIn": first["stateOut"].reshape(1, 400)})
-    assert np.abs(first["activityProbability"] - second["activityProbability"]).max() > 0
-    (p,) = predictor.predict_tensors(feeds)
-    _assert_probabilities(p.probabilities, 2)
+    # The state output comes with the default outputs, as Core ML returns it.
+    (first,) = predictor.predict_tensors(feeds)
+    _assert_probabilities(first.probabilities, 2)
+    state = np.asarray(first.outputs["stateOut"])
+    assert state.size == 400 and np.isfinite(state).all()
+    (second,) = predictor.predict_tensors({**feeds, "stateIn": state.reshape(1, 400)})
+    changed = [abs(first.probabilities[k] - second.probabilities[k]) for k in first.probabilities]
+    assert max(changed) > 0
 
 
 def check_posenet(name: str) -> None:

@@ -21,6 +21,8 @@ import numpy as np
 
 from ..errors import FeatureError, MlupdatedError
 from .image_tensor import _allowed_shapes, _in_range, multiarray_shape
+from .sequences import as_sequence, sequence_forms, sequence_inputs
+from .spec import NEURAL_NETWORK_KINDS
 
 FEATURE_KINDS = {
     "doubleType": "a number (double)",
@@ -61,7 +63,7 @@ def _scalar(value: Any) -> Any:
     return value
 
 
-def _check_shape(feature: Any, array: np.ndarray) -> np.ndarray:
+def _check_shape(feature: Any, array: np.ndarray, *, sequence: bool = False) -> np.ndarray:
     array_type = feature.type.multiArrayType
     flexible = array_type.WhichOneof("ShapeFlexibility")
     if not len(array_type.shape) and flexible is None:
@@ -78,14 +80,28 @@ def _check_shape(feature: Any, array: np.ndarray) -> np.ndarray:
     squeezed = tuple(d for d in array.shape if d != 1)
     if flexible is None and squeezed == tuple(d for d in default if d != 1):
         return array.reshape(default)
+    if sequence:
+        steps = as_sequence(feature.name, default, array)
+        if steps is not None:
+            return steps
+    if sequence and array.ndim > len(default):
+        # More axes than declared: most likely a sequence in a form Core ML does not take.
+        raise FeatureError(
+            f"input '{feature.name}' has shape {tuple(array.shape)}, the model expects "
+            f"{default} or a sequence {sequence_forms(default)}"
+        )
     raise FeatureError(
         f"input '{feature.name}' has shape {tuple(array.shape)}, the model expects {default}"
     )
 
 
-def convert_value(feature: Any, value: Any, *, resize: str = "scaleFill") -> Any:
+def convert_value(
+    feature: Any, value: Any, *, resize: str = "scaleFill", sequence: bool = False
+) -> Any:
     """One example's value for ``feature``, checked: a float, an int, a str, a dict, a
-    NumPy array of the input's shape, or an image's float32 ``[C, H, W]`` tensor."""
+    NumPy array of the input's shape, or an image's float32 ``[C, H, W]`` tensor.
+    ``sequence``: the input may also be fed as a sequence (see ``coreml.sequences``),
+    which gives a ``[Seq, *shape]`` array."""
     kind = _kind(feature)
     if kind == "imageType":
         if isinstance(value, np.ndarray):
@@ -141,7 +157,7 @@ def convert_value(feature: Any, value: Any, *, resize: str = "scaleFill") -> Any
             raise FeatureError(
                 f"input '{feature.name}' must be an array of numbers, got {_show(value)}"
             ) from None
-        return _check_shape(feature, array)
+        return _check_shape(feature, array, sequence=sequence)
     raise FeatureError(f"input '{feature.name}' has a type mlupdated cannot take ({kind})")
 
 
@@ -185,8 +201,12 @@ def check_example(
     spec: Any, raw: Mapping[str, Any], *, resize: str = "scaleFill"
 ) -> dict[str, Any]:
     """Every input of one example, converted (see :func:`convert_value`); refuses unknown
-    names and missing inputs (an optional double left out is NaN)."""
+    names and missing inputs (an optional double left out is NaN; a neural network's
+    optional multi-array zeros of its shape, as Core ML feeds a recurrent layer's state
+    input that is not given; an imputer's optional string, int64 or dictionary None,
+    the value it imputes)."""
     inputs = _inputs(spec)
+    sequences = sequence_inputs(spec)
     for name in raw:
         if name not in inputs:
             raise FeatureError(f"unknown input '{name}' (the model's inputs: {_names(spec)})")
@@ -196,9 +216,23 @@ def check_example(
             if feature.type.isOptional and _kind(feature) == "doubleType":
                 example[name] = float("nan")
                 continue
+            if (
+                feature.type.isOptional
+                and spec.WhichOneof("Type") == "imputer"
+                and _kind(feature) in ("stringType", "int64Type", "dictionaryType")
+            ):
+                example[name] = None  # the imputer's missing value
+                continue
+            if (
+                feature.type.isOptional
+                and _kind(feature) == "multiArrayType"
+                and spec.WhichOneof("Type") in NEURAL_NETWORK_KINDS
+            ):
+                example[name] = np.zeros(multiarray_shape(feature))
+                continue
             expected = FEATURE_KINDS.get(_kind(feature) or "", "a value")
             raise FeatureError(f"input '{name}' is missing (it takes {expected})")
-        example[name] = convert_value(feature, raw[name], resize=resize)
+        example[name] = convert_value(feature, raw[name], resize=resize, sequence=name in sequences)
     return example
 
 
@@ -258,7 +292,9 @@ def batch_of_one(spec: Any, example: Mapping[str, Any]) -> dict[str, Any]:
     for feature in spec.description.input:
         value = example[feature.name]
         kind = _kind(feature)
-        if kind == "dictionaryType":
+        if value is None:  # an optional input left out (see check_example)
+            batch[feature.name] = np.asarray([None], dtype=object)
+        elif kind == "dictionaryType":
             batch[feature.name] = [value]
         elif kind == "stringType":
             batch[feature.name] = np.asarray([value], dtype=object)

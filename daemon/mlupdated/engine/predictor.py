@@ -24,6 +24,7 @@ from .decoding import decode_batch, decode_workers
 from .knn import KnnClassifier
 from .network import NEURAL_NETWORK_KINDS, default_outputs, probabilities_blob
 from .runtime import DEFAULT_THREADS, Threads, load_session
+from .sequence_feeds import SequenceSessions, with_batch_axis
 
 if TYPE_CHECKING:
     # The classic stages build ONNX-ML graphs with the onnx package: imported when a
@@ -77,20 +78,58 @@ class _NetworkStage:
     def __init__(self, spec: Any, *, cache: bool, threads: Threads = DEFAULT_THREADS) -> None:
         self.spec = spec
         self.kind = spec.WhichOneof("Type")
-        self.session = load_session(spec, cache=cache, threads=threads)
+        # Inputs fed as sequences run in a graph compiled for their lengths.
+        self.sequences = SequenceSessions(
+            spec,
+            lambda lengths: load_session(spec, cache=cache, threads=threads, sequences=lengths),
+        )
+        self.session, self.declared_error = self._declared_session(cache, threads)
+        # Core ML feeds zeros for an optional multi-array input left out (a recurrent
+        # layer's initial state).
+        self.optional = {
+            f.name
+            for f in spec.description.input
+            if f.type.isOptional and f.type.WhichOneof("Type") == "multiArrayType"
+        }
         self.outputs = default_outputs(spec)
         self.prob_blob = probabilities_blob(spec)
         self.labels = _class_labels(spec.neuralNetworkClassifier) if self.prob_blob else []
         if self.prob_blob is not None and not self.labels:
             raise InvalidModelError("classifier has an empty label list")
 
+    def _declared_session(
+        self, cache: bool, threads: Threads
+    ) -> tuple[Any, InvalidModelError | None]:
+        """The session for the inputs as declared. A network whose shapes only fit
+        when an input is a sequence (an embedding over a sentence of several words, say)
+        has none: its error is kept, for a feed of the declared shapes."""
+        try:
+            return load_session(self.spec, cache=cache, threads=threads), None
+        except InvalidModelError as exc:
+            if not self.sequences.declared:
+                raise
+            names = ", ".join(f"'{name}'" for name in self.sequences.declared)
+            return None, InvalidModelError(
+                f"{exc.reason} (with {names} as declared; Core ML also takes a sequence there)",
+                layer=exc.layer,
+            )
+
     def run(self, features: dict[str, Any]) -> _Classified | None:
+        session = self.sequences.session_for(features) or self.session
+        if session is None:
+            raise self.declared_error or InvalidModelError("the network has no graph to run")
         feeds = {}
-        for name in self.session.input_names:
+        for name in session.input_names:
+            if name not in features and name in self.optional and features:
+                n = len(next(iter(features.values())))
+                feeds[name] = np.zeros([n, *session.input_shapes[name][1:]], np.float32)
+                continue
             if name not in features:
                 raise InvalidModelError(f"network input {name!r} is not provided")
-            feeds[name] = _fit_shape(features[name], self.session.input_shapes[name])
-        results = self.session.run(feeds)
+            feeds[name] = _fit_shape(features[name], session.input_shapes[name])
+        results = session.run(feeds)
+        if session is not self.session:
+            results = with_batch_axis(results)
         if self.prob_blob is None:
             features.update(results)
             return None

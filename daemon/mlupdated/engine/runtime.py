@@ -240,11 +240,16 @@ class Session:
 
 
 def cache_key(
-    spec: Any, *, stop_before: int | None, outputs: Sequence[str] | None, batch: int | None = None
+    spec: Any,
+    *,
+    stop_before: int | None,
+    outputs: Sequence[str] | None,
+    batch: int | None = None,
+    sequences: Mapping[str, int] | None = None,
 ) -> str:
     """The hash that names a compiled graph in the cache."""
     digest = hashlib.sha256()
-    header = {
+    header: dict[str, Any] = {
         "engine": ENGINE_VERSION,
         "opset": OPSET,
         "onnx": _onnx_version(),
@@ -252,6 +257,9 @@ def cache_key(
         "outputs": list(outputs) if outputs is not None else None,
         "batch": batch,
     }
+    if sequences:
+        # Only then: the keys of graphs without sequence inputs stay what they were.
+        header["sequences"] = {name: int(n) for name, n in sequences.items()}
     digest.update(json.dumps(header, sort_keys=True).encode())
     digest.update(spec.SerializeToString(deterministic=True))
     return digest.hexdigest()
@@ -263,8 +271,14 @@ def _onnx_version() -> str:
     return metadata.version("onnx")
 
 
-def _cache_path(spec: Any, *, stop_before: int | None, outputs: Sequence[str] | None) -> Any:
-    key = cache_key(spec, stop_before=stop_before, outputs=outputs)
+def _cache_path(
+    spec: Any,
+    *,
+    stop_before: int | None,
+    outputs: Sequence[str] | None,
+    sequences: Mapping[str, int] | None = None,
+) -> Any:
+    key = cache_key(spec, stop_before=stop_before, outputs=outputs, sequences=sequences)
     try:
         return cache_dir(CACHE_SUBDIR) / f"{key}.onnx"
     except OSError as exc:  # an unusable cache directory costs time only
@@ -273,11 +287,16 @@ def _cache_path(spec: Any, *, stop_before: int | None, outputs: Sequence[str] | 
 
 
 def _compile_and_store(
-    spec: Any, path: Any, *, stop_before: int | None, outputs: Sequence[str] | None
+    spec: Any,
+    path: Any,
+    *,
+    stop_before: int | None,
+    outputs: Sequence[str] | None,
+    sequences: Mapping[str, int] | None = None,
 ) -> bytes:
     from .compile import compile_network
 
-    model = compile_network(spec, stop_before=stop_before, outputs=outputs)
+    model = compile_network(spec, stop_before=stop_before, outputs=outputs, sequences=sequences)
     faults.count("compile")
     data = model.SerializeToString()
     if path is not None:
@@ -320,10 +339,16 @@ def load_session(
     outputs: Sequence[str] | None = None,
     cache: bool = True,
     threads: Threads = DEFAULT_THREADS,
+    sequences: Mapping[str, int] | None = None,
 ) -> Session:
     """Compile (or take from the cache) and load a session for ``spec``. A cache entry
-    that onnxruntime cannot load is rebuilt (see :class:`Session` for ``threads``)."""
-    path = _cache_path(spec, stop_before=stop_before, outputs=outputs) if cache else None
+    that onnxruntime cannot load is rebuilt (see :class:`Session` for ``threads``;
+    ``sequences`` as in ``compile_network``)."""
+    path = (
+        _cache_path(spec, stop_before=stop_before, outputs=outputs, sequences=sequences)
+        if cache
+        else None
+    )
     if path is not None:
         try:
             return Session(path.read_bytes(), threads=threads)
@@ -331,7 +356,9 @@ def load_session(
             pass
         except (OSError, EngineError) as exc:  # any damage means: rebuild it
             _log.warning("graph cache entry unreadable, rebuilding", path=str(path), error=str(exc))
-    data = _compile_and_store(spec, path, stop_before=stop_before, outputs=outputs)
+    data = _compile_and_store(
+        spec, path, stop_before=stop_before, outputs=outputs, sequences=sequences
+    )
     return Session(data, threads=threads)
 
 

@@ -22,6 +22,7 @@ from .graph import (
     feature_width,
     only_output,
 )
+from .imputer import NumpyImputer, runs_in_numpy
 from .linear import glm_classifier, glm_regressor
 from .svm import svm_classifier, svm_regressor
 from .transformers import (
@@ -199,8 +200,11 @@ class ClassicStage:
             self.widths = {
                 c.inputColumn: int(c.inputDimensions) for c in spec.featureVectorizer.inputList
             }
+        self.imputer: NumpyImputer | None = None
         if self.kind == "dictVectorizer":
             self._check_dict_vectorizer()
+        elif self.kind == "imputer" and runs_in_numpy(spec):
+            self.imputer = NumpyImputer(spec)
         elif self.kind != "identity":
             model, labels = compile_classic(spec)
             self.session = Session(model)
@@ -259,6 +263,9 @@ class ClassicStage:
             features[only_output(self.spec)] = output_value(
                 _output_feature(self.spec, only_output(self.spec)), out, n
             )
+            return None
+        if self.imputer is not None:
+            features[self.imputer.output] = self.imputer.run(inputs[self.imputer.input])
             return None
         assert self.session is not None
         feeds = {

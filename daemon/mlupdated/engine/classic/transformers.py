@@ -74,12 +74,9 @@ def imputer(g: Graph, spec: Any) -> dict[str, str]:
             hit = g.op("Equal", [x, g.const(np.float64(missing))], out_type=TensorProto.BOOL)
         fill = g.const(np.asarray(values, np.float64).reshape(1, -1), hint="imputed")
         return {only_output(spec): g.op("Where", [hit, fill, x])}
-    if which in ("imputedInt64Value", "imputedInt64Array"):
-        values = (
-            [int(imp.imputedInt64Value)]
-            if which == "imputedInt64Value"
-            else [int(v) for v in imp.imputedInt64Array.vector]
-        )
+    # Strings, a single int64 and dictionaries are imputed in NumPy (see imputer.py).
+    if which == "imputedInt64Array":
+        values = [int(v) for v in imp.imputedInt64Array.vector]
         if replace != "replaceInt64Value":
             raise UnsupportedModelError("imputer of int64 values without a value to replace")
         if feature.type.WhichOneof("Type") != "int64Type":

@@ -50,10 +50,59 @@ def convert_convolution(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]
     check_io(layer, inputs=(1, 2))
     if len(layer.input) == 2:
         raise unsupported(layer, "weights given as a second input")
-    p = layer.convolution
     x, y = layer.input[0], layer.output[0]
+    if ctx.rank(x) == 5 and ctx.classic_sequences:
+        return _over_steps(layer, ctx)
     if ctx.rank(x) != 4:
         raise invalid(layer, f"input must be [N, C, H, W] (rank {ctx.rank(x)})")
+    return _convolution(layer, ctx, x, y)
+
+
+def _over_steps(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
+    """A convolution over a sequence blob ``[N, Seq, C, H, W]``: Core ML convolves each
+    step of each example alike, so the steps join the batch (``[N * Seq, C, H, W]``)
+    for one ``Conv`` and part again after it."""
+    x, y = layer.input[0], layer.output[0]
+    shape = ctx.static_shape(x)
+    if len(shape) != 5 or any(d is None for d in shape[1:]):
+        raise invalid(layer, f"needs a [N, Seq, C, H, W] sequence of known size, got {shape}")
+    seq, c, h, w = (int(d) for d in shape[1:])
+    steps, out_steps = ctx.fresh(f"{x}__steps"), ctx.fresh(f"{y}__steps")
+    ctx.set_rank(steps, 4)
+    nodes = [ctx.node("Reshape", [x, ctx.int64s([-1, c, h, w], hint="shape")], [steps])]
+    nodes += _convolution(layer, ctx, steps, out_steps, size=(h, w))
+    # [N * Seq, C', H', W'] -> [N, Seq, C', H', W'], with C', H', W' read at run time.
+    chw = ctx.fresh(f"{y}__chw")
+    nodes.append(
+        ctx.node(
+            "Slice",
+            [
+                _shape_of(ctx, out_steps, nodes),
+                ctx.int64s([1], hint="starts"),
+                ctx.int64s([4], hint="ends"),
+            ],
+            [chw],
+        )
+    )
+    target = ctx.fresh(f"{y}__shape")
+    nodes.append(ctx.node("Concat", [ctx.int64s([-1, seq], hint="lead"), chw], [target], axis=0))
+    nodes.append(ctx.node("Reshape", [out_steps, target], [y]))
+    ctx.set_rank(y, 5)
+    return nodes
+
+
+def _shape_of(ctx: ConvertContext, blob: str, nodes: list[onnx.NodeProto]) -> str:
+    shape = ctx.fresh(f"{blob}__shape")
+    nodes.append(ctx.node("Shape", [blob], [shape]))
+    return shape
+
+
+def _convolution(
+    layer: Any, ctx: ConvertContext, x: str, y: str, *, size: tuple[int, int] | None = None
+) -> list[onnx.NodeProto]:
+    """The ``Conv``/``ConvTranspose`` of ``layer`` from ``x`` ``[N, C, H, W]`` to ``y``
+    (``size``: the input's (H, W) when the graph so far cannot tell it)."""
+    p = layer.convolution
     c_out, k_ch = int(p.outputChannels), int(p.kernelChannels)
     groups = int(p.nGroups) or 1
     kh, kw = pair(p.kernelSize, 3)
@@ -81,10 +130,10 @@ def convert_convolution(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]
         kernel_shape=[kh, kw], strides=[sh, sw], dilations=[dh, dw], group=groups
     )
     if p.isDeconvolution:
-        return [_deconvolution(layer, ctx, p, inputs, attrs)]
+        return [_deconvolution(layer, ctx, p, inputs, attrs, x, y, size)]
     padding = p.WhichOneof("ConvolutionPaddingType")
     if padding == "same":
-        h, w = spatial_size(layer, ctx, x)
+        h, w = size or spatial_size(layer, ctx, x)
         mode = p.same.asymmetryMode
         top, bottom = same_pads(h, kh, sh, dh, mode)
         left, right = same_pads(w, kw, sw, dw, mode)
@@ -94,10 +143,16 @@ def convert_convolution(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]
 
 
 def _deconvolution(
-    layer: Any, ctx: ConvertContext, p: Any, inputs: list[str], attrs: dict[str, Any]
+    layer: Any,
+    ctx: ConvertContext,
+    p: Any,
+    inputs: list[str],
+    attrs: dict[str, Any],
+    x: str,
+    y: str,
+    size: tuple[int, int] | None,
 ) -> onnx.NodeProto:
-    x, y = layer.input[0], layer.output[0]
-    h, w = spatial_size(layer, ctx, x)
+    h, w = size or spatial_size(layer, ctx, x)
     (kh, kw), (sh, sw), (dh, dw) = attrs["kernel_shape"], attrs["strides"], attrs["dilations"]
     full_h = (h - 1) * sh + (kh - 1) * dh + 1
     full_w = (w - 1) * sw + (kw - 1) * dw + 1
