@@ -380,7 +380,9 @@ def test_phone_size_jpeg_is_drafted_and_stays_close_to_the_exact_decode(tmp_path
     photo.save(path, quality=90)
     assert 4032 * 3024 >= images.DRAFT_FROM_PIXELS
     assert images.load_image(path, target_size=(224, 224)).size == (1008, 756)  # 1/4
-    target = FeatureTypes_pb2.ImageFeatureType(width=224, height=224, colorSpace=FeatureTypes_pb2.ImageFeatureType.RGB)
+    target = FeatureTypes_pb2.ImageFeatureType(
+        width=224, height=224, colorSpace=FeatureTypes_pb2.ImageFeatureType.RGB
+    )
     drafted = images.load_tensor(path, target)
     with Image.open(path) as full:
         exact = np.asarray(
