@@ -19,6 +19,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -76,98 +77,83 @@ def _pillow_tensor(path: Path, size: int) -> np.ndarray:
     return np.asarray(pixels, dtype=np.float32).transpose(2, 0, 1)
 
 
+@dataclass
+class _Rows:
+    """What every row of one network's section shares: the section the rows go to, the
+    export's session, the decoded photos, how to time, and the worst median ratio of
+    engine / export so far."""
+
+    section: Section
+    session: object
+    images: np.ndarray
+    batches: Sequence[int]
+    repeats: int
+    quick: bool
+    name: str
+    worst: float = float("inf")
+
+    def add(self, label: str, times: dict[str, list[float]], batch: int) -> None:
+        """One row: images/s of both sides, the median ratio and its spread."""
+        mid, spread, value = _ratio_cells(times["ort"], times["engine"])
+        self.worst = min(self.worst, value)
+        self.section.rows.append(
+            (
+                label,
+                f"{fmt(batch / median(times['engine']))} img/s",
+                f"{fmt(batch / median(times['ort']))} img/s",
+                mid,
+                spread,
+            )
+        )
+
+
 def _compare(
-    section: Section,
-    *,
+    rows: _Rows,
     predictor: object,
-    session: object,
-    images: np.ndarray,
     paths: list[Path],
-    batches: Sequence[int],
-    repeats: int,
-    quick: bool,
-    name: str,
     extra: dict[str, Callable[[np.ndarray], object]] | None = None,
-) -> tuple[float, dict[int, dict[str, float]]]:
+) -> dict[int, dict[str, float]]:
     """Rows of engine vs export (and ``extra`` runs) per batch, then one row from JPEG
-    files at the largest batch; returns the worst median ratio and the rates."""
-    worst, rates = _tensor_rows(
-        section,
-        predictor=predictor,
-        session=session,
-        images=images,
-        batches=batches,
-        repeats=repeats,
-        quick=quick,
-        name=name,
-        extra=extra,
-    )
-    batch = max(batches)
-    worst = min(
-        worst,
-        _files_row(
-            section,
-            predictor,
-            session,
-            paths[:batch],
-            size=images.shape[-1],
-            repeats=repeats,
-            name=name,
-            label="from JPEG files",
-        ),
-    )
-    return worst, rates
+    files at the largest batch; returns the rates."""
+    rates = _tensor_rows(rows, predictor, extra=extra)
+    _files_row(rows, predictor, paths[: max(rows.batches)], "from JPEG files")
+    return rates
 
 
 def _tensor_rows(
-    section: Section,
-    *,
+    rows: _Rows,
     predictor: object,
-    session: object,
-    images: np.ndarray,
-    batches: Sequence[int],
-    repeats: int,
-    quick: bool,
-    name: str,
+    *,
     label: str = "",
     extra: dict[str, Callable[[np.ndarray], object]] | None = None,
-) -> tuple[float, dict[int, dict[str, float]]]:
+) -> dict[int, dict[str, float]]:
     """One row of engine vs export (and ``extra`` runs) per batch, on decoded tensors;
-    returns the worst median ratio and the rates."""
-    worst = float("inf")
+    returns images/s of each run per batch."""
     rates: dict[int, dict[str, float]] = {}
-    for batch in batches:
-        x = images[:batch]
+    for batch in rows.batches:
+        x = rows.images[:batch]
 
         def engine(x: np.ndarray = x) -> object:
             return predictor.predict_tensors({"image": x})  # type: ignore[attr-defined]
 
         def export(x: np.ndarray = x) -> object:
-            return session.run(None, {"image": x})  # type: ignore[attr-defined]
+            return rows.session.run(None, {"image": x})  # type: ignore[attr-defined]
 
         runs: dict[str, Callable[[], object]] = {"engine": engine, "ort": export}
         for key, fn in (extra or {}).items():
             runs[key] = lambda fn=fn, x=x: fn(x)
-        progress(f"forward ({name}): batch {batch}, {repeats} interleaved repetitions")
+        progress(
+            f"forward ({rows.name}{label}): batch {batch}, {rows.repeats} interleaved repetitions"
+        )
         times = interleaved(
             runs,
-            repeats=repeats,
-            inner=max(1, IMAGES_PER_SAMPLE // batch) if not quick else 1,
+            repeats=rows.repeats,
+            inner=max(1, IMAGES_PER_SAMPLE // batch) if not rows.quick else 1,
             pause=COOL_DOWN_S,
         )
         rates[batch] = {key: batch / median(t) for key, t in times.items()}
-        mid, spread, value = _ratio_cells(times["ort"], times["engine"])
-        worst = min(worst, value)
-        section.rows.append(
-            (
-                f"{batch}{label}",
-                f"{fmt(rates[batch]['engine'])} img/s",
-                f"{fmt(rates[batch]['ort'])} img/s",
-                mid,
-                spread,
-            )
-        )
-    return worst, rates
+        rows.add(f"{batch}{label}", times, batch)
+    return rates
 
 
 @contextmanager
@@ -182,78 +168,37 @@ def _one_cpu_busy() -> Iterator[None]:
         hog.wait()
 
 
-def _under_load(
-    section: Section,
-    build: Callable[[], tuple],
-    *,
-    session: object,
-    images: np.ndarray,
-    batches: Sequence[int],
-    repeats: int,
-    quick: bool,
-    name: str,
-) -> tuple[float, str]:
+def _under_load(rows: _Rows, build: Callable[[], tuple]) -> str:
     """Rows with another program busy on one CPU: the engine built as ``predict`` builds
     it while that program runs (it sees the busy CPU), the export's session as it was.
-    Returns the worst median ratio and how the engine chose its threads (no rows on a
-    machine with one CPU)."""
+    Returns how the engine chose its threads ("": no rows, this machine has one CPU)."""
     if (os.cpu_count() or 1) < 2:
-        return float("inf"), ""
+        return ""
     with _one_cpu_busy():
         predictor, how = build()
-        worst, _ = _tensor_rows(
-            section,
-            predictor=predictor,
-            session=session,
-            images=images,
-            batches=batches,
-            repeats=repeats,
-            quick=quick,
-            name=f"{name}, one CPU busy elsewhere",
-            label=", one CPU busy elsewhere",
-        )
-    return worst, how
+        _tensor_rows(rows, predictor, label=", one CPU busy elsewhere")
+    return how
 
 
-def _files_row(
-    section: Section,
-    predictor: object,
-    session: object,
-    paths: Sequence[Path],
-    *,
-    size: int,
-    repeats: int,
-    name: str,
-    label: str,
-) -> float:
+def _files_row(rows: _Rows, predictor: object, paths: Sequence[Path], label: str) -> None:
     """One row that times decoding and resizing too: the engine's ``predict_paths``
-    against Pillow's open, convert and resize feeding the export; returns the median
-    ratio."""
+    against Pillow's open, convert and resize feeding the export."""
     files = [str(p) for p in paths]
     batch = len(files)
+    size = rows.images.shape[-1]
 
     def engine_files() -> object:
         return predictor.predict_paths(files, batch_size=batch)  # type: ignore[attr-defined]
 
     def export_files() -> object:
         x = np.stack([_pillow_tensor(Path(p), size) for p in files])
-        return session.run(None, {"image": x})  # type: ignore[attr-defined]
+        return rows.session.run(None, {"image": x})  # type: ignore[attr-defined]
 
-    progress(f"forward ({name}): batch {batch} {label}, {repeats} repetitions")
+    progress(f"forward ({rows.name}): batch {batch} {label}, {rows.repeats} repetitions")
     times = interleaved(
-        {"engine": engine_files, "ort": export_files}, repeats=repeats, pause=COOL_DOWN_S
+        {"engine": engine_files, "ort": export_files}, repeats=rows.repeats, pause=COOL_DOWN_S
     )
-    mid, spread, value = _ratio_cells(times["ort"], times["engine"])
-    section.rows.append(
-        (
-            f"{batch}, {label}",
-            f"{fmt(batch / median(times['engine']))} img/s",
-            f"{fmt(batch / median(times['ort']))} img/s",
-            mid,
-            spread,
-        )
-    )
-    return value
+    rows.add(f"{batch}, {label}", times, batch)
 
 
 def _engine(factory: Callable[..., object], *args: object, **kwargs: object) -> tuple:
@@ -342,18 +287,8 @@ def _default_model(*, quick: bool, repeats: int, sources: list[np.ndarray]) -> S
             with torch.no_grad():
                 return model(torch.from_numpy(x))
 
-        worst, rates = _compare(
-            section,
-            predictor=predictor,
-            session=session,
-            images=images,
-            paths=paths,
-            batches=batches,
-            repeats=repeats,
-            quick=quick,
-            name="default model",
-            extra={"eager": eager, "eager_1": eager_1},
-        )
+        rows = _Rows(section, session, images, batches, repeats, quick, "default model")
+        rates = _compare(rows, predictor, paths, extra={"eager": eager, "eager_1": eager_1})
         torch.set_num_threads(default_threads)
         worst_eager = float("inf")
         for row_index, batch in enumerate(batches):
@@ -368,30 +303,12 @@ def _default_model(*, quick: bool, repeats: int, sources: list[np.ndarray]) -> S
         phones = write_photos(
             tmp_path / "phone", range(max(batches)), sources=sources, size=PHONE_SIDE
         )
-        phone_ratio = _files_row(
-            section,
-            predictor,
-            session,
-            phones,
-            size=images.shape[-1],
-            repeats=repeats,
-            name="default model",
-            label="from phone-size JPEG files",
-        )
+        _files_row(rows, predictor, phones, "from phone-size JPEG files")
         section.rows[-1] += ("", "")
-        worst = min(worst, phone_ratio)
         quiet_rows = len(section.rows)
-        loaded, loaded_how = _under_load(
-            section,
-            lambda: _engine(Predictor, spec, path=model_path, cache=False),
-            session=session,
-            images=images,
-            batches=batches,
-            repeats=repeats,
-            quick=quick,
-            name="default model",
+        loaded_how = _under_load(
+            rows, lambda: _engine(Predictor, spec, path=model_path, cache=False)
         )
-        worst = min(worst, loaded)
         for index in range(quiet_rows, len(section.rows)):
             section.rows[index] += ("", "")
 
@@ -432,7 +349,7 @@ def _default_model(*, quick: bool, repeats: int, sources: list[np.ndarray]) -> S
         "decode's after the resize."
     )
     section.notes.append(_load_note(loaded_how))
-    section.targets.append(_target("default model", worst))
+    section.targets.append(_target("default model", rows.worst))
     section.targets.append(
         Target(
             "forward vs PyTorch eager",
@@ -479,28 +396,11 @@ def _resnet18(*, quick: bool, repeats: int, sources: list[np.ndarray]) -> Sectio
         image_type = predictor.image_feature.type.imageType
         paths = write_photos(tmp_path / "photos", range(max(batches)), sources=sources)
         images = np.stack([load_tensor(p, image_type) for p in paths]).astype(np.float32)
-        worst, _ = _compare(
-            section,
-            predictor=predictor,
-            session=session,
-            images=images,
-            paths=paths,
-            batches=batches,
-            repeats=repeats,
-            quick=quick,
-            name="ResNet-18",
+        rows = _Rows(section, session, images, batches, repeats, quick, "ResNet-18")
+        _compare(rows, predictor, paths)
+        loaded_how = _under_load(
+            rows, lambda: _engine(Predictor.from_path, model_path, cache=False)
         )
-        loaded, loaded_how = _under_load(
-            section,
-            lambda: _engine(Predictor.from_path, model_path, cache=False),
-            session=session,
-            images=images,
-            batches=batches,
-            repeats=repeats,
-            quick=quick,
-            name="ResNet-18",
-        )
-        worst = min(worst, loaded)
         labels = [f"class{i}" for i in range(1000)]
         found = predictor.predict_tensors({"image": images})
         got = np.array([[p.probabilities[k] for k in labels] for p in found])
@@ -513,7 +413,7 @@ def _resnet18(*, quick: bool, repeats: int, sources: list[np.ndarray]) -> Sectio
         f"this run: {how} (see the section above)."
     )
     section.notes.append(_load_note(loaded_how))
-    section.targets.append(_target("ResNet-18", worst))
+    section.targets.append(_target("ResNet-18", rows.worst))
     return section
 
 
