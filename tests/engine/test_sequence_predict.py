@@ -316,3 +316,18 @@ def test_the_command_refuses_a_batch_in_one_line(lstm_model, tmp_path, capsys) -
     assert code == 2 and out == ""
     assert len(err.strip().splitlines()) == 1
     assert "input 'x' has shape (7, 2, 4)" in err and "must be 1" in err
+
+
+def test_only_the_most_recently_used_sequence_graphs_are_kept(lstm_model, monkeypatch) -> None:
+    from mlupdated.engine import sequence_feeds
+
+    monkeypatch.setattr(sequence_feeds, "KEPT_SESSIONS", 2)
+    path, lstm = lstm_model
+    predictor = Predictor.from_path(path, cache=False)
+    for steps in (2, 3, 2, 4):
+        x = _x(20 + steps, steps)[None]
+        (prediction,) = predictor.predict_features({"x": x})
+        assert_close(prediction.outputs["y"].reshape(steps, H), _torch_lstm(lstm, x[0])[0])
+    (stage,) = predictor._stages
+    # 3 was used less recently than 2, so it made room for 4.
+    assert list(stage.sequences._sessions) == [(("x", 2),), (("x", 4),)]

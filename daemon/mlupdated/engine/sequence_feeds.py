@@ -22,6 +22,9 @@ from ..errors import MlupdatedError
 SEQUENCE_RANK = 5
 
 Lengths = tuple[tuple[str, int], ...]
+# Sessions kept at once: a file of examples of many lengths rebuilds the oldest instead of
+# holding a session (its weights and its arena) for every length it has seen.
+KEPT_SESSIONS = 8
 
 
 def sequence_lengths(declared: Mapping[str, tuple[int, ...]], feeds: Mapping[str, Any]) -> Lengths:
@@ -48,7 +51,8 @@ def with_batch_axis(results: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 class SequenceSessions:
     """Sessions of one classic network compiled for sequence inputs, one per set of
-    sequence lengths, built on first use by ``load(sequences)``."""
+    sequence lengths, built on first use by ``load(sequences)``; the ``KEPT_SESSIONS``
+    most recently used are kept."""
 
     def __init__(self, spec: Any, load: Callable[[dict[str, int]], Any]) -> None:
         self.declared = sequence_inputs(spec)
@@ -63,7 +67,11 @@ class SequenceSessions:
         lengths = sequence_lengths(self.declared, feeds)
         if not lengths:
             return None
-        if lengths not in self._sessions:
+        if lengths in self._sessions:
+            self._sessions[lengths] = self._sessions.pop(lengths)  # the newest used
+        else:
+            if len(self._sessions) >= KEPT_SESSIONS:
+                self._sessions.pop(next(iter(self._sessions)))  # the least recently used
             try:
                 self._sessions[lengths] = self._load(dict(lengths))
             except MlupdatedError as exc:
