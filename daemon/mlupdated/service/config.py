@@ -19,6 +19,7 @@ from typing import Any
 from ..coreml.images import DEFAULT_MAX_PIXELS as IMAGE_MAX_PIXELS
 from ..errors import ConfigError
 from . import config_values as checks
+from .config_text import CONFIG_NAME as CONFIG_NAME
 from .config_text import DEFAULT_CONFIG_TEXT as DEFAULT_CONFIG_TEXT
 
 if sys.version_info >= (3, 11):
@@ -26,7 +27,6 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-CONFIG_NAME = "config.toml"
 
 # The same pixel limit the image loader uses by default (twice Pillow's own warning
 # level): a 100 MP camera photo is fine, a decompression bomb is refused unopened.

@@ -1,5 +1,8 @@
 """The commented ``config.toml`` that ``mlupdated init`` writes (every key, with its
-default); the repository's ``config/config.toml`` is the same text (a test checks)."""
+default); the repository's ``config/config.toml`` is the same text (a test checks).
+Both live here, apart from the parser, so that finding a workspace imports no TOML."""
+
+CONFIG_NAME = "config.toml"
 
 DEFAULT_CONFIG_TEXT = """\
 # mlupdated workspace configuration.

@@ -25,8 +25,10 @@ from pathlib import Path
 
 from ..errors import MlupdatedError, ModelNotFoundError, ModelParseError, WorkspaceError
 from ..fsutil import atomic_write_bytes
-from .config import CONFIG_NAME, DEFAULT_CONFIG_TEXT
-from .store import ModelStore, model_parses, sha256_bytes, version_filename
+from .config_text import CONFIG_NAME, DEFAULT_CONFIG_TEXT
+
+# The model store is imported where a workspace is made or checked, not here: finding
+# the workspace around the current directory (every ``predict``) needs only paths.
 
 WORKSPACE_ENV = "MLUPDATED_WORKSPACE"
 DB_NAME = "mlupdated.db"
@@ -136,6 +138,7 @@ def _read_model(model_path: Path) -> tuple[bytes, list[str]]:
     and ``inspect``); only a file it accepted is read again for its exact bytes.
     """
     from ..coreml.spec import class_labels, load_spec
+    from .store import model_parses
 
     spec = load_spec(model_path)
     try:
@@ -178,6 +181,8 @@ def make_workspace(
 
 
 def _init(ws: Workspace, model_path: Path) -> tuple[list[Path], Workspace]:
+    from .store import ModelStore, sha256_bytes
+
     model_bytes, labels = _read_model(model_path)
     if not labels:
         raise WorkspaceError("the model is not a classifier (no class labels)", path=model_path)
@@ -229,6 +234,8 @@ def _init(ws: Workspace, model_path: Path) -> tuple[list[Path], Workspace]:
 
 def _refuse_foreign(ws: Workspace, model_sha: str) -> None:
     """Raise unless ``ws.root`` is empty, absent, or this very workspace (maybe unfinished)."""
+    from .store import ModelStore, sha256_bytes, version_filename
+
     if not ws.root.is_dir():
         return
     first = ws.versions / version_filename(1)
