@@ -45,12 +45,12 @@ CACHE_SUBDIR = "graphs"
 # onnxruntime's message: its own log line would only say the same thing twice.
 _LOG_SEVERITY = 4
 
-# The kernel's run queue (see busy_cpus_now): read 9 times over 16 ms, so that a
+# The kernel's run queue (see busy_cpus_now): read 9 times over about 10 ms, so that a
 # moment's wake-up elsewhere does not decide, a program busy half that time does.
 RUN_QUEUE_FILE = Path("/proc/loadavg")
 OWN_TASKS = Path("/proc/self/task")
 RUN_QUEUE_READINGS = 9
-RUN_QUEUE_GAP_S = 0.002
+RUN_QUEUE_GAP_S = 0.001
 
 _log = get_logger(__name__)
 
@@ -74,7 +74,7 @@ def _quiet_ort() -> Any:
 
 def busy_cpus_now() -> float | None:
     """How many threads of other programs are running or ready to run right now: the
-    median of several readings, 2 ms apart, of the kernel's run queue (the fourth
+    median of several readings, a millisecond apart, of the kernel's run queue (the fourth
     field of Linux's ``/proc/loadavg``) less this process's own running threads (its
     reader, and any worker still spinning after earlier work, such as torch's). ``None``
     where there is no such file."""
