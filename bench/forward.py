@@ -5,9 +5,11 @@ default model; images per second.
 
 Each network's runs are interleaved (engine, export, engine, export, ...); a ratio is
 the median over the repetitions of that repetition's two times, and its spread the
-lowest and highest of them. A row "from JPEG files" times decoding and resizing too:
-the engine's ``predict_paths`` against Pillow's open, convert and resize feeding the
-export.
+lowest and highest of them; each sample starts after a short untimed pause. A row
+"from JPEG files" times decoding and resizing too: the engine's ``predict_paths``
+against Pillow's open, convert and resize feeding the export, on small photos and on
+phone-size ones. The rows "one CPU busy elsewhere" run while another program keeps a
+CPU busy, with the engine built as ``predict`` would build it then.
 """
 
 from __future__ import annotations
@@ -30,9 +32,9 @@ BATCHES = (1, 16)
 QUICK_BATCHES = (1, 2)
 # A batch-1 sample times this many calls, so that it is not lost in timer noise.
 IMAGES_PER_SAMPLE = 16
-# Untimed seconds before each sample: onnxruntime's threads spin on after a run by
-# default (the export's session), and a side measured while the other side's threads
-# still spin loses a core it would have had alone, as every real user of either has it.
+# Untimed seconds before each sample. By default onnxruntime's threads spin on after a
+# run (the export's session); a side timed while the other side's threads still spin
+# loses a core that a real user of either side has to themselves.
 COOL_DOWN_S = 0.1
 # Seconds for the busy program to start before the engine looks at the machine.
 HOG_SETTLE_S = 0.5
