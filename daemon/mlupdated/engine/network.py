@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import InvalidModelError, UnsupportedModelError
+from .dataflow import writes
 
 OPSET = 17
 NEURAL_NETWORK_KINDS = ("neuralNetwork", "neuralNetworkClassifier", "neuralNetworkRegressor")
@@ -50,7 +51,7 @@ def default_outputs(spec: Any, *, stop_before: int | None = None) -> list[str]:
                 if blob in made and blob not in frontier:
                     frontier.append(blob)
         return frontier
-    made = {out for layer in layers for out in layer.output}
+    made = set(writes(layers))  # control layers' sub-networks write blobs too
     prob = probabilities_blob(spec)
     wanted = [out.name for out in spec.description.output if out.name in made and out.name != prob]
     if prob is not None:
