@@ -294,6 +294,55 @@ def test_nested_loops_and_a_branch_in_a_body() -> None:
     assert_close(run_spec(spec, {"x": x})["acc"], acc)
 
 
+def test_a_loop_inside_a_branch_and_an_unconditional_break() -> None:
+    """if cond: (for 5: acc += x; break) else: (for 3: acc = acc * 2)."""
+
+    def add(b) -> None:
+        b.add_copy("start", "x", "acc")
+        branch = b.add_branch("choose", "cond")
+        once = _sub(branch.branch.ifBranch).add_loop("once", max_iterations=5)
+        body = _sub(once.loop.bodyNetwork)
+        body.add_elementwise("plus", ["acc", "x"], "next", "ADD")
+        body.add_copy("update", "next", "acc")
+        body.add_loop_break("stop")
+        body.add_elementwise("never", ["acc"], "never_next", "MULTIPLY", alpha=100.0)
+        body.add_copy("never_update", "never_next", "acc")
+        thrice = _sub(branch.branch.elseBranch).add_loop("thrice", max_iterations=3)
+        other = _sub(thrice.loop.bodyNetwork)
+        other.add_elementwise("double", ["acc"], "doubled", "MULTIPLY", alpha=2.0)
+        other.add_copy("update_doubled", "doubled", "acc")
+
+    x = _x(3, seed=11)
+    spec = build_spec({"x": (1, 3), "cond": (1, 1)}, ["acc"], add, nd=True)
+    for cond in (1.0, 0.0):
+        got = run_spec(spec, {"x": x, "cond": np.full((1, 1), cond, np.float32)})
+        assert_close(got["acc"], x + x if cond else x * 8)
+
+
+def test_a_carried_blob_may_grow_and_a_branch_may_need_static_shapes() -> None:
+    """for 3: acc = concat(acc, x); if cond: y = concat(acc, ones) else y = concat(acc, acc)
+    (concatenating a constant repeats it over the batch: a static shape inside a branch)."""
+
+    def add(b) -> None:
+        b.add_copy("start", "x", "acc")
+        loop = b.add_loop("grow", max_iterations=3)
+        _sub(loop.loop.bodyNetwork).add_concat_nd("cat", ["acc", "x"], "longer", axis=-1)
+        _sub(loop.loop.bodyNetwork).add_copy("update", "longer", "acc")
+        branch = b.add_branch("choose", "cond")
+        then = _sub(branch.branch.ifBranch)
+        then.add_load_constant_nd("ones", "ones", np.ones((1, 2), np.float32), (1, 2))
+        then.add_concat_nd("with_ones", ["acc", "ones"], "y", axis=-1)
+        _sub(branch.branch.elseBranch).add_concat_nd("twice", ["acc", "acc"], "y", axis=-1)
+
+    x = _x(2, seed=12)
+    spec = build_spec({"x": (1, 2), "cond": (1, 1)}, ["y"], add, nd=True)
+    acc = np.concatenate([x] * 4, axis=-1)
+    for cond in (1.0, 0.0):
+        got = run_spec(spec, {"x": x, "cond": np.full((1, 1), cond, np.float32)})
+        tail = np.ones((1, 2), np.float32) if cond else acc
+        assert_close(got["y"], np.concatenate([acc, tail], axis=-1))
+
+
 def test_a_batch_runs_one_example_at_a_time() -> None:
     """Through the Predictor: each example of a batch takes its own branch."""
     spec = build_spec({"x": (1, 4)}, ["y", "z"], _sign_branch, nd=True)
