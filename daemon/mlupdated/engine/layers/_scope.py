@@ -60,6 +60,17 @@ class Scope:
             return self.parent.lookup(blob)
         return self._outer(blob) if self._outer is not None else None
 
+    def must(self, layer: Any, blob: str) -> str:
+        """The tensor holding ``blob`` now; reading it before any write is refused."""
+        tensor = self.lookup(blob)
+        if tensor is None:
+            where = f"layer {layer.name!r}" if layer is not None else "a layer"
+            raise InvalidModelError(
+                f"{where} reads blob {blob!r} before any layer produces it",
+                layer=getattr(layer, "name", None),
+            )
+        return tensor
+
     def child(self, *, in_loop: bool | None = None) -> Scope:
         return Scope(self.ctx, self, in_loop=in_loop)
 
@@ -82,9 +93,7 @@ class Scope:
     def truth(self, layer: Any, blob: str) -> str:
         """Core ML's test of a condition blob (one value) as an ONNX bool scalar:
         its absolute value is above 1e-6."""
-        tensor = self.lookup(blob)
-        if tensor is None:
-            raise invalid(layer, f"reads blob {blob!r} before any layer produces it")
+        tensor = self.must(layer, blob)
         ctx = self.ctx
         scalar, size, above = ctx.fresh("cond"), ctx.fresh("cond_abs"), ctx.fresh("cond_true")
         self.emit(
@@ -105,12 +114,8 @@ class Scope:
         renamed.CopyFrom(layer)
         del renamed.input[:]
         del renamed.output[:]
-        for blob in layer.input:
-            tensor = self.lookup(blob)
-            if tensor is None:
-                raise invalid(layer, f"reads blob {blob!r} before any layer produces it")
-            renamed.input.append(tensor)
-        fresh = [ctx.fresh(_safe(blob)) for blob in layer.output]
+        renamed.input.extend(self.must(layer, blob) for blob in layer.input)
+        fresh = [ctx.fresh(safe_name(blob)) for blob in layer.output]
         renamed.output.extend(fresh)
         previous, ctx.layer = ctx.layer, layer
         try:
@@ -131,7 +136,7 @@ class Scope:
             self.values[blob] = tensor
 
 
-def _safe(blob: str) -> str:
+def safe_name(blob: str) -> str:
     return blob.lstrip("\x00") or "blob"
 
 
@@ -151,7 +156,7 @@ def subgraph(
     nodes = list(scope.nodes)
     outputs = []
     for blob, tensor in results:
-        out = ctx.fresh(f"{_safe(blob)}__out")
+        out = ctx.fresh(f"{safe_name(blob)}__out")
         nodes.append(ctx.node("Identity", [tensor], [out]))
         rank = ctx.rank(tensor)
         outputs.append(helper.make_tensor_value_info(out, elem_type(blob), [None] * rank))

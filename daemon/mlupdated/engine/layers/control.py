@@ -36,7 +36,7 @@ from onnx import TensorProto, helper
 from ..dataflow import JUMPS, exposed_reads, layer_reads, may_jump, sub_networks, writes
 from ..registry import ConvertContext, converts
 from ._common import invalid, refused
-from ._scope import BROKEN, FLAGS, SKIPPING, Scope, elem_type, subgraph
+from ._scope import BROKEN, FLAGS, SKIPPING, Scope, elem_type, safe_name, subgraph
 
 
 def compile_block(scope: Scope, layers: list[Any], later: set[str]) -> None:
@@ -94,7 +94,7 @@ def _merge(
         kept.append((blob, a, b))
     if not kept:
         return
-    outs = [ctx.fresh(f"{blob.lstrip(chr(0))}__if") for blob, _, _ in kept]
+    outs = [ctx.fresh(f"{safe_name(blob)}__if") for blob, _, _ in kept]
     then_graph = subgraph(then, "then", [], [(blob, a) for blob, a, _ in kept])
     else_graph = subgraph(other, "else", [], [(blob, b) for blob, _, b in kept])
     scope.nodes.append(ctx.node("If", [cond], outs, then_branch=then_graph, else_branch=else_graph))
@@ -123,8 +123,7 @@ def _guarded(
     scope: Scope, layer: Any, flag: str, layers: list[Any], later: set[str], what: str
 ) -> None:
     """``layers`` run only when the flag is false (after a possible break/continue)."""
-    cond = scope.lookup(flag)
-    assert cond is not None
+    cond = scope.must(layer, flag)
     skip, run = scope.child(), scope.child()
     compile_block(run, layers, later)
     _merge(scope, layer, cond, skip, run, later, ("it is skipped", what))
@@ -142,9 +141,7 @@ def _trip_count(scope: Scope, layer: Any, has_cond: bool) -> str:
     a while loop without a bound)."""
     ctx = scope.ctx
     if layer.input:
-        tensor = scope.lookup(layer.input[0])
-        if tensor is None:
-            raise invalid(layer, f"reads blob {layer.input[0]!r} before any layer produces it")
+        tensor = scope.must(layer, layer.input[0])
         scalar, count = ctx.fresh("count"), ctx.fresh("trip_count")
         scope.emit(
             [
@@ -161,10 +158,8 @@ def _trip_count(scope: Scope, layer: Any, has_cond: bool) -> str:
 
 
 def _loop(scope: Scope, layer: Any, later: set[str]) -> None:
-    ctx = scope.ctx
-    params = layer.loop
     cond_layers, body_layers = sub_networks(layer)
-    cond_var = params.conditionVar
+    cond_var = layer.loop.conditionVar
     if layer.output or len(layer.input) > 1:
         raise invalid(
             layer,
@@ -176,25 +171,58 @@ def _loop(scope: Scope, layer: Any, later: set[str]) -> None:
         raise refused(layer, "its conditionNetwork holds a loopBreak or loopContinue")
     count = _trip_count(scope, layer, bool(cond_var))
     # Read again by the next iteration: whatever the loop reads before writing it.
-    again = exposed_reads(cond_layers + body_layers) | set(layer_reads(layer))
+    body_later = later | exposed_reads(cond_layers + body_layers) | set(layer_reads(layer))
     if cond_var:
-        _unconditional(scope, cond_layers, later | again)
+        _unconditional(scope, cond_layers, body_later)
         first = scope.truth(layer, cond_var)
     else:
         first = scope.constant(True)
+    carried = _carried(scope, layer, cond_layers + body_layers, later)
+    if not carried:
+        return  # nothing the loop writes is seen outside it
 
-    written = writes(cond_layers + body_layers)
-    carried = [blob for blob in written if scope.lookup(blob) is not None]
-    for blob in written:
-        if scope.lookup(blob) is None and blob in later:
+    body, inputs = _body_scope(scope, first, carried)
+    not_yet = body.must(layer, BROKEN)
+    compile_block(body, body_layers, body_later)
+    broken = body.must(layer, BROKEN)
+    if cond_var:
+        if broken != not_yet:  # the condition network does not run after a break
+            _guarded(body, layer, BROKEN, cond_layers, body_later, "the loop did not break")
+        else:
+            _unconditional(body, cond_layers, body_later)
+    ctx = scope.ctx
+    go_on = ctx.fresh("go_on")
+    body.emit([ctx.node("Not", [broken], [go_on])])
+    if cond_var:
+        holds, both = body.truth(layer, cond_var), ctx.fresh("go_on")
+        body.emit([ctx.node("And", [go_on, holds], [both])])
+        go_on = both
+    ctx.set_rank(go_on, 0)
+    _emit_loop(scope, layer, body, inputs, [count, first], carried, go_on)
+
+
+def _carried(scope: Scope, layer: Any, layers: list[Any], later: set[str]) -> list[str]:
+    """The blobs a loop writes that have a value before it (its carried values); one
+    without that the code after the loop reads is refused."""
+    carried = []
+    for blob in writes(layers):
+        if scope.lookup(blob) is not None:
+            carried.append(blob)
+        elif blob in later:
             raise refused(
                 layer,
                 f"blob {blob!r} is first written inside the loop and read after it; it has "
                 "no value before the loop to carry",
             )
-    if not carried:
-        return  # nothing the loop writes is seen outside it
+    return carried
 
+
+def _body_scope(
+    scope: Scope, first: str, carried: list[str]
+) -> tuple[Scope, list[onnx.ValueInfoProto]]:
+    """The body's scope, its carried blobs bound to the body's inputs (declared in the
+    returned list after the iteration number and the condition) and its flags false."""
+    ctx = scope.ctx
     body = scope.child(in_loop=True)
     iteration, cond_in = ctx.fresh("iteration"), ctx.fresh("cond_in")
     inputs = [
@@ -205,50 +233,41 @@ def _loop(scope: Scope, layer: Any, later: set[str]) -> None:
         ctx.node("Identity", [ctx.const(np.array(0, dtype=np.int64), hint="zero")], [iteration]),
         ctx.node("Identity", [first], [cond_in]),
     ]
-    initial = []
     for blob in carried:
-        before = scope.lookup(blob)
-        assert before is not None
+        before = scope.must(None, blob)
         name = ctx.fresh(f"{blob}__in")
-        ctx.set_rank(name, ctx.rank(before))
-        inputs.append(
-            helper.make_tensor_value_info(name, elem_type(blob), [None] * ctx.rank(before))
-        )
+        rank = ctx.rank(before)
+        ctx.set_rank(name, rank)
+        inputs.append(helper.make_tensor_value_info(name, elem_type(blob), [None] * rank))
         shadow.append(ctx.node("Identity", [before], [name]))
         body.values[blob] = name
-        initial.append(before)
     ctx.extend_graph(shadow)
-    not_yet = scope.constant(False)
-    body.values[BROKEN] = body.values[SKIPPING] = not_yet
+    body.values[BROKEN] = body.values[SKIPPING] = scope.constant(False)
+    return body, inputs
 
-    body_later = later | again
-    compile_block(body, body_layers, body_later)
-    broken = body.lookup(BROKEN)
-    assert broken is not None
-    if cond_var:
-        if broken != not_yet:  # the condition network does not run after a break
-            _guarded(body, layer, BROKEN, cond_layers, body_later, "the loop did not break")
-        else:
-            _unconditional(body, cond_layers, body_later)
-    go_on = ctx.fresh("go_on")
-    body.emit([ctx.node("Not", [broken], [go_on])])
-    if cond_var:
-        holds, both = body.truth(layer, cond_var), ctx.fresh("go_on")
-        body.emit([ctx.node("And", [go_on, holds], [both])])
-        go_on = both
-    ctx.set_rank(go_on, 0)
-    results = [(BROKEN, go_on)]
-    for blob, before in zip(carried, initial, strict=True):
-        final = body.lookup(blob)
-        assert final is not None
+
+def _emit_loop(
+    scope: Scope,
+    layer: Any,
+    body: Scope,
+    inputs: list[onnx.ValueInfoProto],
+    head: list[str],
+    carried: list[str],
+    go_on: str,
+) -> None:
+    """The ``Loop`` node (``head``: trip count, first condition); the carried blobs
+    then name its outputs."""
+    ctx = scope.ctx
+    initial = [scope.must(layer, blob) for blob in carried]
+    finals = [body.must(layer, blob) for blob in carried]
+    for blob, before, final in zip(carried, initial, finals, strict=True):
         if ctx.rank(final) != ctx.rank(before):
             raise refused(layer, f"blob {blob!r} changes rank inside the loop")
-        results.append((blob, final))
-    graph = subgraph(body, "body", inputs, results)
+    graph = subgraph(body, "body", inputs, [(BROKEN, go_on), *zip(carried, finals, strict=True)])
     outs = [ctx.fresh(f"{blob}__loop") for blob in carried]
-    scope.nodes.append(ctx.node("Loop", [count, first, *initial], outs, body=graph))
+    scope.nodes.append(ctx.node("Loop", [*head, *initial], outs, body=graph))
     shadow = []
-    for blob, out, (_, final) in zip(carried, outs, results[1:], strict=True):
+    for blob, out, final in zip(carried, outs, finals, strict=True):
         shadow.append(ctx.node("Identity", [final], [out]))
         ctx.set_rank(out, ctx.rank(final))
         scope.values[blob] = out
