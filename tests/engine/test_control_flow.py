@@ -355,6 +355,21 @@ def test_a_batch_runs_one_example_at_a_time() -> None:
         assert_close(prediction.outputs["y"].reshape(y.shape), y)
 
 
+def test_a_blob_written_twice_in_the_top_network_is_read_in_order() -> None:
+    """Sub-networks aside, Core ML runs layers in order: a second write (in place)
+    replaces the value for the layers after it."""
+
+    def add(b) -> None:
+        b.add_elementwise("first", ["x"], "y", "ADD", alpha=1.0)
+        b.add_elementwise("seen", ["y"], "z", "MULTIPLY", alpha=3.0)
+        b.add_elementwise("again", ["y"], "y", "MULTIPLY", alpha=2.0)
+
+    x = _x(4, seed=13)
+    got = run_spec(build_spec({"x": (1, 4)}, ["y", "z"], add, nd=True), {"x": x})
+    assert_close(got["y"], (x + 1) * 2)
+    assert_close(got["z"], (x + 1) * 3)
+
+
 # -- refused ---------------------------------------------------------------------------
 
 
