@@ -264,6 +264,55 @@ def test_break_skips_the_condition_network() -> None:
     assert_close(got["checks"], np.full((1,), checks, np.float32))
 
 
+def test_jumps_nested_in_branches_and_in_an_inner_loop() -> None:
+    """for 10: i += 1; (for 5: j += 1; if j >= 2: break); if i >= 2: (if i >= 4: break);
+    if i >= 3: (continue); acc += i * x. The inner break stops the inner loop only."""
+
+    def add(b) -> None:
+        b.add_copy("start", "x", "acc")
+        _const(b, "zero", 0.0)
+        b.add_copy("i_start", "zero", "i")
+        b.add_copy("j_start", "zero", "j")
+        loop = b.add_loop("outer", max_iterations=10)
+        body = _counting_body(loop)
+        inner = body.add_loop("inner", max_iterations=5)
+        inner_body = _sub(inner.loop.bodyNetwork)
+        inner_body.add_elementwise("tick_j", ["j"], "j_next", "ADD", alpha=1.0)
+        inner_body.add_copy("count_j", "j_next", "j")
+        inner_body.add_greater_than(
+            "j_enough", ["j"], "j_stop", alpha=2.0, use_greater_than_equal=True
+        )
+        _jump_when(inner_body, "j_check", "break", "j_stop")
+        body.add_greater_than("past_two", ["i"], "late", alpha=2.0, use_greater_than_equal=True)
+        middle = _sub(body.add_branch("late_check", "late").branch.ifBranch)
+        middle.add_greater_than("past_four", ["i"], "stop", alpha=4.0, use_greater_than_equal=True)
+        _jump_when(middle, "stop_check", "break", "stop")
+        body.add_greater_than("past_three", ["i"], "skip", alpha=3.0, use_greater_than_equal=True)
+        _jump_when(body, "skip_check", "continue", "skip")
+        body.add_elementwise("weigh", ["i", "x"], "step", "MULTIPLY")
+        body.add_elementwise("plus", ["acc", "step"], "next", "ADD")
+        body.add_copy("update", "next", "acc")
+
+    x = _x(3, seed=14)
+    spec = build_spec({"x": (1, 3)}, ["acc", "i", "j"], add, nd=True)
+    got = run_spec(spec, {"x": x})
+    acc, i, j = x.copy(), 0, 0
+    for _ in range(10):
+        i += 1
+        for _ in range(5):
+            j += 1
+            if j >= 2:
+                break
+        if i >= 2 and i >= 4:
+            break
+        if i >= 3:
+            continue
+        acc = acc + i * x
+    assert_close(got["acc"], acc)
+    assert_close(got["i"], np.full((1,), i, np.float32))
+    assert_close(got["j"], np.full((1,), j, np.float32))
+
+
 def test_nested_loops_and_a_branch_in_a_body() -> None:
     """for 3: (for 4: acc = acc * 0.9 + x); if sum(acc) > 0: acc = acc - 1."""
 
