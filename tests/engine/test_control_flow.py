@@ -313,6 +313,39 @@ def test_jumps_nested_in_branches_and_in_an_inner_loop() -> None:
     assert_close(got["j"], np.full((1,), j, np.float32))
 
 
+def test_a_blob_written_after_a_possible_break_inside_a_branch() -> None:
+    """for 10: i += 1; if always: (if i >= 3: break; t = 10 i) else: t = 0; acc += t.
+    ``t`` has no value before the loop: when the break runs nothing reads it."""
+
+    def add(b) -> None:
+        b.add_copy("start", "x", "acc")
+        _const(b, "zero", 0.0)
+        _const(b, "one", 1.0)
+        b.add_copy("i_start", "zero", "i")
+        loop = b.add_loop("repeat", max_iterations=10)
+        body = _counting_body(loop)
+        branch = body.add_branch("always", "one")
+        then = _sub(branch.branch.ifBranch)
+        then.add_greater_than("enough", ["i"], "stop", alpha=3.0, use_greater_than_equal=True)
+        _jump_when(then, "check", "break", "stop")
+        then.add_elementwise("tenfold", ["i"], "t", "MULTIPLY", alpha=10.0)
+        _sub(branch.branch.elseBranch).add_elementwise("nothing", ["i"], "t", "MULTIPLY", alpha=0.0)
+        body.add_elementwise("plus", ["acc", "t"], "next", "ADD")
+        body.add_copy("update", "next", "acc")
+
+    x = _x(3, seed=15)
+    spec = build_spec({"x": (1, 3)}, ["acc", "i"], add, nd=True)
+    got = run_spec(spec, {"x": x})
+    acc, i = x.copy(), 0
+    for _ in range(10):
+        i += 1
+        if i >= 3:
+            break
+        acc = acc + 10 * i
+    assert_close(got["acc"], acc)
+    assert_close(got["i"], np.full((1,), i, np.float32))
+
+
 def test_nested_loops_and_a_branch_in_a_body() -> None:
     """for 3: (for 4: acc = acc * 0.9 + x); if sum(acc) > 0: acc = acc - 1."""
 

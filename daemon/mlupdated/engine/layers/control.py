@@ -60,7 +60,7 @@ def compile_block(scope: Scope, layers: list[Any], later: set[str]) -> None:
             scope.plain(layer)
         jumps = kind == "branch" and any(may_jump(sub) for sub in sub_networks(layer))
         if rest and scope.in_loop and jumps:
-            _guarded(scope, layer, SKIPPING, rest, later, "the loop iteration goes on")
+            _guarded(scope, layer, SKIPPING, rest, later)
             return
 
 
@@ -71,20 +71,30 @@ def _merge(
     then: Scope,
     other: Scope,
     later: set[str],
-    sides: tuple[str, str],
+    *,
+    skipping: bool = False,
 ) -> None:
-    """An ``If`` on ``cond`` choosing between what ``then`` and ``other`` wrote."""
+    """An ``If`` on ``cond`` choosing between what ``then`` and ``other`` wrote.
+
+    ``skipping``: ``then`` is the rest of a loop iteration skipped by a break/continue.
+    A blob without a value before that the rest would write then gets a placeholder:
+    nothing reads it in this iteration (what follows is skipped too), in the next one
+    before writing it (it would not be defined in the first one either), or after the
+    loop (refused by ``_carried``)."""
     ctx = scope.ctx
     kept: list[tuple[str, str, str]] = []
     for blob in dict.fromkeys([*then.values, *other.values]):
         if blob not in FLAGS and blob not in later:
             continue
         a, b = then.lookup(blob), other.lookup(blob)
+        if a is None and b is not None and skipping:
+            a = ctx.const(np.zeros([1] * ctx.rank(b), np.float32), hint="unset")
+            ctx.set_rank(a, ctx.rank(b))
         if a is None or b is None:
-            side = sides[0] if a is not None else sides[1]
+            side = "the condition holds" if a is not None else "it does not"
             raise refused(
                 layer,
-                f"blob {blob!r} is written only when {side} and has no value before the layer",
+                f"blob {blob!r} is written only when {side} and has no value before the branch",
             )
         if ctx.rank(a) != ctx.rank(b):
             raise refused(
@@ -116,17 +126,15 @@ def _branch(scope: Scope, layer: Any, later: set[str]) -> None:
     then, other = scope.child(), scope.child()
     compile_block(then, if_layers, later)
     compile_block(other, else_layers, later)
-    _merge(scope, layer, cond, then, other, later, ("the condition holds", "it does not"))
+    _merge(scope, layer, cond, then, other, later)
 
 
-def _guarded(
-    scope: Scope, layer: Any, flag: str, layers: list[Any], later: set[str], what: str
-) -> None:
+def _guarded(scope: Scope, layer: Any, flag: str, layers: list[Any], later: set[str]) -> None:
     """``layers`` run only when the flag is false (after a possible break/continue)."""
     cond = scope.must(layer, flag)
     skip, run = scope.child(), scope.child()
     compile_block(run, layers, later)
-    _merge(scope, layer, cond, skip, run, later, ("it is skipped", what))
+    _merge(scope, layer, cond, skip, run, later, skipping=True)
 
 
 def _unconditional(scope: Scope, layers: list[Any], later: set[str]) -> None:
@@ -187,7 +195,7 @@ def _loop(scope: Scope, layer: Any, later: set[str]) -> None:
     broken = body.must(layer, BROKEN)
     if cond_var:
         if broken != not_yet:  # the condition network does not run after a break
-            _guarded(body, layer, BROKEN, cond_layers, body_later, "the loop did not break")
+            _guarded(body, layer, BROKEN, cond_layers, body_later)
         else:
             _unconditional(body, cond_layers, body_later)
     ctx = scope.ctx
