@@ -12,7 +12,7 @@ import pytest
 from mlupdated.engine.compile import compile_network
 from mlupdated.engine.predictor import Predictor
 from mlupdated.engine.registry import supported_layer_types
-from mlupdated.errors import UnsupportedLayerError
+from mlupdated.errors import InvalidModelError, UnsupportedLayerError
 
 from .helpers import assert_close, build_spec, rng, run_spec
 
@@ -496,6 +496,18 @@ def test_a_jump_in_a_condition_network_is_refused() -> None:
 
     spec = build_spec({"x": (1, 3), "flag": (1, 1)}, ["y"], add, nd=True)
     _refusal(spec, "repeat", "conditionNetwork holds a loopBreak")
+
+
+def test_a_condition_of_several_values_is_refused() -> None:
+    def add(b) -> None:
+        branch = b.add_branch("choose", "x")
+        _sub(branch.branch.ifBranch).add_copy("inside", "x", "y")
+        _sub(branch.branch.elseBranch).add_copy("other", "x", "y")
+
+    spec = build_spec({"x": (1, 3)}, ["y"], add, nd=True)
+    with pytest.raises(InvalidModelError, match=r"'choose'.*blob 'x' holds 3 values") as refused:
+        compile_network(spec)
+    assert "\n" not in str(refused.value)
 
 
 def test_an_unknown_layer_inside_a_sub_network_is_refused_before_compiling() -> None:

@@ -90,15 +90,31 @@ class Scope:
         self.ctx.set_rank(name, 0)
         return name
 
+    def scalar(self, layer: Any, blob: str) -> str:
+        """A one-value blob (per example) as an ONNX scalar; a blob known to hold more
+        values is refused. A batch of several examples fails when run: ``stages`` runs
+        a network with control flow one example at a time."""
+        tensor = self.must(layer, blob)
+        ctx = self.ctx
+        try:
+            dims = ctx.static_shape(tensor)[1:]
+        except InvalidModelError:
+            dims = []
+        if all(d is not None for d in dims) and int(np.prod(dims)) > 1:
+            raise invalid(layer, f"blob {blob!r} holds {int(np.prod(dims))} values, not one")
+        scalar = ctx.fresh("scalar")
+        self.emit([ctx.node("Reshape", [tensor, ctx.int64s([], hint="scalar")], [scalar])])
+        ctx.set_rank(scalar, 0)
+        return scalar
+
     def truth(self, layer: Any, blob: str) -> str:
         """Core ML's test of a condition blob (one value) as an ONNX bool scalar:
         its absolute value is above 1e-6."""
-        tensor = self.must(layer, blob)
+        scalar = self.scalar(layer, blob)
         ctx = self.ctx
-        scalar, size, above = ctx.fresh("cond"), ctx.fresh("cond_abs"), ctx.fresh("cond_true")
+        size, above = ctx.fresh("cond_abs"), ctx.fresh("cond_true")
         self.emit(
             [
-                ctx.node("Reshape", [tensor, ctx.int64s([], hint="scalar")], [scalar]),
                 ctx.node("Abs", [scalar], [size]),
                 ctx.node("Greater", [size, ctx.const(np.float32(THRESHOLD), hint="eps")], [above]),
             ]

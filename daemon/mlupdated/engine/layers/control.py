@@ -149,14 +149,8 @@ def _trip_count(scope: Scope, layer: Any, has_cond: bool) -> str:
     a while loop without a bound)."""
     ctx = scope.ctx
     if layer.input:
-        tensor = scope.must(layer, layer.input[0])
-        scalar, count = ctx.fresh("count"), ctx.fresh("trip_count")
-        scope.emit(
-            [
-                ctx.node("Reshape", [tensor, ctx.int64s([], hint="scalar")], [scalar]),
-                ctx.node("Cast", [scalar], [count], to=TensorProto.INT64),
-            ]
-        )
+        scalar, count = scope.scalar(layer, layer.input[0]), ctx.fresh("trip_count")
+        scope.emit([ctx.node("Cast", [scalar], [count], to=TensorProto.INT64)])
         ctx.set_rank(count, 0)
         return count
     limit = int(layer.loop.maxLoopIterations)
