@@ -9,9 +9,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from mlupdated.engine.compile import compile_network
+from mlupdated.engine.compile import compile_network, default_outputs
 from mlupdated.engine.predictor import Predictor
 from mlupdated.engine.registry import supported_layer_types
+from mlupdated.engine.runtime import Session
 from mlupdated.errors import InvalidModelError, UnsupportedLayerError
 
 from .helpers import assert_close, build_spec, rng, run_spec
@@ -450,6 +451,27 @@ def test_a_blob_written_twice_in_the_top_network_is_read_in_order() -> None:
     got = run_spec(build_spec({"x": (1, 4)}, ["y", "z"], add, nd=True), {"x": x})
     assert_close(got["y"], (x + 1) * 2)
     assert_close(got["z"], (x + 1) * 3)
+
+
+def test_a_prefix_before_a_loop_returns_what_the_loop_reads() -> None:
+    """``stop_before`` (the trainer's cut): blobs read only inside a sub-network are
+    part of the prefix's outputs too."""
+
+    def add(b) -> None:
+        b.add_elementwise("scale", ["x"], "scaled", "MULTIPLY", alpha=2.0)
+        b.add_copy("start", "scaled", "acc")
+        loop = b.add_loop("repeat", max_iterations=2)
+        body = _sub(loop.loop.bodyNetwork)
+        body.add_elementwise("plus", ["acc", "scaled"], "next", "ADD")
+        body.add_copy("update", "next", "acc")
+
+    spec = build_spec({"x": (1, 3)}, ["acc"], add, nd=True)
+    assert default_outputs(spec, stop_before=2) == ["acc", "scaled"]
+    x = _x(3, seed=16)
+    got = Session(compile_network(spec, stop_before=2)).run({"x": x})
+    assert_close(got["scaled"], 2 * x)
+    assert_close(got["acc"], 2 * x)
+    assert_close(run_spec(spec, {"x": x})["acc"], 6 * x)
 
 
 # -- refused ---------------------------------------------------------------------------
