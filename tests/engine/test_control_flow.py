@@ -13,7 +13,7 @@ from mlupdated.engine.compile import compile_network, default_outputs
 from mlupdated.engine.predictor import Predictor
 from mlupdated.engine.registry import supported_layer_types
 from mlupdated.engine.runtime import Session
-from mlupdated.errors import InvalidModelError, UnsupportedLayerError
+from mlupdated.errors import EngineError, InvalidModelError, UnsupportedLayerError
 
 from .helpers import assert_close, build_spec, rng, run_spec
 
@@ -472,6 +472,24 @@ def test_a_prefix_before_a_loop_returns_what_the_loop_reads() -> None:
     assert_close(got["scaled"], 2 * x)
     assert_close(got["acc"], 2 * x)
     assert_close(run_spec(spec, {"x": x})["acc"], 6 * x)
+
+
+def test_a_batch_whose_examples_give_outputs_of_other_shapes_fails_in_one_line() -> None:
+    def add(b) -> None:
+        b.add_copy("start", "x", "acc")
+        loop = b.add_loop("grow", input_name="count")
+        _sub(loop.loop.bodyNetwork).add_concat_nd("cat", ["acc", "x"], "longer", axis=-1)
+        _sub(loop.loop.bodyNetwork).add_copy("update", "longer", "acc")
+
+    spec = build_spec({"x": (1, 2), "count": (1, 1)}, ["acc"], add, nd=True)
+    x = rng(17).standard_normal((2, 1, 2)).astype(np.float32)
+    count = np.array([[[1.0]], [[2.0]]], np.float32)
+    predictor = Predictor(spec, cache=False)
+    (one,) = predictor.predict_tensors({"x": x[1:], "count": count[1:]})
+    assert_close(one.outputs["acc"].reshape(1, 6), np.concatenate([x[1]] * 3, axis=-1))
+    with pytest.raises(EngineError, match="different shapes") as failed:
+        predictor.predict_tensors({"x": x, "count": count})
+    assert "\n" not in str(failed.value)
 
 
 # -- refused ---------------------------------------------------------------------------

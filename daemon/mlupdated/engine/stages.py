@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..coreml.spec import CLASSIC_KINDS, KNN_KIND, PIPELINE_KINDS, apple_only_reason
-from ..errors import InvalidModelError, MlupdatedError, UnsupportedModelError
+from ..errors import EngineError, InvalidModelError, MlupdatedError, UnsupportedModelError
 from .dataflow import has_control_flow
 from .knn import KnnClassifier
 from .network import NEURAL_NETWORK_KINDS, default_outputs, network_of, probabilities_blob
@@ -134,7 +134,12 @@ def _run_each(session: Any, feeds: dict[str, Any]) -> dict[str, np.ndarray]:
     """Run a batch one example at a time; the results stacked again."""
     n = len(next(iter(feeds.values())))
     parts = [session.run({k: v[i : i + 1] for k, v in feeds.items()}) for i in range(n)]
-    return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+    try:
+        return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+    except ValueError as exc:  # a loop made outputs of other sizes for other examples
+        raise EngineError(
+            f"the examples of a batch give outputs of different shapes: {exc}"
+        ) from exc
 
 
 def _fit_shape(value: Any, shape: list[Any]) -> Any:
