@@ -23,6 +23,7 @@ from onnx import helper
 
 from ..coreml.image_tensor import GRAYSCALE_SPACES, image_size, multiarray_shape
 from ..errors import InvalidModelError, MlupdatedError
+from .dataflow import has_control_flow, nested_layers, rewritten
 from .network import (
     NEURAL_NETWORK_KINDS,
     OPSET,
@@ -156,6 +157,8 @@ def _scaler_folds(
     updatable nor give a model output.
     """
     folds: dict[str, tuple[int, float]] = {}
+    if has_control_flow(selected):
+        return folds  # sub-networks may read the image too
     image_inputs = {f.name for f in spec.description.input if f.type.HasField("imageType")}
     scalers: dict[str, list[Any]] = {}
     for pre in nn.preprocessing:
@@ -268,6 +271,18 @@ def _preprocessing(
     return nodes, renames
 
 
+def _writing_renamed(layer: Any, ctx: ConvertContext, renames: dict[str, str]) -> Any:
+    """``layer`` writing fresh tensors (a copy); ``renames`` then points its outputs
+    there. For blobs the network writes more than once (a loop updates them)."""
+    renamed = type(layer)()
+    renamed.CopyFrom(layer)
+    del renamed.output[:]
+    for blob in layer.output:
+        renames[blob] = ctx.fresh(blob)
+        renamed.output.append(renames[blob])
+    return renamed
+
+
 def _reading_renamed(layer: Any, renames: dict[str, str]) -> Any:
     """``layer`` reading the preprocessed blobs where its inputs were renamed: a copy
     then, so the caller's spec is never edited."""
@@ -306,6 +321,8 @@ def compile_network(
     selected = layers if stop_before is None else layers[:stop_before]
     # Refuse unsupported layers first, so a model is never half-run.
     converters = [converter_for(layer) for layer in selected]
+    for inner in nested_layers(selected):
+        converter_for(inner)
     wanted = (
         list(outputs) if outputs is not None else default_outputs(spec, stop_before=stop_before)
     )
@@ -322,15 +339,22 @@ def compile_network(
     )
     ctx.extend_graph(pre_nodes)
     renames.update(pre_renames)
+    # What the control-flow converters (layers.control) read about the network around
+    # them; a blob written more than once gets a fresh tensor per write (renamed).
+    ctx.network_layers, ctx.network_outputs, ctx.renames = selected, wanted, renames
+    several = rewritten(selected)
 
     for index, (layer, convert) in enumerate(zip(selected, converters, strict=False)):
         if index in scaled_layers:
             layer = _scaled_convolution(layer, scaled_layers[index])
-        ctx.layer = layer
+        ctx.layer, ctx.layer_index = layer, index
         for blob in layer.output:
             ctx.reserve(blob)
+        layer = _reading_renamed(layer, renames)
+        if several.intersection(layer.output):
+            layer = _writing_renamed(layer, ctx, renames)
         try:
-            new_nodes = convert(_reading_renamed(layer, renames), ctx)
+            new_nodes = convert(layer, ctx)
         except MlupdatedError:
             raise
         except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
@@ -340,21 +364,24 @@ def compile_network(
             ) from exc
         ctx.extend_graph(new_nodes)
         for blob in layer.output:
-            if not ctx.has_blob(blob):
+            if not ctx.has_blob(renames.get(blob, blob)):
                 raise InvalidModelError(
                     f"layer {layer.name!r} did not produce its output {blob!r}", layer=layer.name
                 )
     ctx.layer = None
 
     graph_outputs = []
+    taken = {i.name for i in graph_inputs} | {o for n in ctx.graph_nodes for o in n.output}
     for blob in wanted:
         source = renames.get(blob, blob)
         if not ctx.has_blob(source):
             raise InvalidModelError(f"output {blob!r} is not produced by the compiled layers")
         if source != blob:
-            ctx.extend_graph([ctx.node("Identity", [source], [f"{blob}__out"])])
-            ctx.set_rank(f"{blob}__out", ctx.rank(source))
-            source = f"{blob}__out"
+            # A blob renamed at each write keeps its own name as the output.
+            target = f"{blob}__out" if blob in taken else blob
+            ctx.extend_graph([ctx.node("Identity", [source], [target])])
+            ctx.set_rank(target, ctx.rank(source))
+            source = target
         graph_outputs.append(
             helper.make_tensor_value_info(source, FLOAT, [None] * ctx.rank(source))
         )

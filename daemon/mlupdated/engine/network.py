@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import InvalidModelError, UnsupportedModelError
+from .dataflow import exposed_reads, writes
 
 OPSET = 17
 NEURAL_NETWORK_KINDS = ("neuralNetwork", "neuralNetworkClassifier", "neuralNetworkRegressor")
@@ -43,14 +44,16 @@ def default_outputs(spec: Any, *, stop_before: int | None = None) -> list[str]:
     nn = network_of(spec)
     layers = list(nn.layers)
     if stop_before is not None and stop_before < len(layers):
-        made = {out for layer in layers[:stop_before] for out in layer.output}
+        made = set(writes(layers[:stop_before]))
         frontier: list[str] = []
         for layer in layers[stop_before:]:
-            for blob in layer.input:
+            # A control layer's sub-networks read blobs by name too.
+            nested = sorted(exposed_reads([layer]).difference(layer.input))
+            for blob in [*layer.input, *nested]:
                 if blob in made and blob not in frontier:
                     frontier.append(blob)
         return frontier
-    made = {out for layer in layers for out in layer.output}
+    made = set(writes(layers))  # control layers' sub-networks write blobs too
     prob = probabilities_blob(spec)
     wanted = [out.name for out in spec.description.output if out.name in made and out.name != prob]
     if prob is not None:

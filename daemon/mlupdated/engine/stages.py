@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..coreml.spec import CLASSIC_KINDS, KNN_KIND, PIPELINE_KINDS, apple_only_reason
-from ..errors import InvalidModelError, MlupdatedError, UnsupportedModelError
+from ..errors import EngineError, InvalidModelError, MlupdatedError, UnsupportedModelError
+from .dataflow import has_control_flow
 from .knn import KnnClassifier
-from .network import NEURAL_NETWORK_KINDS, default_outputs, probabilities_blob
+from .network import NEURAL_NETWORK_KINDS, default_outputs, network_of, probabilities_blob
 from .runtime import DEFAULT_THREADS, Threads, load_session
 from .sequence_feeds import SequenceSessions, with_batch_axis
 
@@ -63,6 +64,8 @@ class NetworkStage:
             if f.type.isOptional and f.type.WhichOneof("Type") == "multiArrayType"
         }
         self.outputs = default_outputs(spec)
+        # Each example may take its own path through a branch or loop: one at a time.
+        self.one_at_a_time = has_control_flow(network_of(spec).layers)
         self.prob_blob = probabilities_blob(spec)
         self.labels = _class_labels(spec.neuralNetworkClassifier) if self.prob_blob else []
         if self.prob_blob is not None and not self.labels:
@@ -85,6 +88,11 @@ class NetworkStage:
                 layer=exc.layer,
             )
 
+    def _run_session(self, session: Any, feeds: dict[str, Any]) -> dict[str, np.ndarray]:
+        if self.one_at_a_time and feeds and len(next(iter(feeds.values()))) > 1:
+            return _run_each(session, feeds)
+        return session.run(feeds)
+
     def run(self, features: dict[str, Any]) -> Classified | None:
         session = self.sequences.session_for(features) or self.session
         if session is None:
@@ -98,7 +106,7 @@ class NetworkStage:
             if name not in features:
                 raise InvalidModelError(f"network input {name!r} is not provided")
             feeds[name] = _fit_shape(features[name], session.input_shapes[name])
-        results = session.run(feeds)
+        results = self._run_session(session, feeds)
         if session is not self.session:
             results = with_batch_axis(results)
         if self.prob_blob is None:
@@ -120,6 +128,18 @@ class NetworkStage:
         if description.predictedFeatureName:
             features[description.predictedFeatureName] = labels
         return Classified(labels, dicts)
+
+
+def _run_each(session: Any, feeds: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Run a batch one example at a time; the results stacked again."""
+    n = len(next(iter(feeds.values())))
+    parts = [session.run({k: v[i : i + 1] for k, v in feeds.items()}) for i in range(n)]
+    try:
+        return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+    except ValueError as exc:  # a loop made outputs of other sizes for other examples
+        raise EngineError(
+            f"the examples of a batch give outputs of different shapes: {exc}"
+        ) from exc
 
 
 def _fit_shape(value: Any, shape: list[Any]) -> Any:
