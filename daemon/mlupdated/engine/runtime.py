@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     import onnx
 
 # Bump when a converter's output changes: it invalidates every cached graph.
-ENGINE_VERSION = "5"
+ENGINE_VERSION = "6"
 CACHE_SUBDIR = "graphs"
 # onnxruntime severities: 0 verbose .. 3 error, 4 fatal. Warnings (e.g. about unused
 # initializers) are not the user's business, and errors come back as EngineError with
