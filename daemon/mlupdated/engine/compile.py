@@ -22,7 +22,7 @@ import onnx
 from onnx import helper
 
 from ..coreml.image_tensor import GRAYSCALE_SPACES, image_size, multiarray_shape
-from ..errors import InvalidModelError, MlupdatedError
+from ..errors import InvalidModelError
 from .dataflow import has_control_flow, nested_layers, rewritten
 from .network import (
     NEURAL_NETWORK_KINDS,
@@ -31,7 +31,7 @@ from .network import (
     network_of,
     probabilities_blob,
 )
-from .registry import FLOAT, ConvertContext, converter_for
+from .registry import FLOAT, ConvertContext, converter_for, run_converter
 
 __all__ = [
     "NEURAL_NETWORK_KINDS",
@@ -353,16 +353,7 @@ def compile_network(
         layer = _reading_renamed(layer, renames)
         if several.intersection(layer.output):
             layer = _writing_renamed(layer, ctx, renames)
-        try:
-            new_nodes = convert(layer, ctx)
-        except MlupdatedError:
-            raise
-        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
-            raise InvalidModelError(
-                f"layer {layer.name!r} ({layer.WhichOneof('layer')}) cannot be compiled: {exc}",
-                layer=layer.name,
-            ) from exc
-        ctx.extend_graph(new_nodes)
+        ctx.extend_graph(run_converter(convert, layer, ctx))
         for blob in layer.output:
             if not ctx.has_blob(renames.get(blob, blob)):
                 raise InvalidModelError(

@@ -32,7 +32,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from ..errors import InvalidModelError, UnsupportedLayerError
+from ..errors import InvalidModelError, MlupdatedError, UnsupportedLayerError
 
 Converter = Callable[[Any, "ConvertContext"], list[onnx.NodeProto]]
 
@@ -93,6 +93,24 @@ def converter_for(layer: Any) -> Converter:
             layer_type=str(layer_type),
             supported=supported,
         ) from None
+
+
+def run_converter(
+    convert: Converter, layer: Any, ctx: ConvertContext, *, named: Any = None
+) -> list[onnx.NodeProto]:
+    """``convert(layer, ctx)``; a converter's own slip on a malformed layer (a missing
+    field, a wrong shape) becomes one ``InvalidModelError`` line naming ``named`` (the
+    layer as the model has it, when ``layer`` is a renamed copy)."""
+    named = layer if named is None else named
+    try:
+        return convert(layer, ctx)
+    except MlupdatedError:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+        raise InvalidModelError(
+            f"layer {named.name!r} ({named.WhichOneof('layer')}) cannot be compiled: {exc}",
+            layer=named.name,
+        ) from exc
 
 
 def _load_converters() -> None:

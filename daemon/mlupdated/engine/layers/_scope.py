@@ -22,8 +22,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from ...errors import InvalidModelError, MlupdatedError
-from ..registry import FLOAT, ConvertContext, converter_for
+from ...errors import InvalidModelError
+from ..registry import FLOAT, ConvertContext, converter_for, run_converter
 from ._common import invalid
 
 BROKEN = "\x00broken"  # a loopBreak ran: the loop stops
@@ -135,14 +135,7 @@ class Scope:
         renamed.output.extend(fresh)
         previous, ctx.layer = ctx.layer, layer
         try:
-            nodes = convert(renamed, ctx)
-        except MlupdatedError:
-            raise
-        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
-            raise InvalidModelError(
-                f"layer {layer.name!r} ({layer.WhichOneof('layer')}) cannot be compiled: {exc}",
-                layer=layer.name,
-            ) from exc
+            nodes = run_converter(convert, renamed, ctx, named=layer)
         finally:
             ctx.layer = previous
         self.emit(nodes)
