@@ -14,6 +14,7 @@ CPU busy, with the engine built as ``predict`` would build it then.
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -207,9 +209,8 @@ def _engine(factory: Callable[..., object], *args: object, **kwargs: object) -> 
     """The engine's predictor built as ``mlupdated predict`` builds it, and a few words
     on how its threads were chosen (an engine from before that choice, under
     ``--at-commit``, builds it as it did then)."""
-    try:
-        from mlupdated.engine.runtime import one_shot_threads
-    except ImportError:
+    one_shot_threads = _found("mlupdated.engine.threads", "mlupdated.engine.runtime")
+    if one_shot_threads is None:
         return _older_engine(factory, *args, **kwargs)
     threads = one_shot_threads()
     how = (
@@ -218,6 +219,17 @@ def _engine(factory: Callable[..., object], *args: object, **kwargs: object) -> 
         else f"{threads.count} thread(s), not spinning"
     )
     return factory(*args, threads=threads, **kwargs), how
+
+
+def _found(*modules: str) -> Callable[[], Any] | None:
+    """``one_shot_threads`` from the first of ``modules`` that has it (it moved between
+    commits that ``--at-commit`` may measure)."""
+    for name in modules:
+        try:
+            return importlib.import_module(name).one_shot_threads
+        except (ImportError, AttributeError):
+            continue
+    return None
 
 
 def _older_engine(factory: Callable[..., object], *args: object, **kwargs: object) -> tuple:

@@ -13,6 +13,7 @@ import pytest
 from mlupdated.engine import runtime
 from mlupdated.engine.compile import compile_network
 from mlupdated.engine.runtime import Session, cache_key, load_session
+from mlupdated.engine.threads import Threads
 from mlupdated.errors import EngineError
 
 from .helpers import build_spec
@@ -150,78 +151,6 @@ def test_a_cached_graph_runs_without_importing_onnx(tmp_path: Path) -> None:
     assert [done.stdout.split()[-1] for done in runs] == ["True", "False"]
 
 
-OURS = runtime.Threads(spinning=True)
-
-
-@pytest.mark.parametrize(
-    ("runnable", "cpus", "threads"),
-    [
-        ("1/90", 2, OURS),
-        ("2/90", 2, runtime.Threads(count=1)),
-        ("4/90", 2, runtime.Threads(count=1)),
-        ("3/300", 8, OURS),
-        ("5/300", 8, runtime.Threads(count=4)),
-        ("8/300", 8, runtime.Threads(count=1)),
-    ],
-)
-def test_one_shot_runs_take_the_cores_idle_now(
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-    runnable: str,
-    cpus: int,
-    threads: runtime.Threads,
-) -> None:
-    queue = tmp_path / "loadavg"
-    queue.write_text(f"0.10 0.10 0.10 {runnable} 4242\n")  # the run queue counts the reader
-    monkeypatch.setattr(runtime, "RUN_QUEUE_FILE", queue)
-    # A load average that says the opposite: the run queue read now decides.
-    past = 0.0 if threads != OURS else float(cpus)
-    monkeypatch.setattr(runtime.os, "getloadavg", lambda: (past, past, past))
-    monkeypatch.setattr(runtime.os, "cpu_count", lambda: cpus)
-    assert runtime.one_shot_threads() == threads
-
-
-@pytest.mark.parametrize(
-    ("load", "cpus", "threads"),
-    [
-        (0.2, 2, OURS),
-        (0.99, 2, OURS),
-        (1.0, 2, runtime.Threads(count=1)),
-        (3.5, 8, OURS),
-        (6.5, 8, runtime.Threads(count=1)),
-    ],
-)
-def test_without_a_run_queue_the_load_average_decides(
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-    load: float,
-    cpus: int,
-    threads: runtime.Threads,
-) -> None:
-    monkeypatch.setattr(runtime, "RUN_QUEUE_FILE", tmp_path / "no-such-file")
-    monkeypatch.setattr(runtime.os, "getloadavg", lambda: (load, load, load))
-    monkeypatch.setattr(runtime.os, "cpu_count", lambda: cpus)
-    assert runtime.one_shot_threads() == threads
-
-
-def test_busy_programs_turn_spinning_off() -> None:
-    """On the real machine: with one busy program per CPU, a one-shot run takes one
-    thread and does not spin."""
-    assert runtime.RUN_QUEUE_FILE.exists(), "this check reads Linux's run queue"
-    hogs = [
-        subprocess.Popen([sys.executable, "-c", "while True: pass"])
-        for _ in range(os.cpu_count() or 1)
-    ]
-    try:
-        time.sleep(0.5)  # let them start and stay runnable
-        assert runtime.busy_cpus_now() >= len(hogs)
-        assert runtime.one_shot_threads() == runtime.Threads(count=1)
-    finally:
-        for hog in hogs:
-            hog.kill()
-            hog.wait()
-
-
 def _matmul_graph() -> bytes:
     from onnx import TensorProto, helper, numpy_helper
 
@@ -255,7 +184,7 @@ def test_spinning_threads_stop_when_the_run_returns() -> None:
 
     data = _matmul_graph()
     x = np.random.default_rng(1).random((256, 512), dtype=np.float32)
-    ours = Session(data, threads=runtime.Threads(spinning=True))
+    ours = Session(data, threads=Threads(spinning=True))
     options = ort.SessionOptions()
     options.add_session_config_entry("session.intra_op.allow_spinning", "1")
     plain = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
@@ -264,14 +193,3 @@ def test_spinning_threads_stop_when_the_run_returns() -> None:
         assert _cpu_after_run(lambda v: plain.run(None, {"x": v}), x) > 0.003
     assert _cpu_after_run(lambda v: ours.run({"x": v}), x) < 0.003
     assert np.allclose(ours.run({"x": x})["y"], plain.run(None, {"x": x})[0])
-
-
-def test_no_run_queue_and_no_load_average_means_the_defaults(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    def unavailable() -> tuple[float, float, float]:
-        raise OSError("no load average here")
-
-    monkeypatch.setattr(runtime, "RUN_QUEUE_FILE", tmp_path / "no-such-file")
-    monkeypatch.setattr(runtime.os, "getloadavg", unavailable)
-    assert runtime.one_shot_threads() == runtime.DEFAULT_THREADS

@@ -24,7 +24,7 @@ from ..engine.feature_command import (
 )
 from ..engine.predictor import NON_FINITE_REASON, PredictionFailure, Predictor
 from ..engine.report import format_result
-from ..engine.runtime import one_shot_threads
+from ..engine.threads import one_shot_threads
 from ..errors import ConfigError, FeatureError, MlupdatedError
 from .resolve import model_from_args
 

@@ -26,7 +26,7 @@ from ..coreml.features import (
 )
 from .predictor import Prediction, Predictor
 from .report import PROBABILITY_DIGITS, jsonable
-from .runtime import one_shot_threads
+from .threads import one_shot_threads
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 

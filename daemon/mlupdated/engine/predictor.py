@@ -20,8 +20,8 @@ import numpy as np
 from ..coreml.images import DEFAULT_MAX_PIXELS, image_input
 from ..errors import ImageError, InvalidModelError, MlupdatedError, UnsupportedModelError
 from .decoding import decode_batch, decode_workers
-from .runtime import DEFAULT_THREADS, Threads
 from .stages import KnnStage, Label, NetworkStage, build_stages, is_classic
+from .threads import DEFAULT_THREADS, Threads
 
 DEFAULT_BATCH_SIZE = 16
 
@@ -57,9 +57,9 @@ class Predictor:
 
     ``Predictor(spec, path=...)`` compiles every network at once (through the graph
     cache), so an unsupported layer is refused here with its name and type.
-    ``threads`` is how its onnxruntime sessions use the CPUs (``runtime.Threads``):
+    ``threads`` is how its onnxruntime sessions use the CPUs (``threads.Threads``):
     onnxruntime's thread count and no spinning by default (the daemon, the trainer, a
-    library user); the one-shot ``predict`` asks ``runtime.one_shot_threads`` what the
+    library user); the one-shot ``predict`` asks ``threads.one_shot_threads`` what the
     machine has idle as it starts.
     """
 

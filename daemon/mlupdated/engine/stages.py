@@ -16,8 +16,9 @@ from ..errors import EngineError, InvalidModelError, MlupdatedError, Unsupported
 from .dataflow import has_control_flow
 from .knn import KnnClassifier
 from .network import NEURAL_NETWORK_KINDS, default_outputs, network_of, probabilities_blob
-from .runtime import DEFAULT_THREADS, Threads, load_session
+from .runtime import load_session
 from .sequence_feeds import SequenceSessions, with_batch_axis
+from .threads import DEFAULT_THREADS, Threads
 
 if TYPE_CHECKING:
     # The classic stages build ONNX-ML graphs with the onnx package: imported when a
