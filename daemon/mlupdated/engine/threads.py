@@ -61,7 +61,7 @@ def _own_running_threads() -> int:
 class Threads:
     """How a session uses the CPUs: ``count`` worker threads (0: onnxruntime's own
     choice, one per physical core) and whether idle ones spin-wait for the next
-    operator during a run (see :class:`Session`)."""
+    operator during a run (see ``runtime.Session``)."""
 
     count: int = 0
     spinning: bool = False
