@@ -202,9 +202,9 @@ def check_example(
 ) -> dict[str, Any]:
     """Every input of one example, converted (see :func:`convert_value`); refuses unknown
     names and missing inputs (an optional double left out is NaN; a neural network's
-    optional multi-array zeros of its shape, as Core ML feeds a recurrent layer's state
-    input that is not given; an imputer's optional string, int64 or dictionary None,
-    the value it imputes)."""
+    optional multi-array stays out, and the engine's network stage feeds zeros for it,
+    as Core ML does for a recurrent layer's state input that is not given; an imputer's
+    optional string, int64 or dictionary None, the value it imputes)."""
     inputs = _inputs(spec)
     sequences = sequence_inputs(spec)
     for name in raw:
@@ -228,8 +228,7 @@ def check_example(
                 and _kind(feature) == "multiArrayType"
                 and spec.WhichOneof("Type") in NEURAL_NETWORK_KINDS
             ):
-                example[name] = np.zeros(multiarray_shape(feature))
-                continue
+                continue  # the network stage feeds zeros of the shape it runs
             expected = FEATURE_KINDS.get(_kind(feature) or "", "a value")
             raise FeatureError(f"input '{name}' is missing (it takes {expected})")
         example[name] = convert_value(feature, raw[name], resize=resize, sequence=name in sequences)
@@ -290,6 +289,8 @@ def batch_of_one(spec: Any, example: Mapping[str, Any]) -> dict[str, Any]:
     """One example as the batch-first features a ``Predictor`` takes."""
     batch: dict[str, Any] = {}
     for feature in spec.description.input:
+        if feature.name not in example:  # an optional input the engine fills itself
+            continue
         value = example[feature.name]
         kind = _kind(feature)
         if value is None:  # an optional input left out (see check_example)
