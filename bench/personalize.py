@@ -267,7 +267,10 @@ class Refit:
         from mlupdated import cli
         from mlupdated.coreml.images import load_tensor
         from mlupdated.coreml.spec import load_spec
-        from mlupdated.engine.runtime import load_session
+        try:
+            from mlupdated.engine.graph_cache import load_session
+        except ImportError:  # an engine from before the graph cache had a module of its own
+            from mlupdated.engine.runtime import load_session  # type: ignore[no-redef]
 
         self.build = _build_module()
         self.spec = load_spec(cli.bundled_model_path())

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from mlupdated.engine import runtime
 from mlupdated.engine.compile import compile_network
-from mlupdated.engine.runtime import Session, cache_key, load_session
+from mlupdated.engine.runtime import Session
 from mlupdated.engine.threads import Threads
 from mlupdated.errors import EngineError
 
@@ -55,47 +54,6 @@ def test_unloadable_graph_is_an_engine_error() -> None:
         Session(b"definitely not a graph")
 
 
-def test_cache_key_depends_on_everything_that_shapes_the_graph() -> None:
-    spec = _spec()
-    base = cache_key(spec, stop_before=None, outputs=None)
-    assert base == cache_key(_spec(), stop_before=None, outputs=None)
-    assert base != cache_key(spec, stop_before=1, outputs=None)
-    assert base != cache_key(spec, stop_before=None, outputs=["h"])
-    changed = _spec()
-    changed.neuralNetwork.layers[0].name = "renamed"
-    assert base != cache_key(changed, stop_before=None, outputs=None)
-
-
-def test_load_session_caches_per_cut(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MLUPDATED_CACHE_DIR", str(tmp_path))
-    spec = _spec()
-    start = runtime.compile_count
-    load_session(spec)
-    load_session(spec, stop_before=1)
-    load_session(spec)
-    load_session(spec, stop_before=1)
-    assert runtime.compile_count == start + 2
-    assert len(list((tmp_path / "graphs").glob("*.onnx"))) == 2
-    load_session(spec, cache=False)
-    assert runtime.compile_count == start + 3
-    x = np.random.default_rng(0).standard_normal((2, 4, 2, 2)).astype(np.float32)
-    features = load_session(spec, stop_before=1).run({"x": x})
-    np.testing.assert_allclose(features["h"], np.maximum(x, 0))
-
-
-def test_a_cache_directory_that_cannot_be_made_costs_only_time(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    blocker = tmp_path / "a-file"
-    blocker.write_text("not a directory")
-    monkeypatch.setenv("MLUPDATED_CACHE_DIR", str(blocker / "cache"))
-    start = runtime.compile_count
-    session = load_session(_spec())
-    assert runtime.compile_count == start + 1
-    x = np.ones((1, 4, 2, 2), np.float32)
-    np.testing.assert_allclose(session.run({"x": x})["y"].sum(axis=1), 1.0, rtol=1e-6)
-
-
 def test_running_a_graph_writes_nothing_outside_our_cache(tmp_path: Path) -> None:
     # onnxruntime's telemetry client writes a device id under the user's cache and a
     # session file in the temp folder on import, unless mlupdated turns it off first.
@@ -124,31 +82,6 @@ def test_running_a_graph_writes_nothing_outside_our_cache(tmp_path: Path) -> Non
     assert "[1.]" in done.stdout
     written = [p for folder in (home, cache, temp) for p in folder.rglob("*")]
     assert written == []
-
-
-def test_a_cached_graph_runs_without_importing_onnx(tmp_path: Path) -> None:
-    # The onnx package takes a noticeable part of a second to import; a predict whose
-    # graph is in the cache must not pay for it (the first one compiles and may).
-    spec_path = tmp_path / "model.mlmodel"
-    spec_path.write_bytes(_spec().SerializeToString())
-    script = (
-        "import sys\n"
-        "import numpy as np\n"
-        "from mlupdated.coreml.spec import load_spec\n"
-        "from mlupdated.engine.predictor import Predictor\n"
-        f"predictor = Predictor(load_spec({str(spec_path)!r}))\n"
-        "predictor.predict_tensors({'x': np.ones((1, 4, 2, 2), np.float32)})\n"
-        "print('onnx' in sys.modules)\n"
-    )
-    env = {"PATH": "/usr/bin:/bin", "MLUPDATED_CACHE_DIR": str(tmp_path / "cache")}
-    env["PYTHONPATH"] = str(Path(runtime.__file__).resolve().parents[2])
-    runs = [
-        subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
-        for _ in range(2)
-    ]
-    for done in runs:
-        assert done.returncode == 0, done.stderr
-    assert [done.stdout.split()[-1] for done in runs] == ["True", "False"]
 
 
 def _matmul_graph() -> bytes:

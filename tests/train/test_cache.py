@@ -6,7 +6,7 @@ import os
 import stat
 
 import numpy as np
-from mlupdated.engine import runtime
+from mlupdated.engine import graph_cache
 from mlupdated.train.cache import FeatureCache, entry_key
 
 
@@ -16,7 +16,7 @@ def test_entry_key_depends_on_each_part_and_on_the_engine(monkeypatch) -> None:
     assert base != entry_key("other", "content", "scaleFill")
     assert base != entry_key("prefix", "other", "scaleFill")
     assert base != entry_key("prefix", "content", "centerCrop")
-    monkeypatch.setattr(runtime, "ENGINE_VERSION", runtime.ENGINE_VERSION + "-next")
+    monkeypatch.setattr(graph_cache, "ENGINE_VERSION", graph_cache.ENGINE_VERSION + "-next")
     assert base != entry_key("prefix", "content", "scaleFill")
 
 

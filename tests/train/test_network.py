@@ -15,7 +15,7 @@ import io
 import numpy as np
 import pytest
 from mlupdated.coreml.proto import Model_pb2
-from mlupdated.engine.runtime import load_session
+from mlupdated.engine.graph_cache import load_session
 from mlupdated.train.network import SuffixNetwork
 from mlupdated.train.split import split_network
 

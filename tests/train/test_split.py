@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from helpers.updatable_specs import build_updatable_spec, layer_by_name
 from mlupdated.coreml.spec import neural_network
-from mlupdated.engine.runtime import load_session
+from mlupdated.engine.graph_cache import load_session
 from mlupdated.errors import NotUpdatableError
 from mlupdated.train.split import split_network
 from specs import with_middle_conv

@@ -100,6 +100,20 @@ def load_spec(path: str | os.PathLike[str]) -> Model_pb2.Model:
     do not run).
     """
     p = Path(path)
+    return load_spec_bytes(_read_model_file(p), path=p)
+
+
+def load_spec_and_digest(path: str | os.PathLike[str]) -> tuple[Model_pb2.Model, str]:
+    """:func:`load_spec`, and the hex SHA-256 of the bytes it parsed: a name for the
+    spec as it is in the file that costs a fraction of serializing it again (the
+    engine's graph cache keys compiled graphs by it)."""
+    p = Path(path)
+    data = _read_model_file(p)
+    return load_spec_bytes(data, path=p), hashlib.sha256(data).hexdigest()
+
+
+def _read_model_file(p: Path) -> bytes:
+    """The bytes of the model file at ``p``, after the checks of :func:`load_spec`."""
     try:
         st = os.stat(p)
     except FileNotFoundError as exc:
@@ -126,8 +140,7 @@ def load_spec(path: str | os.PathLike[str]) -> Model_pb2.Model:
             f"file is {st.st_size} bytes, larger than the 2 GiB a Core ML model can be",
             path=p,
         )
-    data = _read_regular_file(p)
-    return load_spec_bytes(data, path=p)
+    return _read_regular_file(p)
 
 
 def _read_regular_file(p: Path) -> bytes:

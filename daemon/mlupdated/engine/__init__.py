@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .compile import compile_network
+    from .graph_cache import load_session
     from .predictor import Prediction, PredictionFailure, Predictor
-    from .runtime import Session, load_session
+    from .runtime import Session
 
 __all__ = [
     "Prediction",
@@ -26,7 +27,7 @@ __all__ = [
 _HOMES = {
     "compile_network": "compile",
     "Session": "runtime",
-    "load_session": "runtime",
+    "load_session": "graph_cache",
     "Predictor": "predictor",
     "Prediction": "predictor",
     "PredictionFailure": "predictor",

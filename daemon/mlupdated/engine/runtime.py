@@ -1,11 +1,7 @@
-"""Run compiled graphs with onnxruntime, and cache compiled graphs on disk.
-
-Compiling a large network takes a moment; the ONNX bytes are kept under the cache
-directory, keyed by a hash of everything that decides them (spec bytes, cut point,
-outputs, engine version), so the next start of the daemon skips compilation. A cache
-file that onnxruntime cannot load is ignored and rewritten. Nothing here imports the
-``onnx`` package unless a graph has to be compiled: a ``predict`` whose graph is in the
-cache starts that much sooner.
+"""Run compiled graphs with onnxruntime: a ``Session`` (the graph cache that feeds it
+is ``graph_cache``), and handing memory back when sessions are dropped. Nothing here
+imports the ``onnx`` package: a ``predict`` whose graph is in the cache starts that much
+sooner.
 """
 
 from __future__ import annotations
@@ -13,29 +9,22 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import gc
-import hashlib
-import json
-from collections.abc import Mapping, Sequence
+import os
+from collections.abc import Mapping
 from functools import lru_cache
-from importlib import metadata
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .. import faults
 from ..errors import EngineError
-from ..fsutil import atomic_write_bytes
 from ..logs import get_logger
-from ..paths import cache_dir
-from .network import OPSET
+from . import graph_files
 from .threads import DEFAULT_THREADS, Threads
 
 if TYPE_CHECKING:
     import onnx
 
-# Bump when a converter's output changes: it invalidates every cached graph.
-ENGINE_VERSION = "6"
-CACHE_SUBDIR = "graphs"
 # onnxruntime severities: 0 verbose .. 3 error, 4 fatal. Warnings (e.g. about unused
 # initializers) are not the user's business, and errors come back as EngineError with
 # onnxruntime's message: its own log line would only say the same thing twice.
@@ -96,32 +85,20 @@ class Session:
     share the machine with other work, and on a busy machine spinning threads take CPU
     from the threads doing the work (measured: the engine ran 1.1-2x faster without it
     under load). A caller that owns the machine for a burst of calls may turn it on.
+
+    ``model`` is a graph, its bytes or a cached graph's file; ``optimized`` the file
+    where onnxruntime's optimized form of it is kept (see ``graph_files``).
     """
 
     def __init__(
-        self, model: onnx.ModelProto | bytes, *, threads: Threads = DEFAULT_THREADS
+        self,
+        model: onnx.ModelProto | bytes | Path,
+        *,
+        threads: Threads = DEFAULT_THREADS,
+        optimized: Path | None = None,
     ) -> None:
         ort = _quiet_ort()
-        data = model if isinstance(model, bytes) else model.SerializeToString()
-        options = ort.SessionOptions()
-        options.log_severity_level = _LOG_SEVERITY
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads.count:
-            options.intra_op_num_threads = threads.count
-        options.add_session_config_entry(
-            "session.intra_op.allow_spinning", "1" if threads.spinning else "0"
-        )
-        if threads.spinning:
-            # Spin between one operator and the next, never after the run: threads
-            # that spin on after it take the CPU from whatever runs next (decoding
-            # the next batch, another program).
-            options.add_session_config_entry("session.force_spinning_stop", "1")
-        try:
-            self._session = ort.InferenceSession(
-                data, sess_options=options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as exc:  # onnxruntime raises its own untyped errors
-            raise EngineError(f"onnxruntime cannot load the compiled network: {exc}") from exc
+        self._session = _optimized_session(ort, model, threads, optimized)
         self.input_names = [i.name for i in self._session.get_inputs()]
         # Declared shapes (a str or None for a free dimension such as the batch).
         self.input_shapes = {i.name: list(i.shape) for i in self._session.get_inputs()}
@@ -147,132 +124,85 @@ class Session:
         return dict(zip(self.output_names, results, strict=True))
 
 
-def cache_key(
-    spec: Any,
-    *,
-    stop_before: int | None,
-    outputs: Sequence[str] | None,
-    batch: int | None = None,
-    sequences: Mapping[str, int] | None = None,
-) -> str:
-    """The hash that names a compiled graph in the cache."""
-    digest = hashlib.sha256()
-    header: dict[str, Any] = {
-        "engine": ENGINE_VERSION,
-        "opset": OPSET,
-        "onnx": _onnx_version(),
-        "stop_before": stop_before,
-        "outputs": list(outputs) if outputs is not None else None,
-        "batch": batch,
-    }
-    if sequences:
-        # Only then: the keys of graphs without sequence inputs stay what they were.
-        header["sequences"] = {name: int(n) for name, n in sequences.items()}
-    digest.update(json.dumps(header, sort_keys=True).encode())
-    digest.update(spec.SerializeToString(deterministic=True))
-    return digest.hexdigest()
+def _options(ort: Any, threads: Threads, *, optimize: bool) -> Any:
+    options = ort.SessionOptions()
+    options.log_severity_level = _LOG_SEVERITY
+    options.graph_optimization_level = (
+        ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if optimize
+        else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    )
+    if threads.count:
+        options.intra_op_num_threads = threads.count
+    options.add_session_config_entry(
+        "session.intra_op.allow_spinning", "1" if threads.spinning else "0"
+    )
+    if threads.spinning:
+        # Spin between one operator and the next, never after the run: threads
+        # that spin on after it take the CPU from whatever runs next (decoding
+        # the next batch, another program).
+        options.add_session_config_entry("session.force_spinning_stop", "1")
+    return options
 
 
-@lru_cache(maxsize=1)
-def _onnx_version() -> str:
-    """The installed onnx's version, read without importing it."""
-    return metadata.version("onnx")
-
-
-def _cache_path(
-    spec: Any,
-    *,
-    stop_before: int | None,
-    outputs: Sequence[str] | None,
-    sequences: Mapping[str, int] | None = None,
-) -> Any:
-    key = cache_key(spec, stop_before=stop_before, outputs=outputs, sequences=sequences)
+def _inference_session(ort: Any, data: bytes, options: Any) -> Any:
     try:
-        return cache_dir(CACHE_SUBDIR) / f"{key}.onnx"
-    except OSError as exc:  # an unusable cache directory costs time only
-        _log.warning("graph cache unavailable, compiling", error=str(exc))
-        return None
+        return ort.InferenceSession(data, sess_options=options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own untyped errors
+        raise EngineError(f"onnxruntime cannot load the compiled network: {exc}") from exc
 
 
-def _compile_and_store(
-    spec: Any,
-    path: Any,
-    *,
-    stop_before: int | None,
-    outputs: Sequence[str] | None,
-    sequences: Mapping[str, int] | None = None,
-) -> bytes:
-    from .compile import compile_network
-
-    model = compile_network(spec, stop_before=stop_before, outputs=outputs, sequences=sequences)
-    faults.count("compile")
-    data = model.SerializeToString()
-    if path is not None:
+def _optimized_session(
+    ort: Any, model: onnx.ModelProto | bytes | Path, threads: Threads, optimized: Path | None
+) -> Any:
+    """A session over ``model`` (a graph, its bytes, or a cached graph's file). With
+    ``optimized``, the file of onnxruntime's optimized form of that graph
+    (``graph_files.optimized_path``): loaded as it is when it is there and loads, else
+    written while the graph is optimized, for the next time."""
+    if optimized is not None:
         try:
-            atomic_write_bytes(path, data)
-        except Exception as exc:  # noqa: BLE001 - a cache that cannot be written costs time only
-            _log.warning("graph cache not written", path=str(path), error=str(exc))
-    return data
+            ready = optimized.read_bytes()
+        except OSError:
+            ready = None
+        if ready is not None:
+            try:
+                session = _inference_session(ort, ready, _options(ort, threads, optimize=False))
+            except EngineError as exc:
+                _log.warning(
+                    "optimized graph unreadable, optimizing again",
+                    path=str(optimized),
+                    error=exc.reason,
+                )
+            else:
+                graph_files.mark_used(optimized)
+                return session
+    if isinstance(model, Path):
+        data = model.read_bytes()
+    else:
+        data = model if isinstance(model, bytes) else model.SerializeToString()
+    options = _options(ort, threads, optimize=True)
+    if optimized is None:
+        return _inference_session(ort, data, options)
+    temporary = graph_files.temporary_path(optimized)
+    options.optimized_model_filepath = str(temporary)
+    try:
+        session = _inference_session(ort, data, options)
+    except EngineError:
+        # Perhaps only the optimized file could not be written: try without it.
+        _discard(temporary)
+        return _inference_session(ort, data, _options(ort, threads, optimize=True))
+    try:
+        with temporary.open("rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temporary, optimized)
+    except OSError as exc:  # costs time only, next time
+        _discard(temporary)
+        _log.warning("optimized graph not kept", path=str(optimized), error=str(exc))
+    return session
 
 
-def compile_cached(
-    spec: Any,
-    *,
-    stop_before: int | None = None,
-    outputs: Sequence[str] | None = None,
-    cache: bool = True,
-) -> bytes:
-    """The compiled graph's bytes, from the cache when present and readable (parsed
-    by onnx here: callers that load a session use :func:`load_session`, which lets
-    onnxruntime do the parsing)."""
-    path = _cache_path(spec, stop_before=stop_before, outputs=outputs) if cache else None
-    if path is not None:
-        try:
-            data = path.read_bytes()
-            import onnx
-
-            onnx.load_model_from_string(data)  # a corrupt file must not reach onnxruntime
-            return data
-        except FileNotFoundError:
-            pass
-        except Exception as exc:  # noqa: BLE001 - any damage means: rebuild it
-            _log.warning("graph cache entry unreadable, rebuilding", path=str(path), error=str(exc))
-    return _compile_and_store(spec, path, stop_before=stop_before, outputs=outputs)
-
-
-def load_session(
-    spec: Any,
-    *,
-    stop_before: int | None = None,
-    outputs: Sequence[str] | None = None,
-    cache: bool = True,
-    threads: Threads = DEFAULT_THREADS,
-    sequences: Mapping[str, int] | None = None,
-) -> Session:
-    """Compile (or take from the cache) and load a session for ``spec``. A cache entry
-    that onnxruntime cannot load is rebuilt (see :class:`Session` for ``threads``;
-    ``sequences`` as in ``compile_network``)."""
-    path = (
-        _cache_path(spec, stop_before=stop_before, outputs=outputs, sequences=sequences)
-        if cache
-        else None
-    )
-    if path is not None:
-        try:
-            return Session(path.read_bytes(), threads=threads)
-        except FileNotFoundError:
-            pass
-        except (OSError, EngineError) as exc:  # any damage means: rebuild it
-            _log.warning("graph cache entry unreadable, rebuilding", path=str(path), error=str(exc))
-    data = _compile_and_store(
-        spec, path, stop_before=stop_before, outputs=outputs, sequences=sequences
-    )
-    return Session(data, threads=threads)
-
-
-def __getattr__(name: str) -> Any:
-    # ``compile_count``: how many graphs load_session compiled in this process (the
-    # count lives in the fault seam; tests read it here to check the cache is used).
-    if name == "compile_count":
-        return faults.counted("compile")
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+def _discard(path: Path) -> None:
+    try:
+        path.unlink()
+    except OSError:
+        pass

@@ -14,9 +14,9 @@ import numpy as np
 from ..coreml.spec import CLASSIC_KINDS, KNN_KIND, PIPELINE_KINDS, apple_only_reason
 from ..errors import EngineError, InvalidModelError, MlupdatedError, UnsupportedModelError
 from .dataflow import has_control_flow
+from .graph_cache import load_session
 from .knn import KnnClassifier
 from .network import NEURAL_NETWORK_KINDS, default_outputs, network_of, probabilities_blob
-from .runtime import load_session
 from .sequence_feeds import SequenceSessions, with_batch_axis
 from .threads import DEFAULT_THREADS, Threads
 
@@ -48,13 +48,23 @@ def _class_labels(nn: Any) -> list[Label]:
 class NetworkStage:
     """A neural network (plain, classifier or regressor) run through onnxruntime."""
 
-    def __init__(self, spec: Any, *, cache: bool, threads: Threads = DEFAULT_THREADS) -> None:
+    def __init__(
+        self,
+        spec: Any,
+        *,
+        cache: bool,
+        threads: Threads = DEFAULT_THREADS,
+        source: str | None = None,
+    ) -> None:
         self.spec = spec
         self.kind = spec.WhichOneof("Type")
+        self.source = source
         # Inputs fed as sequences run in a graph compiled for their lengths.
         self.sequences = SequenceSessions(
             spec,
-            lambda lengths: load_session(spec, cache=cache, threads=threads, sequences=lengths),
+            lambda lengths: load_session(
+                spec, cache=cache, threads=threads, sequences=lengths, source=source
+            ),
         )
         self.session, self.declared_error = self._declared_session(cache, threads)
         # Core ML feeds zeros for an optional multi-array input left out (a recurrent
@@ -79,7 +89,7 @@ class NetworkStage:
         when an input is a sequence (an embedding over a sentence of several words, say)
         has none: its error is kept, for a feed of the declared shapes."""
         try:
-            return load_session(self.spec, cache=cache, threads=threads), None
+            return load_session(self.spec, cache=cache, threads=threads, source=self.source), None
         except InvalidModelError as exc:
             if not self.sequences.declared:
                 raise
@@ -192,15 +202,23 @@ def is_classic(stage: Any) -> bool:
 
 
 def build_stages(
-    spec: Any, *, cache: bool, threads: Threads = DEFAULT_THREADS, where: str = ""
+    spec: Any,
+    *,
+    cache: bool,
+    threads: Threads = DEFAULT_THREADS,
+    where: str = "",
+    source: str | None = None,
 ) -> list[Stage]:
+    """The stages that run ``spec`` (a pipeline's, flattened), each network's session
+    loaded; ``source`` names the spec's bytes for the graph cache (see ``Predictor``),
+    and a pipeline's stage ``i`` is named ``source/i``."""
     kind = spec.WhichOneof("Type")
     apple_only = apple_only_reason(kind)
     if apple_only is not None:
         raise UnsupportedModelError(f"{where}{apple_only}")
     try:
         if kind in NEURAL_NETWORK_KINDS:
-            return [NetworkStage(spec, cache=cache, threads=threads)]
+            return [NetworkStage(spec, cache=cache, threads=threads, source=source)]
         if kind == KNN_KIND:
             return [KnnStage(spec)]
         if kind in CLASSIC_KINDS:
@@ -222,6 +240,7 @@ def build_stages(
                     cache=cache,
                     threads=threads,
                     where=f"{where}pipeline stage {index}: ",
+                    source=f"{source}/{index}" if source is not None else None,
                 )
             )
         if not stages:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..engine import runtime
+from ..engine import graph_cache
 from ..errors import StoreError
 from ..fsutil import atomic_write_bytes
 from ..logs import get_logger
@@ -35,7 +35,7 @@ _log = get_logger(__name__)
 def entry_key(prefix_hash: str, content_hash: str, resize: str) -> str:
     """The name of an entry: hex SHA-256 of its three parts, the entry format and the
     engine version (features an older engine computed differently are not reused)."""
-    text = f"{ENTRY_FORMAT}\0{runtime.ENGINE_VERSION}\0{prefix_hash}\0{content_hash}\0{resize}"
+    text = f"{ENTRY_FORMAT}\0{graph_cache.ENGINE_VERSION}\0{prefix_hash}\0{content_hash}\0{resize}"
     return hashlib.sha256(text.encode()).hexdigest()
 
 

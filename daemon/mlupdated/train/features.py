@@ -16,7 +16,7 @@ import numpy as np
 
 from ..coreml.images import as_multiarray, load_tensor
 from ..coreml.proto import Model_pb2
-from ..engine.runtime import load_session
+from ..engine.graph_cache import load_session
 from ..errors import ImageError, UnsupportedModelError
 from .cache import FeatureCache, entry_key
 from .data import CutValues, Example
