@@ -7,6 +7,8 @@
     python -m bench --only footprint --no-write
                                           # idle RSS after 100 inbox photos; drop-to-swap
                                           # with the default stability wait
+    python -m bench --only kernels --no-write
+                                          # onnxruntime's 3×3 convolution vs Winograd
     python -m bench --quick               # tiny sizes: checks that the runner works
     python -m bench --at-commit HEAD      # the package as committed, not the work tree
 
@@ -32,8 +34,18 @@ from pathlib import Path
 from . import report
 from .common import Section, machine_facts, progress, source_photos
 
-SECTIONS = ("forward", "update", "daemon", "startup", "footprint", "personalize", "confidence")
-# What a bare ``python -m bench`` runs; personalize and confidence are asked by name.
+SECTIONS = (
+    "forward",
+    "update",
+    "daemon",
+    "startup",
+    "footprint",
+    "personalize",
+    "confidence",
+    "kernels",
+)
+# What a bare ``python -m bench`` runs; personalize, confidence and kernels are asked
+# by name.
 DEFAULT_SECTIONS = ("forward", "update", "daemon", "startup", "footprint")
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "docs" / "benchmarks.md"
@@ -48,7 +60,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         default=",".join(DEFAULT_SECTIONS),
-        help=f"comma-separated sections of {SECTIONS} (default: all but the last two)",
+        help=f"comma-separated sections of {SECTIONS} (default: all but the last three)",
     )
     parser.add_argument(
         "--model",
@@ -179,6 +191,10 @@ def _run_section(
         from . import confidence
 
         return confidence.run(quick=quick)
+    if name == "kernels":
+        from . import kernels
+
+        return kernels.run(quick=quick)
     if name == "personalize":
         from . import personalize
 

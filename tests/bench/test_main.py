@@ -127,3 +127,15 @@ def test_quick_personalize_and_confidence_sections_run_on_the_shared_photos() ->
     assert "median probability of the true label" in done.stdout
     assert re.search(r"^no pet\s+rocket\s+1\s+\w+\s+[\d.]+\s+[\d.]+\s+yes", done.stdout, re.M)
     assert "(failed)" not in done.stdout
+
+
+def test_quick_kernels_section_compares_the_two_convolutions() -> None:
+    """The kernels section times onnxruntime's convolution against the Winograd graph,
+    which computes the same layer (its largest difference is printed)."""
+    done = _bench("--quick", "--only", "kernels", "--no-write")
+    assert done.returncode == 0, done.stderr[-3000:]
+    row = re.search(
+        r"^64×56×56\s+1\s+([\d.]+) ms\s+([\d.]+) ms\s+([\d.]+)×.*?(\S+)\s*$", done.stdout, re.M
+    )
+    assert row is not None, done.stdout
+    assert float(row.group(4)) < 1e-4
