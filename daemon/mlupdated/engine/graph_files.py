@@ -103,7 +103,7 @@ def prune(directory: Path, *, budget: int = CACHE_BYTES, keep: int = KEEP_AT_LEA
         except OSError:
             continue
         if path.name.startswith(TEMP_PREFIX):
-            if now - info.st_mtime > STALE_TEMP_S and _unlink(path):
+            if now - info.st_mtime > STALE_TEMP_S and discard(path):
                 removed.append(path)
         elif path.suffix == ".onnx":
             entries.append((info.st_mtime, info.st_size, path))
@@ -111,14 +111,15 @@ def prune(directory: Path, *, budget: int = CACHE_BYTES, keep: int = KEEP_AT_LEA
     total = 0
     for index, (_, size, path) in enumerate(entries):
         total += size
-        if index >= keep and total > budget and _unlink(path):
+        if index >= keep and total > budget and discard(path):
             removed.append(path)
     if removed:
         _log.info("graph cache pruned", removed=len(removed), directory=str(directory))
     return removed
 
 
-def _unlink(path: Path) -> bool:
+def discard(path: Path) -> bool:
+    """Delete a cache file; whether it was deleted (it may have gone already)."""
     try:
         path.unlink()
     except OSError:

@@ -189,20 +189,13 @@ def _optimized_session(
         session = _inference_session(ort, data, options)
     except EngineError:
         # Perhaps only the optimized file could not be written: try without it.
-        _discard(temporary)
+        graph_files.discard(temporary)
         return _inference_session(ort, data, _options(ort, threads, optimize=True))
     try:
         with temporary.open("rb") as handle:
             os.fsync(handle.fileno())
         os.replace(temporary, optimized)
     except OSError as exc:  # costs time only, next time
-        _discard(temporary)
+        graph_files.discard(temporary)
         _log.warning("optimized graph not kept", path=str(optimized), error=str(exc))
     return session
-
-
-def _discard(path: Path) -> None:
-    try:
-        path.unlink()
-    except OSError:
-        pass
