@@ -133,14 +133,89 @@ def test_scatter_along_a_middle_axis_with_2d_indices() -> None:
     assert_close(got, want)
 
 
-def test_scatter_max_is_refused() -> None:
-    def add(b) -> None:
-        _const(b, "idx", np.array([1]))
-        b.add_scatter("smax", ["c", "idx", "u"], "y", axis=1, mode="MAX")
+_EXTREMA = {"MAX": ("amax", np.maximum), "MIN": ("amin", np.minimum)}
 
-    spec = build_spec({"c": (1, 5), "u": (1, 1)}, ["y"], add, nd=True)
-    with pytest.raises(UnsupportedLayerError, match="'smax'.*MAX.*opset 18"):
+
+@pytest.mark.parametrize("mode", sorted(_EXTREMA))
+def test_scatter_max_and_min_keep_the_extreme_of_container_and_updates(mode: str) -> None:
+    """Several updates land on one slice (index 3 twice, written once as -2): the slice
+    keeps the largest (smallest) of its own values and theirs."""
+    container, updates = _x(5, 4, seed=19), _x(4, 4, seed=20) * 2
+    idx = np.array([3, 1, -2, 0])
+
+    def add(b) -> None:
+        _const(b, "idx", idx)
+        b.add_scatter("s", ["c", "idx", "u"], "y", axis=1, mode=mode)
+
+    got = run_one_layer(
+        add, {"c": (1, 5, 4), "u": (1, 4, 4)}, {"c": container, "u": updates}, nd=True
+    )
+    want = torch.from_numpy(container.copy()).index_reduce_(
+        1, torch.from_numpy(idx % 5), torch.from_numpy(updates), _EXTREMA[mode][0]
+    )
+    assert_close(got, want.numpy())
+
+
+def test_scatter_max_along_a_middle_axis_with_2d_indices() -> None:
+    container, updates = _x(3, 5, 4, seed=21), _x(3, 2, 2, 4, seed=22)
+    idx = np.array([[0, 4], [4, 3]])
+
+    def add(b) -> None:
+        _const(b, "idx", idx)
+        b.add_scatter("s", ["c", "idx", "u"], "y", axis=2, mode="MAX")
+
+    got = run_one_layer(
+        add, {"c": (1, 3, 5, 4), "u": (1, 3, 2, 2, 4)}, {"c": container, "u": updates}, nd=True
+    )
+    want = container.copy()
+    for i in range(2):
+        for j in range(2):
+            want[:, :, idx[i, j]] = np.maximum(want[:, :, idx[i, j]], updates[:, :, i, j])
+    assert_close(got, want)
+
+
+@pytest.mark.parametrize("mode", sorted(_EXTREMA))
+def test_scatter_along_axis_max_and_min(mode: str) -> None:
+    container, updates = _x(5, 4, seed=23), _x(3, 4, seed=24) * 2
+    idx = rng(25).integers(0, 5, size=(N, 3, 4))  # duplicates within a column
+    got = run_one_layer(
+        lambda b: b.add_scatter_along_axis("s", ["c", "idx", "u"], "y", axis=1, mode=mode),
+        {"c": (1, 5, 4), "idx": (1, 3, 4), "u": (1, 3, 4)},
+        {"c": container, "idx": idx.astype(np.float32), "u": updates},
+        nd=True,
+    )
+    c, i, u = (torch.from_numpy(a) for a in (container, idx, updates))
+    want = c.scatter_reduce(1, i, u, _EXTREMA[mode][0])
+    assert_close(got, want.numpy())
+
+
+def test_scatter_along_axis_max_with_indices_narrower_than_the_container_is_refused() -> None:
+    def add(b) -> None:
+        b.add_scatter_along_axis("narrow", ["c", "idx", "u"], "y", axis=1, mode="MAX")
+
+    spec = build_spec({"c": (1, 5, 4), "idx": (1, 2, 3), "u": (1, 2, 3)}, ["y"], add, nd=True)
+    with pytest.raises(UnsupportedLayerError, match="'narrow'.*MAX/MIN.*smaller"):
         compile_network(spec)
+
+
+@pytest.mark.parametrize("mode", sorted(_EXTREMA))
+def test_scatter_nd_max_and_min_among_constants(mode: str) -> None:
+    container = rng(26).standard_normal((4, 3, 2)).astype(np.float32)
+    idx = np.array([[1, 2], [3, 0], [1, -1], [-3, 2]])  # [1, 2] three times
+    updates = rng(27).standard_normal((4, 2)).astype(np.float32) * 2
+
+    def add(b) -> None:
+        _const(b, "c", container)
+        _const(b, "idx", idx)
+        _const(b, "u", updates)
+        b.add_scatter_nd("s", ["c", "idx", "u"], "s_out", mode=mode)
+        b.add_elementwise("y", ["s_out", "x"], "y", "ADD")  # meets a batched input
+
+    x = _x(4, 3, 2, seed=28)
+    got = run_one_layer(add, {"x": (1, 4, 3, 2)}, {"x": x}, nd=True)
+    want = container.copy()
+    _EXTREMA[mode][1].at(want, tuple((idx % np.array([4, 3])).T), updates)
+    assert_close(got, want + x)
 
 
 @pytest.mark.parametrize(("mode", "reduce"), [("UPDATE", None), ("ADD", "sum"), ("MUL", "prod")])

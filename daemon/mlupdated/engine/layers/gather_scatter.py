@@ -17,8 +17,10 @@ What ONNX can express per example is converted:
 
 Indexing the batch axis itself (axis 0 of batched data, the first coordinate of a
 multi-index into batched data) is refused: per example it indexes an axis of size one,
-and the engine's rank bookkeeping cannot follow it. Scatter modes MAX and MIN need
-ONNX opset 18 and are refused.
+and the engine's rank bookkeeping cannot follow it.
+
+Scatter modes MAX and MIN have no ONNX reduction before opset 18 (the engine compiles to
+17); ``_extrema`` writes them out.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import onnx
 from ...errors import InvalidModelError
 from ..registry import ConvertContext, converts
 from ._common import batch_each, check_io, nd_axis, refused
+from ._extrema import extremum, extremum_nd, flat_front, same_shape_off_axis
 
 # ScatterMode values -> (ONNX reduction, how the updates are changed first).
 _UPDATE, _ADD, _SUB, _MUL, _DIV, _MAX, _MIN = range(7)
@@ -40,7 +43,6 @@ _MODES = {
     _MUL: ("mul", None),
     _DIV: ("mul", "Reciprocal"),
 }
-_MODE_NAMES = {_MAX: "MAX", _MIN: "MIN"}
 
 
 def _batched(ctx: ConvertContext, blob: str) -> bool:
@@ -58,10 +60,13 @@ def _indices(ctx: ConvertContext, blob: str, nodes: list) -> str:
 
 
 def _mode(layer: Any, mode: int) -> tuple[str, str | None]:
+    """The ONNX reduction of a scatter mode, and the op applied to the updates first
+    (MAX and MIN: see ``_extrema``)."""
     if mode in _MODES:
         return _MODES[mode]
-    name = _MODE_NAMES.get(mode, str(mode))
-    raise refused(layer, f"scatter mode {name} needs ONNX opset 18 (the engine compiles to 17)")
+    if mode in (_MAX, _MIN):
+        return "extremum", None
+    raise refused(layer, f"scatter mode {mode} is not one Core ML defines")
 
 
 def _updates(ctx: ConvertContext, blob: str, change: str | None, nodes: list) -> str:
@@ -170,7 +175,12 @@ def convert_scatter(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
     nodes.append(
         ctx.node("Transpose", [_updates(ctx, updates, change, nodes)], [moved_u], perm=perm_u)
     )
-    nodes.append(ctx.node("ScatterND", [moved_c, column, moved_u], [moved_y], reduction=reduction))
+    if reduction == "extremum":
+        moved_y = extremum(ctx, layer, flat_front(ctx, moved_c, ints, moved_u, nodes), rank, nodes)
+    else:
+        nodes.append(
+            ctx.node("ScatterND", [moved_c, column, moved_u], [moved_y], reduction=reduction)
+        )
     inverse = sorted(range(rank), key=perm_c.__getitem__)
     nodes.append(ctx.node("Transpose", [moved_y], [layer.output[0]], perm=inverse))
     ctx.set_rank(layer.output[0], rank)
@@ -191,6 +201,17 @@ def convert_scatter_along_axis(layer: Any, ctx: ConvertContext) -> list[onnx.Nod
     nodes: list[onnx.NodeProto] = []
     container, idx, updates = batch_each(ctx, [container, idx, updates], nodes)
     ints = _indices(ctx, idx, nodes)
+    if reduction == "extremum":
+        same_shape_off_axis(ctx, layer, container, idx, axis)
+        perm = [axis, *(a for a in range(rank) if a != axis)]
+        front = [ctx.fresh(h) for h in ("container_t", "indices_t", "updates_t")]
+        for blob, moved in zip((container, ints, updates), front, strict=True):
+            nodes.append(ctx.node("Transpose", [blob], [moved], perm=perm))
+        moved_y = extremum(ctx, layer, tuple(front), rank, nodes, per_element=True)
+        inverse = sorted(range(rank), key=perm.__getitem__)
+        nodes.append(ctx.node("Transpose", [moved_y], [layer.output[0]], perm=inverse))
+        ctx.set_rank(layer.output[0], rank)
+        return nodes
     nodes.append(
         ctx.node(
             "ScatterElements",
@@ -217,6 +238,11 @@ def convert_scatter_nd(layer: Any, ctx: ConvertContext) -> list[onnx.NodeProto]:
         )
     nodes: list[onnx.NodeProto] = []
     ints = _indices(ctx, idx, nodes)
+    if reduction == "extremum":
+        out = extremum_nd(ctx, layer, (container, idx, ints, updates), nodes)
+        nodes.append(ctx.node("Identity", [out], [layer.output[0]]))
+        ctx.set_rank(layer.output[0], ctx.rank(container))
+        return nodes
     nodes.append(
         ctx.node(
             "ScatterND",
