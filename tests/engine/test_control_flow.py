@@ -504,13 +504,63 @@ def test_a_blob_only_one_branch_makes_is_refused_naming_it() -> None:
     _refusal(spec, "choose", r"'y' is written only when the condition holds")
 
 
-def test_a_blob_first_written_in_a_loop_and_read_after_is_refused() -> None:
-    def add(b) -> None:
-        loop = b.add_loop("repeat", max_iterations=2)
-        _sub(loop.loop.bodyNetwork).add_copy("inside", "x", "y")
+def _last_step_loop(b, *, count: str | None = None, limit: int = 4) -> None:
+    """acc = x; repeat: acc = acc + x; step = 2 * acc (first written in the loop, read
+    after it); then out = step - 1."""
+    b.add_copy("start", "x", "acc")
+    if count is None:
+        loop = b.add_loop("repeat", max_iterations=limit)
+    else:
+        loop = b.add_loop("repeat", input_name=count, max_iterations=limit)
+    body = _sub(loop.loop.bodyNetwork)
+    body.add_elementwise("plus", ["acc", "x"], "next", "ADD")
+    body.add_copy("update", "next", "acc")
+    body.add_elementwise("twice", ["next"], "step", "MULTIPLY", alpha=2.0)
+    b.add_elementwise("after", ["step"], "out", "ADD", alpha=-1.0)
 
-    spec = build_spec({"x": (1, 3)}, ["y"], add, nd=True)
-    _refusal(spec, "repeat", r"'y' is first written inside the loop")
+
+def test_a_blob_first_written_in_a_loop_keeps_its_last_value_after_it() -> None:
+    x = _x(2, 3, seed=30)
+    spec = build_spec({"x": (1, 2, 3)}, ["out", "step"], _last_step_loop, nd=True)
+    got = run_spec(spec, {"x": x})
+    acc = x.copy()
+    for _ in range(4):
+        acc = acc + x
+        step = 2 * acc
+    assert_close(got["step"], step)
+    assert_close(got["out"], step - 1)
+
+
+def test_a_blob_first_written_in_a_loop_that_breaks_keeps_the_last_iterations_value() -> None:
+    """for 10: i += 1; last = i * x; if i >= 3: break. last is written before the
+    break, so the breaking iteration's value is the one read after the loop."""
+
+    def add(b) -> None:
+        _const(b, "zero", 0.0)
+        b.add_copy("i_start", "zero", "i")
+        loop = b.add_loop("repeat", max_iterations=10)
+        body = _counting_body(loop)
+        body.add_elementwise("weigh", ["i", "x"], "last", "MULTIPLY")
+        body.add_greater_than("enough", ["i"], "stop", alpha=3.0, use_greater_than_equal=True)
+        _jump_when(body, "check", "break", "stop")
+
+    x = _x(3, seed=31)
+    spec = build_spec({"x": (1, 3)}, ["last", "i"], add, nd=True)
+    got = run_spec(spec, {"x": x})
+    assert_close(got["last"], 3 * x)
+    assert_close(got["i"], np.full((1,), 3, np.float32))
+
+
+def test_a_blob_first_written_in_a_loop_that_never_runs_fails_in_one_line() -> None:
+    x = _x(2, 3, seed=32)
+    spec = build_spec(
+        {"x": (1, 2, 3), "n": (1, 1)}, ["out"], lambda b: _last_step_loop(b, count="n"), nd=True
+    )
+    got = run_spec(spec, {"x": x, "n": np.full((1, 1), 2.0, np.float32)})
+    assert_close(got["out"], 2 * (x + 2 * x) - 1)
+    with pytest.raises(EngineError) as failed:
+        run_spec(spec, {"x": x, "n": np.zeros((1, 1), np.float32)})
+    assert "\n" not in str(failed.value)
 
 
 @pytest.mark.parametrize("kind", ["break", "continue"])

@@ -14,8 +14,9 @@ what they write as outputs. The rewrite (names: ``layers._scope``; which blobs:
   with a ``conditionVar`` its ``conditionNetwork`` runs before the loop and after each
   iteration (a while loop, bounded by the count when there is one). Blobs the body or
   the condition network write that have a value before the loop are loop-carried;
-  one first written inside the loop and read after it has no value to start from and
-  is refused.
+  one first written inside the loop and read after it is a scan output of the ``Loop``
+  (its value at every iteration), of which the code after the loop reads the last (a
+  loop that runs no iteration leaves it without a value, an error when it runs).
 * ``loopBreak``/``loopContinue``: set the body's "broken"/"skipping" flags. What follows
   a branch that may set them runs inside an ``If`` on "skipping"; the loop's condition
   is "not broken" (and the condition network's result, which is not re-evaluated after
@@ -179,8 +180,8 @@ def _loop(scope: Scope, layer: Any, later: set[str]) -> None:
         first = scope.truth(layer, cond_var)
     else:
         first = scope.constant(True)
-    carried = _carried(scope, layer, cond_layers + body_layers, later)
-    if not carried:
+    carried, scanned = _carried(scope, cond_layers + body_layers, later)
+    if not carried and not scanned:
         return  # nothing the loop writes is seen outside it
 
     body, inputs = _body_scope(scope, first, carried)
@@ -200,23 +201,20 @@ def _loop(scope: Scope, layer: Any, later: set[str]) -> None:
         body.emit([ctx.node("And", [go_on, holds], [both])])
         go_on = both
     ctx.set_rank(go_on, 0)
-    _emit_loop(scope, layer, body, inputs, [count, first], carried, go_on)
+    _emit_loop(scope, layer, body, inputs, [count, first], (carried, scanned), go_on)
 
 
-def _carried(scope: Scope, layer: Any, layers: list[Any], later: set[str]) -> list[str]:
-    """The blobs a loop writes that have a value before it (its carried values); one
-    without that the code after the loop reads is refused."""
-    carried = []
+def _carried(scope: Scope, layers: list[Any], later: set[str]) -> tuple[list[str], list[str]]:
+    """The blobs a loop writes that have a value before it (its carried values), and
+    those first written inside it that the code after the loop reads (its scanned
+    values: the last iteration's is read)."""
+    carried, scanned = [], []
     for blob in writes(layers):
         if scope.lookup(blob) is not None:
             carried.append(blob)
         elif blob in later:
-            raise refused(
-                layer,
-                f"blob {blob!r} is first written inside the loop and read after it; it has "
-                "no value before the loop to carry",
-            )
-    return carried
+            scanned.append(blob)
+    return carried, scanned
 
 
 def _body_scope(
@@ -254,25 +252,41 @@ def _emit_loop(
     body: Scope,
     inputs: list[onnx.ValueInfoProto],
     head: list[str],
-    carried: list[str],
+    blobs: tuple[list[str], list[str]],
     go_on: str,
 ) -> None:
-    """The ``Loop`` node (``head``: trip count, first condition); the carried blobs
-    then name its outputs."""
+    """The ``Loop`` node (``head``: trip count, first condition); ``blobs``: the carried
+    blobs, which then name its outputs, and the scanned ones, which then name the last
+    value of its scan outputs."""
     ctx = scope.ctx
+    carried, scanned = blobs
     initial = [scope.must(layer, blob) for blob in carried]
     finals = [body.must(layer, blob) for blob in carried]
     for blob, before, final in zip(carried, initial, finals, strict=True):
         if ctx.rank(final) != ctx.rank(before):
             raise refused(layer, f"blob {blob!r} changes rank inside the loop")
-    graph = subgraph(body, "body", inputs, [(BROKEN, go_on), *zip(carried, finals, strict=True)])
+    steps = [body.must(layer, blob) for blob in scanned]
+    results = [
+        (BROKEN, go_on),
+        *zip(carried, finals, strict=True),
+        *zip(scanned, steps, strict=True),
+    ]
+    graph = subgraph(body, "body", inputs, results)
     outs = [ctx.fresh(f"{blob}__loop") for blob in carried]
-    scope.nodes.append(ctx.node("Loop", [*head, *initial], outs, body=graph))
+    every = [ctx.fresh(f"{blob}__steps") for blob in scanned]
+    scope.nodes.append(ctx.node("Loop", [*head, *initial], [*outs, *every], body=graph))
     shadow = []
     for blob, out, final in zip(carried, outs, finals, strict=True):
         shadow.append(ctx.node("Identity", [final], [out]))
         ctx.set_rank(out, ctx.rank(final))
         scope.values[blob] = out
+    last_index = ctx.const(np.array(-1, dtype=np.int64), hint="last")
+    for blob, all_steps, step in zip(scanned, every, steps, strict=True):
+        last = ctx.fresh(f"{blob}__last")
+        scope.nodes.append(ctx.node("Gather", [all_steps, last_index], [last], axis=0))
+        shadow.append(ctx.node("Identity", [step], [last]))
+        ctx.set_rank(last, ctx.rank(step))
+        scope.values[blob] = last
     ctx.extend_graph(shadow)
 
 
