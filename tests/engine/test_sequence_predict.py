@@ -332,3 +332,83 @@ def test_only_the_most_recently_used_sequence_graphs_are_kept(lstm_model, monkey
     (stage,) = predictor._stages
     # 3 was used less recently than 2, so it made room for 4.
     assert list(stage.sequences._sessions) == [(("x", 2),), (("x", 4),)]
+
+
+def _pipeline(stages, inputs, outputs):
+    """A pipeline of ``stages`` (specs), described by the first's ``inputs`` and the
+    last's ``outputs`` (names)."""
+    from mlupdated.coreml.proto import Model_pb2
+
+    spec = Model_pb2.Model()
+    spec.specificationVersion = max(s.specificationVersion for s in stages)
+    spec.pipeline.models.extend(stages)
+    first, last = stages[0].description, stages[-1].description
+    spec.description.input.extend(f for f in first.input if f.name in inputs)
+    spec.description.output.extend(f for f in last.output if f.name in outputs)
+    return spec
+
+
+def _softmax_stage():
+    builder = _builder([("y", (3,))], ["p"])
+    builder.add_softmax("soft", "y", "p")
+    return builder.spec
+
+
+def test_a_pipeline_takes_a_sequence_where_its_first_network_does(rnn_model, tmp_path) -> None:
+    from mlupdated.coreml.spec import load_spec
+
+    path, rnn, dense = rnn_model
+    spec = _pipeline([load_spec(path), _softmax_stage()], {"x"}, {"p"})
+    pipeline_path = tmp_path / "pipeline.mlmodel"
+    save_spec(spec, pipeline_path)
+    x = _x(21, steps=9)
+    got = mlupdated.predict(pipeline_path, {"x": x[:, None, :, None, None]})
+    with torch.no_grad():
+        _, h = rnn(torch.from_numpy(x)[None])
+        want = torch.softmax(dense(h[0]), dim=-1).numpy()[0]
+    assert_close(got["p"].reshape(3), want)
+
+
+def test_a_pipeline_input_that_a_later_stage_reads_as_it_is_takes_no_sequence(
+    rnn_model, tmp_path
+) -> None:
+    """The pipeline's input also feeds a stage that takes no sequence (a network with
+    the input declared [IN, 1, 1] of another mapping): the sequence is refused."""
+    from mlupdated.coreml.sequences import sequence_inputs
+    from mlupdated.coreml.spec import load_spec
+
+    path, _, _ = rnn_model
+    plain = _builder([("x", (IN, 1, 1)), ("y", (3,))], ["z"])
+    plain.add_elementwise("sum", ["y"], "z", "ADD", alpha=1.0)
+    plain.spec.neuralNetwork.arrayInputShapeMapping = 1  # EXACT: no sequences
+    spec = _pipeline([load_spec(path), plain.spec], {"x"}, {"z"})
+    assert sequence_inputs(spec) == {}
+    alone = _pipeline([load_spec(path), _softmax_stage()], {"x"}, {"p"})
+    assert sequence_inputs(alone) == {"x": (IN, 1, 1)}
+
+
+def test_a_pipeline_feeds_zeros_for_a_state_input_left_out(lstm_model, tmp_path) -> None:
+    """The LSTM's optional state inputs, left out of a pipeline that passes them to the
+    network only, start at zeros; given, they are used."""
+    from mlupdated.coreml.spec import load_spec
+
+    path, lstm = lstm_model
+    after = _builder([("y", (H,))], ["z"])
+    after.add_elementwise("twice", ["y"], "z", "MULTIPLY", alpha=2.0)
+    spec = _pipeline(
+        [load_spec(path), after.spec], {"x", "lstm_h_in", "lstm_c_in"}, {"z", "lstm_h_out"}
+    )
+    spec.description.output.extend(
+        f for f in load_spec(path).description.output if f.name == "lstm_h_out"
+    )
+    pipeline_path = tmp_path / "pipeline.mlmodel"
+    save_spec(spec, pipeline_path)
+    x = _x(22, steps=1)[0]
+    ys, h, _ = _torch_lstm(lstm, x[None])
+    got = mlupdated.predict(pipeline_path, {"x": x})
+    assert_close(got["z"].reshape(H), 2 * ys[-1])
+    assert_close(got["lstm_h_out"].reshape(H), h)
+    h0 = rng(23).standard_normal(H).astype(np.float32)
+    ys, h, _ = _torch_lstm(lstm, x[None], h0=h0)
+    got = mlupdated.predict(pipeline_path, {"x": x, "lstm_h_in": h0})
+    assert_close(got["z"].reshape(H), 2 * ys[-1])

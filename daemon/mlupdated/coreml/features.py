@@ -21,8 +21,7 @@ import numpy as np
 
 from ..errors import FeatureError, MlupdatedError
 from .image_tensor import _allowed_shapes, _in_range, multiarray_shape
-from .sequences import as_sequence, sequence_forms, sequence_inputs
-from .spec import NEURAL_NETWORK_KINDS
+from .sequences import as_sequence, network_inputs, sequence_forms, sequence_inputs
 
 FEATURE_KINDS = {
     "doubleType": "a number (double)",
@@ -201,10 +200,11 @@ def check_example(
     spec: Any, raw: Mapping[str, Any], *, resize: str = "scaleFill"
 ) -> dict[str, Any]:
     """Every input of one example, converted (see :func:`convert_value`); refuses unknown
-    names and missing inputs (an optional double left out is NaN; a neural network's
-    optional multi-array stays out, and the engine's network stage feeds zeros for it,
-    as Core ML does for a recurrent layer's state input that is not given; an imputer's
-    optional string, int64 or dictionary None, the value it imputes)."""
+    names and missing inputs (an optional double left out is NaN; an optional
+    multi-array that only neural networks read stays out, and the engine's network stage
+    feeds zeros for it, as Core ML does for a recurrent layer's state input that is not
+    given; an imputer's optional string, int64 or dictionary None, the value it
+    imputes)."""
     inputs = _inputs(spec)
     sequences = sequence_inputs(spec)
     for name in raw:
@@ -226,7 +226,7 @@ def check_example(
             if (
                 feature.type.isOptional
                 and _kind(feature) == "multiArrayType"
-                and spec.WhichOneof("Type") in NEURAL_NETWORK_KINDS
+                and name in network_inputs(spec)
             ):
                 continue  # the network stage feeds zeros of the shape it runs
             expected = FEATURE_KINDS.get(_kind(feature) or "", "a value")

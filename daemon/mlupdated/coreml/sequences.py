@@ -7,6 +7,9 @@ one step of one example, but Core ML also accepts it with the first two axes giv
 ``[C, H, W]``; a recurrent layer then runs over the Seq steps (and the layers before
 it apply to each step). Here such an array becomes ``[Seq, *declared]``, the one
 example's value that the engine feeds as ``[N, Seq, *declared]``.
+
+A pipeline takes a sequence where its input goes straight to such networks only: each
+stage that reads it (before any stage makes a feature of that name) must be one.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import numpy as np
 
 from ..errors import FeatureError, MlupdatedError
 from .image_tensor import multiarray_shape
-from .spec import NEURAL_NETWORK_KINDS
+from .spec import NEURAL_NETWORK_KINDS, PIPELINE_KINDS
 
 # NeuralNetwork.arrayInputShapeMapping: RANK5_ARRAY_MAPPING (the classic one) is 0.
 RANK5_ARRAY_MAPPING = 0
@@ -27,6 +30,8 @@ def sequence_inputs(spec: Any) -> dict[str, tuple[int, ...]]:
     """The inputs of ``spec`` that may be fed as a sequence, with their declared shape:
     the ``[C]`` and ``[C, H, W]`` multi-array inputs of a rank-5-mapped network."""
     kind = spec.WhichOneof("Type")
+    if kind in PIPELINE_KINDS:
+        return _pipeline_sequence_inputs(spec, kind)
     if kind not in NEURAL_NETWORK_KINDS:
         return {}
     if getattr(spec, kind).arrayInputShapeMapping != RANK5_ARRAY_MAPPING:
@@ -42,6 +47,46 @@ def sequence_inputs(spec: Any) -> dict[str, tuple[int, ...]]:
         if len(shape) in (1, 3):
             found[feature.name] = shape
     return found
+
+
+def _pipeline_sequence_inputs(spec: Any, kind: str) -> dict[str, tuple[int, ...]]:
+    """A pipeline's inputs that every stage reading them takes as a sequence."""
+    found: dict[str, tuple[int, ...]] = {}
+    for name, readers in _pipeline_readers(spec, kind).items():
+        shapes = [sequence_inputs(model).get(name) for model in readers]
+        if shapes and all(shape is not None for shape in shapes):
+            found[name] = shapes[0]  # type: ignore[assignment]
+    return found
+
+
+def _pipeline_readers(spec: Any, kind: str) -> dict[str, list[Any]]:
+    """Each input of a pipeline, with the stages that read it as the pipeline's input
+    (before any stage makes a feature of that name)."""
+    pipeline = spec.pipeline if kind == "pipeline" else getattr(spec, kind).pipeline
+    readers: dict[str, list[Any]] = {f.name: [] for f in spec.description.input}
+    made: set[str] = set()
+    for model in pipeline.models:
+        for feature in model.description.input:
+            if feature.name in readers and feature.name not in made:
+                readers[feature.name].append(model)
+        made.update(f.name for f in model.description.output)
+    return readers
+
+
+def network_inputs(spec: Any) -> set[str]:
+    """The inputs of ``spec`` that go to neural networks only: all of a network's, and a
+    pipeline's that only network stages read (an optional multi-array among them may be
+    left out: the network stage feeds zeros, as Core ML does)."""
+    kind = spec.WhichOneof("Type")
+    if kind in NEURAL_NETWORK_KINDS:
+        return {f.name for f in spec.description.input}
+    if kind not in PIPELINE_KINDS:
+        return set()
+    return {
+        name
+        for name, readers in _pipeline_readers(spec, kind).items()
+        if readers and all(name in network_inputs(model) for model in readers)
+    }
 
 
 def sequence_forms(declared: tuple[int, ...]) -> str:
@@ -80,4 +125,9 @@ def as_sequence(name: str, declared: tuple[int, ...], array: np.ndarray) -> np.n
     return steps[0] if seq == 1 else steps
 
 
-__all__ = ["as_sequence", "sequence_forms", "sequence_inputs"]
+__all__ = [
+    "as_sequence",
+    "network_inputs",
+    "sequence_forms",
+    "sequence_inputs",
+]
