@@ -28,7 +28,8 @@ RANK5_ARRAY_MAPPING = 0
 
 def sequence_inputs(spec: Any) -> dict[str, tuple[int, ...]]:
     """The inputs of ``spec`` that may be fed as a sequence, with their declared shape:
-    the ``[C]`` and ``[C, H, W]`` multi-array inputs of a rank-5-mapped network."""
+    the ``[C]`` and ``[C, H, W]`` multi-array inputs of a rank-5-mapped network, and a
+    pipeline's inputs that only such inputs of its stages read."""
     kind = spec.WhichOneof("Type")
     if kind in PIPELINE_KINDS:
         return _pipeline_sequence_inputs(spec, kind)
@@ -53,9 +54,9 @@ def _pipeline_sequence_inputs(spec: Any, kind: str) -> dict[str, tuple[int, ...]
     """A pipeline's inputs that every stage reading them takes as a sequence."""
     found: dict[str, tuple[int, ...]] = {}
     for name, readers in _pipeline_readers(spec, kind).items():
-        shapes = [sequence_inputs(model).get(name) for model in readers]
-        if shapes and all(shape is not None for shape in shapes):
-            found[name] = shapes[0]  # type: ignore[assignment]
+        takes = [sequence_inputs(model) for model in readers]
+        if takes and all(name in each for each in takes):
+            found[name] = takes[0][name]
     return found
 
 
