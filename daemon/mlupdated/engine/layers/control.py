@@ -32,12 +32,13 @@ from typing import Any
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper
+from onnx import TensorProto
 
 from ..dataflow import JUMPS, exposed_reads, layer_reads, may_jump, sub_networks, writes
 from ..registry import ConvertContext, converts
 from ._common import invalid, refused
-from ._scope import BROKEN, FLAGS, SKIPPING, Scope, elem_type, safe_name, subgraph
+from ._loop import body_scope, emit_loop
+from ._scope import BROKEN, FLAGS, SKIPPING, Scope, safe_name, subgraph
 
 
 def compile_block(scope: Scope, layers: list[Any], later: set[str]) -> None:
@@ -184,7 +185,7 @@ def _loop(scope: Scope, layer: Any, later: set[str]) -> None:
     if not carried and not scanned:
         return  # nothing the loop writes is seen outside it
 
-    body, inputs = _body_scope(scope, first, carried)
+    body, inputs = body_scope(scope, first, carried)
     not_yet = body.must(layer, BROKEN)
     compile_block(body, body_layers, body_later)
     broken = body.must(layer, BROKEN)
@@ -201,7 +202,7 @@ def _loop(scope: Scope, layer: Any, later: set[str]) -> None:
         body.emit([ctx.node("And", [go_on, holds], [both])])
         go_on = both
     ctx.set_rank(go_on, 0)
-    _emit_loop(scope, layer, body, inputs, [count, first], (carried, scanned), go_on)
+    emit_loop(scope, layer, body, inputs, [count, first], (carried, scanned), go_on)
 
 
 def _carried(scope: Scope, layers: list[Any], later: set[str]) -> tuple[list[str], list[str]]:
@@ -215,79 +216,6 @@ def _carried(scope: Scope, layers: list[Any], later: set[str]) -> tuple[list[str
         elif blob in later:
             scanned.append(blob)
     return carried, scanned
-
-
-def _body_scope(
-    scope: Scope, first: str, carried: list[str]
-) -> tuple[Scope, list[onnx.ValueInfoProto]]:
-    """The body's scope, its carried blobs bound to the body's inputs (declared in the
-    returned list after the iteration number and the condition) and its flags false."""
-    ctx = scope.ctx
-    body = scope.child(in_loop=True)
-    iteration, cond_in = ctx.fresh("iteration"), ctx.fresh("cond_in")
-    inputs = [
-        helper.make_tensor_value_info(iteration, TensorProto.INT64, []),
-        helper.make_tensor_value_info(cond_in, TensorProto.BOOL, []),
-    ]
-    shadow = [
-        ctx.node("Identity", [ctx.const(np.array(0, dtype=np.int64), hint="zero")], [iteration]),
-        ctx.node("Identity", [first], [cond_in]),
-    ]
-    for blob in carried:
-        before = scope.must(None, blob)
-        name = ctx.fresh(f"{blob}__in")
-        rank = ctx.rank(before)
-        ctx.set_rank(name, rank)
-        inputs.append(helper.make_tensor_value_info(name, elem_type(blob), [None] * rank))
-        shadow.append(ctx.node("Identity", [before], [name]))
-        body.values[blob] = name
-    ctx.extend_graph(shadow)
-    body.values[BROKEN] = body.values[SKIPPING] = scope.constant(False)
-    return body, inputs
-
-
-def _emit_loop(
-    scope: Scope,
-    layer: Any,
-    body: Scope,
-    inputs: list[onnx.ValueInfoProto],
-    head: list[str],
-    blobs: tuple[list[str], list[str]],
-    go_on: str,
-) -> None:
-    """The ``Loop`` node (``head``: trip count, first condition); ``blobs``: the carried
-    blobs, which then name its outputs, and the scanned ones, which then name the last
-    value of its scan outputs."""
-    ctx = scope.ctx
-    carried, scanned = blobs
-    initial = [scope.must(layer, blob) for blob in carried]
-    finals = [body.must(layer, blob) for blob in carried]
-    for blob, before, final in zip(carried, initial, finals, strict=True):
-        if ctx.rank(final) != ctx.rank(before):
-            raise refused(layer, f"blob {blob!r} changes rank inside the loop")
-    steps = [body.must(layer, blob) for blob in scanned]
-    results = [
-        (BROKEN, go_on),
-        *zip(carried, finals, strict=True),
-        *zip(scanned, steps, strict=True),
-    ]
-    graph = subgraph(body, "body", inputs, results)
-    outs = [ctx.fresh(f"{blob}__loop") for blob in carried]
-    every = [ctx.fresh(f"{blob}__steps") for blob in scanned]
-    scope.nodes.append(ctx.node("Loop", [*head, *initial], [*outs, *every], body=graph))
-    shadow = []
-    for blob, out, final in zip(carried, outs, finals, strict=True):
-        shadow.append(ctx.node("Identity", [final], [out]))
-        ctx.set_rank(out, ctx.rank(final))
-        scope.values[blob] = out
-    last_index = ctx.const(np.array(-1, dtype=np.int64), hint="last")
-    for blob, all_steps, step in zip(scanned, every, steps, strict=True):
-        last = ctx.fresh(f"{blob}__last")
-        scope.nodes.append(ctx.node("Gather", [all_steps, last_index], [last], axis=0))
-        shadow.append(ctx.node("Identity", [step], [last]))
-        ctx.set_rank(last, ctx.rank(step))
-        scope.values[blob] = last
-    ctx.extend_graph(shadow)
 
 
 @converts("branch", "loop")
