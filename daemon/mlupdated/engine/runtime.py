@@ -10,6 +10,7 @@ import ctypes
 import ctypes.util
 import gc
 import os
+import re
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
 _LOG_SEVERITY = 4
 
 _log = get_logger(__name__)
+# "... running Gather node. Name:'repeat/Gather__39' Status Message: indices ...".
+_FAILED_NODE = re.compile(r"Name:'([^']+)/([A-Za-z]+)__\d+' Status Message: (.*)")
 
 
 # onnxruntime's input type names -> the NumPy type a feed is converted to.
@@ -120,8 +123,20 @@ class Session:
         try:
             results = self._session.run(self.output_names, arrays)
         except Exception as exc:
-            raise EngineError(f"onnxruntime failed: {exc}") from exc
+            raise EngineError(run_failure(str(exc))) from exc
         return dict(zip(self.output_names, results, strict=True))
+
+
+def run_failure(message: str) -> str:
+    """onnxruntime's message for a run that failed, as one line naming the Core ML
+    layer whose node failed where the node still has the name the compiler gave it
+    (``LAYER/OP__N``; nodes onnxruntime fused are renamed)."""
+    message = " ".join(message.split())
+    found = _FAILED_NODE.search(message)
+    if found is None:
+        return f"onnxruntime failed: {message}"
+    layer, op, reason = found.groups()
+    return f"onnxruntime failed in layer {layer!r} ({op}): {reason}"
 
 
 def _options(ort: Any, threads: Threads, *, optimize: bool) -> Any:
