@@ -134,8 +134,7 @@ def test_loop_count_from_an_input_blob(count: float) -> None:
 def _while_loop(b, *, bound: int = 0) -> None:
     """acc = x, n = 0; while max(acc) < 100 (and n < bound): acc = acc * 3; n += 1."""
     b.add_copy("start", "x", "acc")
-    _const(b, "zero", 0.0)
-    b.add_copy("count_start", "zero", "n")
+    _counters(b, "n")
     loop = b.add_loop("grow", condition="go", max_iterations=bound)
     cond = _sub(loop.loop.conditionNetwork)
     cond.add_reduce_max("biggest", "acc", "top", axes=None, keepdims=False, reduce_all=True)
@@ -171,6 +170,20 @@ def _counting_body(loop) -> Any:
     return body
 
 
+def _counters(b, *names: str) -> None:
+    """Blobs that start at 0 before a loop (iteration counters)."""
+    _const(b, "zero", 0.0)
+    for name in names:
+        b.add_copy(f"{name}_start", "zero", name)
+
+
+def _add_i_times_x(body) -> None:
+    """The rest of a counting body: acc += i * x."""
+    body.add_elementwise("weigh", ["i", "x"], "step", "MULTIPLY")
+    body.add_elementwise("plus", ["acc", "step"], "next", "ADD")
+    body.add_copy("update", "next", "acc")
+
+
 def _jump_when(body, name: str, kind: str, cond: str) -> None:
     branch = body.add_branch(name, cond)
     inner = _sub(branch.branch.ifBranch)
@@ -182,15 +195,12 @@ def test_loop_break_inside_a_branch_stops_the_loop() -> None:
 
     def add(b) -> None:
         b.add_copy("start", "x", "acc")
-        _const(b, "zero", 0.0)
-        b.add_copy("i_start", "zero", "i")
+        _counters(b, "i")
         loop = b.add_loop("repeat", max_iterations=10)
         body = _counting_body(loop)
         body.add_greater_than("enough", ["i"], "stop", alpha=3.0, use_greater_than_equal=True)
         _jump_when(body, "check", "break", "stop")
-        body.add_elementwise("weigh", ["i", "x"], "step", "MULTIPLY")
-        body.add_elementwise("plus", ["acc", "step"], "next", "ADD")
-        body.add_copy("update", "next", "acc")
+        _add_i_times_x(body)
 
     x = _x(3, seed=7)
     spec = build_spec({"x": (1, 3)}, ["acc", "i"], add, nd=True)
@@ -210,8 +220,7 @@ def test_loop_continue_skips_the_rest_of_the_iteration() -> None:
 
     def add(b) -> None:
         b.add_copy("start", "x", "acc")
-        _const(b, "zero", 0.0)
-        b.add_copy("i_start", "zero", "i")
+        _counters(b, "i")
         loop = b.add_loop("repeat", max_iterations=6)
         body = _counting_body(loop)
         body.add_elementwise("halve", ["i"], "half", "MULTIPLY", alpha=0.5)
@@ -219,9 +228,7 @@ def test_loop_continue_skips_the_rest_of_the_iteration() -> None:
         body.add_elementwise("double", ["floored"], "back", "MULTIPLY", alpha=2.0)
         body.add_equal("even", ["back", "i"], "is_even")
         _jump_when(body, "check", "continue", "is_even")
-        body.add_elementwise("weigh", ["i", "x"], "step", "MULTIPLY")
-        body.add_elementwise("plus", ["acc", "step"], "next", "ADD")
-        body.add_copy("update", "next", "acc")
+        _add_i_times_x(body)
 
     x = _x(3, seed=8)
     spec = build_spec({"x": (1, 3)}, ["acc", "i"], add, nd=True)
@@ -241,9 +248,7 @@ def test_break_skips_the_condition_network() -> None:
     each iteration, but not after the iteration that breaks."""
 
     def add(b) -> None:
-        _const(b, "zero", 0.0)
-        b.add_copy("i_start", "zero", "i")
-        b.add_copy("checks_start", "zero", "checks")
+        _counters(b, "i", "checks")
         loop = b.add_loop("repeat", condition="go", max_iterations=0)
         cond = _sub(loop.loop.conditionNetwork)
         cond.add_elementwise("tick_checks", ["checks"], "checks_next", "ADD", alpha=1.0)
@@ -271,9 +276,7 @@ def test_jumps_nested_in_branches_and_in_an_inner_loop() -> None:
 
     def add(b) -> None:
         b.add_copy("start", "x", "acc")
-        _const(b, "zero", 0.0)
-        b.add_copy("i_start", "zero", "i")
-        b.add_copy("j_start", "zero", "j")
+        _counters(b, "i", "j")
         loop = b.add_loop("outer", max_iterations=10)
         body = _counting_body(loop)
         inner = body.add_loop("inner", max_iterations=5)
@@ -290,9 +293,7 @@ def test_jumps_nested_in_branches_and_in_an_inner_loop() -> None:
         _jump_when(middle, "stop_check", "break", "stop")
         body.add_greater_than("past_three", ["i"], "skip", alpha=3.0, use_greater_than_equal=True)
         _jump_when(body, "skip_check", "continue", "skip")
-        body.add_elementwise("weigh", ["i", "x"], "step", "MULTIPLY")
-        body.add_elementwise("plus", ["acc", "step"], "next", "ADD")
-        body.add_copy("update", "next", "acc")
+        _add_i_times_x(body)
 
     x = _x(3, seed=14)
     spec = build_spec({"x": (1, 3)}, ["acc", "i", "j"], add, nd=True)
@@ -320,9 +321,8 @@ def test_a_blob_written_after_a_possible_break_inside_a_branch() -> None:
 
     def add(b) -> None:
         b.add_copy("start", "x", "acc")
-        _const(b, "zero", 0.0)
+        _counters(b, "i")
         _const(b, "one", 1.0)
-        b.add_copy("i_start", "zero", "i")
         loop = b.add_loop("repeat", max_iterations=10)
         body = _counting_body(loop)
         branch = body.add_branch("always", "one")
@@ -536,8 +536,7 @@ def test_a_blob_first_written_in_a_loop_that_breaks_keeps_the_last_iterations_va
     break, so the breaking iteration's value is the one read after the loop."""
 
     def add(b) -> None:
-        _const(b, "zero", 0.0)
-        b.add_copy("i_start", "zero", "i")
+        _counters(b, "i")
         loop = b.add_loop("repeat", max_iterations=10)
         body = _counting_body(loop)
         body.add_elementwise("weigh", ["i", "x"], "last", "MULTIPLY")
