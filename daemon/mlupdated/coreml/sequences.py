@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import FeatureError, MlupdatedError
 from .image_tensor import multiarray_shape
-from .spec import NEURAL_NETWORK_KINDS, PIPELINE_KINDS
+from .spec import NEURAL_NETWORK_KINDS, PIPELINE_KINDS, pipeline_stages
 
 # NeuralNetwork.arrayInputShapeMapping: RANK5_ARRAY_MAPPING (the classic one) is 0.
 RANK5_ARRAY_MAPPING = 0
@@ -32,7 +32,7 @@ def sequence_inputs(spec: Any) -> dict[str, tuple[int, ...]]:
     pipeline's inputs that only such inputs of its stages read."""
     kind = spec.WhichOneof("Type")
     if kind in PIPELINE_KINDS:
-        return _pipeline_sequence_inputs(spec, kind)
+        return _pipeline_sequence_inputs(spec)
     if kind not in NEURAL_NETWORK_KINDS:
         return {}
     if getattr(spec, kind).arrayInputShapeMapping != RANK5_ARRAY_MAPPING:
@@ -50,23 +50,22 @@ def sequence_inputs(spec: Any) -> dict[str, tuple[int, ...]]:
     return found
 
 
-def _pipeline_sequence_inputs(spec: Any, kind: str) -> dict[str, tuple[int, ...]]:
+def _pipeline_sequence_inputs(spec: Any) -> dict[str, tuple[int, ...]]:
     """A pipeline's inputs that every stage reading them takes as a sequence."""
     found: dict[str, tuple[int, ...]] = {}
-    for name, readers in _pipeline_readers(spec, kind).items():
+    for name, readers in _pipeline_readers(spec).items():
         takes = [sequence_inputs(model) for model in readers]
         if takes and all(name in each for each in takes):
             found[name] = takes[0][name]
     return found
 
 
-def _pipeline_readers(spec: Any, kind: str) -> dict[str, list[Any]]:
+def _pipeline_readers(spec: Any) -> dict[str, list[Any]]:
     """Each input of a pipeline, with the stages that read it as the pipeline's input
     (before any stage makes a feature of that name)."""
-    pipeline = spec.pipeline if kind == "pipeline" else getattr(spec, kind).pipeline
     readers: dict[str, list[Any]] = {f.name: [] for f in spec.description.input}
     made: set[str] = set()
-    for model in pipeline.models:
+    for model in pipeline_stages(spec):
         for feature in model.description.input:
             if feature.name in readers and feature.name not in made:
                 readers[feature.name].append(model)
@@ -81,11 +80,9 @@ def network_inputs(spec: Any) -> set[str]:
     kind = spec.WhichOneof("Type")
     if kind in NEURAL_NETWORK_KINDS:
         return {f.name for f in spec.description.input}
-    if kind not in PIPELINE_KINDS:
-        return set()
     return {
         name
-        for name, readers in _pipeline_readers(spec, kind).items()
+        for name, readers in _pipeline_readers(spec).items()
         if readers and all(name in network_inputs(model) for model in readers)
     }
 

@@ -11,7 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..coreml.spec import CLASSIC_KINDS, KNN_KIND, PIPELINE_KINDS, apple_only_reason
+from ..coreml.spec import (
+    CLASSIC_KINDS,
+    KNN_KIND,
+    PIPELINE_KINDS,
+    apple_only_reason,
+    pipeline_stages,
+)
 from ..errors import EngineError, InvalidModelError, MlupdatedError, UnsupportedModelError
 from .dataflow import has_control_flow
 from .graph_cache import load_session
@@ -231,9 +237,8 @@ def build_stages(
             exc.args = (exc.reason,)
         raise
     if kind in PIPELINE_KINDS:
-        pipeline = spec.pipeline if kind == "pipeline" else getattr(spec, kind).pipeline
         stages: list[Stage] = []
-        for index, model in enumerate(pipeline.models):
+        for index, model in enumerate(pipeline_stages(spec)):
             stages.extend(
                 build_stages(
                     model,
